@@ -1,0 +1,294 @@
+//! Deciding a customer's level at an instant, when it will drop, when it becomes at risk, and why.
+
+use crate::customer::{CustomerState, Standing};
+use crate::level::{Direction, Level, LEVEL_COUNT};
+use crate::rules::{KindId, Rules};
+use crate::time::{Timestamp, MILLIS_PER_DAY};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Where a customer stands at an instant, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub level: Level,
+    /// Since when the customer has been at `level`.
+    pub since: Timestamp,
+    /// The first instant at which the level is lower, if nothing new arrives.
+    pub drops_at: Option<Timestamp>,
+    /// The level it drops to at `drops_at`.
+    pub drops_to: Option<Level>,
+    /// The instant the customer enters the at-risk window (`drops_at − at_risk_horizon`).
+    pub at_risk_at: Option<Timestamp>,
+    /// The level the customer had before this decision.
+    pub previous: Level,
+    pub explanation: Explanation,
+}
+
+/// Evidence against the bars for one level.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RungEvidence {
+    pub level: Level,
+    pub evidence: f64,
+    /// Evidence needed to rise to this level.
+    pub threshold: f64,
+    /// Evidence needed to stay once there (`hysteresis × threshold`).
+    pub hold_threshold: f64,
+}
+
+/// A kind that contributed to the customer's level.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KindContribution {
+    pub kind: String,
+    pub level: Level,
+    /// Its decayed evidence now.
+    pub evidence: f64,
+    /// How many interactions of this kind were folded.
+    pub count: u64,
+}
+
+/// What would move the customer up one level.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NextStep {
+    pub level: Level,
+    /// Evidence still missing for that level (0 when only consent is missing).
+    pub missing_evidence: f64,
+    /// True when the customer must also give consent on some channel.
+    pub needs_consent: bool,
+    /// An interaction kind that would do it, and how many of them.
+    pub suggested_kind: Option<String>,
+    pub suggested_count: u32,
+}
+
+/// Why a customer is where they are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// One entry per level, observing first.
+    pub rungs: Vec<RungEvidence>,
+    /// The kinds that contributed most to the current level, largest first (at most three).
+    pub top_kinds: Vec<KindContribution>,
+    pub next_step: Option<NextStep>,
+    pub has_consent: bool,
+}
+
+impl Decision {
+    pub fn direction(&self) -> Option<Direction> {
+        Direction::between(self.previous, self.level)
+    }
+
+    /// What to store so the next decision applies hysteresis and knows its deadlines.
+    pub fn standing(&self) -> Standing {
+        Standing {
+            level: self.level,
+            since: self.since,
+            drops_at: self.drops_at,
+            at_risk_at: self.at_risk_at,
+        }
+    }
+
+    /// Inside the window before a drop.
+    pub fn is_at_risk(&self, now: Timestamp) -> bool {
+        matches!((self.at_risk_at, self.drops_at), (Some(risk), Some(drop)) if risk <= now && now < drop)
+    }
+
+    /// The next instant at which deciding again may change something: entering the at-risk
+    /// window, or dropping. The scheduled sweep rescores the customer then.
+    pub fn next_transition(&self, now: Timestamp) -> Option<Timestamp> {
+        match (self.at_risk_at, self.drops_at) {
+            (Some(risk), Some(drop)) if risk > now => Some(risk.min(drop)),
+            (_, drop) => drop,
+        }
+    }
+
+    /// One paragraph a community manager can read.
+    pub fn summary(&self) -> String {
+        let mut text = format!("{} since {}", self.level.title(), self.since.human_date());
+        let kinds: Vec<String> = self
+            .explanation
+            .top_kinds
+            .iter()
+            .map(|k| format!("{} {}", k.count, k.kind))
+            .collect();
+        if !kinds.is_empty() {
+            let _ = write!(text, ": {}", kinds.join(", "));
+        }
+        text.push('.');
+        if let (Some(drops_at), Some(drops_to)) = (self.drops_at, self.drops_to) {
+            let _ = write!(
+                text,
+                " Drops to {} on {} unless more {} evidence arrives.",
+                drops_to.title(),
+                drops_at.human_date(),
+                self.level
+            );
+        }
+        if let Some(next) = &self.explanation.next_step {
+            if next.missing_evidence > 0.0 {
+                let _ = write!(
+                    text,
+                    " {:.1} more {} evidence would move them up",
+                    next.missing_evidence, next.level
+                );
+                if let Some(kind) = &next.suggested_kind {
+                    let _ = write!(text, ", e.g. {} × {}", next.suggested_count, kind);
+                }
+                if next.needs_consent {
+                    text.push_str(", with consent on a channel");
+                }
+                text.push('.');
+            } else if next.needs_consent {
+                let _ = write!(text, " Consent on any channel would make them {}.", next.level);
+            }
+        }
+        text
+    }
+}
+
+/// The level a standing protects with hysteresis at `now`: the standing's own level until its
+/// foreseen drop, one below after it (a drop the sweep has not yet recorded).
+fn protected_level(standing: Option<&Standing>, now: Timestamp) -> Level {
+    match standing {
+        None => Level::Observing,
+        Some(s) if s.drops_at.is_some_and(|d| d <= now) => s.level.down().unwrap_or(Level::Observing),
+        Some(s) => s.level,
+    }
+}
+
+fn qualifies(rules: &Rules, level: Level, evidence: f64, protected: Level, has_consent: bool) -> bool {
+    let bar = if level <= protected {
+        rules.hold_threshold(level)
+    } else {
+        rules.threshold(level)
+    };
+    evidence >= bar && (level != Level::Following || has_consent)
+}
+
+/// Decides the customer's level at `now`. Pure: the same inputs give the same decision.
+pub fn decide(rules: &Rules, state: &CustomerState, now: Timestamp) -> Decision {
+    let evidence: [f64; LEVEL_COUNT] = std::array::from_fn(|r| state.evidence.at(rules, Level::ALL[r], now));
+    let has_consent = state.consent.any_granted();
+    let standing = state.standing.as_ref();
+    let previous = standing.map_or(Level::Observing, |s| s.level);
+    let protected = protected_level(standing, now);
+
+    let level = Level::ALL[1..]
+        .iter()
+        .rev()
+        .copied()
+        .find(|&l| qualifies(rules, l, evidence[l.index()], protected, has_consent))
+        .unwrap_or(Level::Observing);
+
+    let since = match standing {
+        Some(s) if s.level == level && protected == s.level => s.since,
+        Some(s) if level < s.level => match s.drops_at {
+            // The drop happened when foreseen, unless consent was withdrawn (then: now).
+            Some(drop) if drop <= now => drop.max(s.since),
+            _ => now,
+        },
+        // A rise is caused by an interaction: the latest one is when it happened.
+        _ => state
+            .evidence
+            .last_interaction_at
+            .map_or(now, |last| last.min(now))
+            .max(standing.map_or(Timestamp(i64::MIN), |s| s.since)),
+    };
+
+    let (drops_at, drops_to) = if level == Level::Observing {
+        (None, None)
+    } else {
+        let bar = rules.hold_threshold(level);
+        let drops_at = state
+            .evidence
+            .crossing_ms(rules, level, bar)
+            .map(|crossing| Timestamp(crossing.floor() as i64 + 1))
+            .map(|at| at.max(now));
+        let drops_to = drops_at.map(|at| {
+            Level::ALL[1..level.index()]
+                .iter()
+                .rev()
+                .copied()
+                .find(|&l| qualifies(rules, l, state.evidence.at(rules, l, at), level, has_consent))
+                .unwrap_or(Level::Observing)
+        });
+        (drops_at, drops_to)
+    };
+    let horizon_ms = (rules.at_risk_horizon_days * MILLIS_PER_DAY as f64) as i64;
+    let at_risk_at = drops_at.map(|d| d.minus_millis(horizon_ms));
+
+    Decision {
+        level,
+        since,
+        drops_at,
+        drops_to,
+        at_risk_at,
+        previous,
+        explanation: explain(rules, state, now, level, &evidence, has_consent),
+    }
+}
+
+fn explain(
+    rules: &Rules,
+    state: &CustomerState,
+    now: Timestamp,
+    level: Level,
+    evidence: &[f64; LEVEL_COUNT],
+    has_consent: bool,
+) -> Explanation {
+    let rungs = Level::ALL
+        .iter()
+        .map(|&l| RungEvidence {
+            level: l,
+            evidence: evidence[l.index()],
+            threshold: rules.threshold(l),
+            hold_threshold: rules.hold_threshold(l),
+        })
+        .collect();
+
+    // The three kinds at or above the current level with the most evidence now.
+    let mut best: [(f64, usize); 3] = [(0.0, usize::MAX); 3];
+    for (id, &sum) in state.evidence.kinds.iter().enumerate() {
+        if sum <= 0.0 {
+            continue;
+        }
+        let kind = KindId(id as u16);
+        if rules.kind_level_and_weight(kind).0 < level {
+            continue;
+        }
+        let value = state.evidence.kind_at(rules, kind, now);
+        if let Some(slot) = best.iter().position(|(v, _)| value > *v) {
+            best[slot..].rotate_right(1);
+            best[slot] = (value, id);
+        }
+    }
+    let top_kinds = best
+        .iter()
+        .filter(|(_, id)| *id != usize::MAX)
+        .map(|&(value, id)| {
+            let kind = KindId(id as u16);
+            KindContribution {
+                kind: rules.kind_name(kind).to_string(),
+                level: rules.kind_level_and_weight(kind).0,
+                evidence: value,
+                count: state.evidence.kind_counts.get(id).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+
+    let next_step = level.up().map(|next| {
+        let missing = (rules.threshold(next) - evidence[next.index()]).max(0.0);
+        let suggestion = rules.heaviest_kind_at(next).filter(|_| missing > 0.0);
+        NextStep {
+            level: next,
+            missing_evidence: missing,
+            needs_consent: next == Level::Following && !has_consent,
+            suggested_kind: suggestion.map(|k| k.name.clone()),
+            suggested_count: suggestion.map_or(0, |k| (missing / k.weight).ceil().max(1.0) as u32),
+        }
+    });
+
+    Explanation {
+        rungs,
+        top_kinds,
+        next_step,
+        has_consent,
+    }
+}

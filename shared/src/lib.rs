@@ -1,0 +1,27 @@
+//! The engagement core: where a customer stands on the Engagement Pyramid, why, when that
+//! changes, and which nudge to send next.
+//!
+//! Pure: no I/O, no clock (every function takes `now`), no AWS types. The functions, the store
+//! adapters and the one-machine mode build on these types.
+
+pub mod customer;
+pub mod decide;
+pub mod evidence;
+pub mod identity;
+pub mod interaction;
+pub mod level;
+pub mod playbook;
+pub mod replay;
+pub mod rules;
+pub mod time;
+
+pub use customer::{ConsentRecord, Consents, CustomerState, ScoredInteraction, Standing};
+pub use decide::{decide, Decision, Explanation, KindContribution, NextStep, RungEvidence};
+pub use evidence::{era_start, Contribution, Evidence, EvidenceDelta};
+pub use identity::{Channel, HandleStyle, Identity, IdentityError};
+pub use interaction::{parse_submission, validate_interaction, CustomerRef, FieldError, Interaction, ValidationErrors};
+pub use level::{Direction, Level, LEVEL_COUNT};
+pub use playbook::{in_holdout, select_nudges, NudgeDecision, NudgeOutcome, NudgeRecord, SuppressReason};
+pub use replay::{replay, replay_scored, settle_drops, LevelChange, Replay};
+pub use rules::{ConsentEffect, KindId, Playbook, Rules, RulesError, Step, Trigger, UnknownKinds};
+pub use time::Timestamp;

@@ -1,0 +1,175 @@
+//! Choosing the next nudge: which playbook step a trigger offers a customer, or why none is sent.
+
+use crate::customer::Consents;
+use crate::identity::Channel;
+use crate::rules::{Playbook, Rules, Trigger};
+use crate::time::{Timestamp, MILLIS_PER_DAY};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What became of one offered step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NudgeOutcome {
+    /// Handed to the marketing or support tool.
+    Sent,
+    /// The customer is in the playbook's holdout: recorded, not sent, to measure uplift.
+    HeldOut,
+    /// Not sent, for the reason given.
+    Suppressed,
+}
+
+/// Why a step was not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressReason {
+    /// No consent on the step's channel.
+    NoConsent,
+    /// A step of this playbook went out too recently.
+    CoolDown,
+    /// The customer had as many nudges as the rules allow in the window.
+    FrequencyCap,
+    /// Every step of the playbook was already offered.
+    LadderFinished,
+}
+
+impl SuppressReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            SuppressReason::NoConsent => "no_consent",
+            SuppressReason::CoolDown => "cool_down",
+            SuppressReason::FrequencyCap => "frequency_cap",
+            SuppressReason::LadderFinished => "ladder_finished",
+        }
+    }
+}
+
+/// A nudge decision already recorded for the customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NudgeRecord {
+    pub playbook: String,
+    /// 1-based position on the playbook's ladder.
+    pub step: u32,
+    pub outcome: NudgeOutcome,
+    pub decided_at: Timestamp,
+}
+
+/// The decision for one playbook that a trigger matched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NudgeDecision {
+    pub playbook: String,
+    pub step: u32,
+    pub action: String,
+    pub channel: Channel,
+    pub outcome: NudgeOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SuppressReason>,
+}
+
+/// True when the customer is in the playbook's holdout. Deterministic: the same customer is
+/// always in or always out of the same playbook, so uplift can be measured later.
+pub fn in_holdout(customer_id: &str, playbook: &Playbook) -> bool {
+    if playbook.holdout_percent == 0 {
+        return false;
+    }
+    let digest = Sha256::new()
+        .chain_update(customer_id.as_bytes())
+        .chain_update([0u8])
+        .chain_update(playbook.name.as_bytes())
+        .finalize();
+    let mut bucket = [0u8; 8];
+    bucket.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(bucket) % 100 < u64::from(playbook.holdout_percent)
+}
+
+/// How far up its ladder the customer is: the highest step sent or held out.
+fn ladder_position(playbook: &Playbook, history: &[NudgeRecord]) -> (u32, Option<Timestamp>) {
+    history
+        .iter()
+        .filter(|r| r.playbook == playbook.name && r.outcome != NudgeOutcome::Suppressed)
+        .fold(
+            (0, None),
+            |(step, at), r| if r.step > step { (r.step, Some(r.decided_at)) } else { (step, at) },
+        )
+}
+
+/// Offers, for each playbook the trigger matches, its next step, or says why none is sent.
+///
+/// A playbook matches when the trigger is its own (offering the step after the last one offered),
+/// or when an interaction is an outcome of the last step offered (climbing the ladder: the guest
+/// who came to the event is next asked to sponsor it).
+pub fn select_nudges(
+    rules: &Rules,
+    customer_id: &str,
+    consent: &Consents,
+    history: &[NudgeRecord],
+    trigger: &Trigger,
+    now: Timestamp,
+) -> Vec<NudgeDecision> {
+    let window_start = now.minus_millis((rules.nudges.frequency_window_days * MILLIS_PER_DAY as f64) as i64);
+    let mut sent_in_window = history
+        .iter()
+        .filter(|r| r.outcome == NudgeOutcome::Sent && r.decided_at > window_start)
+        .count() as u32;
+    let mut decisions = Vec::new();
+    for playbook in &rules.playbooks {
+        let (position, last_at) = ladder_position(playbook, history);
+        let own_trigger = &playbook.trigger == trigger;
+        let outcome_of_last = match (trigger, position) {
+            (Trigger::Interaction(kind), 1..) => playbook
+                .steps
+                .get(position as usize - 1)
+                .is_some_and(|step| step.outcome.contains(kind) && last_at.is_some_and(|at| at <= now)),
+            _ => false,
+        };
+        if !own_trigger && !outcome_of_last {
+            continue;
+        }
+        let Some(step) = playbook.steps.get(position as usize) else {
+            if own_trigger {
+                let last = &playbook.steps[playbook.steps.len() - 1];
+                decisions.push(NudgeDecision {
+                    playbook: playbook.name.clone(),
+                    step: position,
+                    action: last.action.clone(),
+                    channel: last.channel.clone(),
+                    outcome: NudgeOutcome::Suppressed,
+                    reason: Some(SuppressReason::LadderFinished),
+                });
+            }
+            continue;
+        };
+        let last_sent = history
+            .iter()
+            .filter(|r| r.playbook == playbook.name && r.outcome == NudgeOutcome::Sent)
+            .map(|r| r.decided_at)
+            .max();
+        let cool_down_ms = (playbook.cool_down_days * MILLIS_PER_DAY as f64) as i64;
+        let reason = if !consent.granted(&step.channel) {
+            Some(SuppressReason::NoConsent)
+        } else if last_sent.is_some_and(|at| at.plus_millis(cool_down_ms) > now) {
+            Some(SuppressReason::CoolDown)
+        } else if sent_in_window >= rules.nudges.frequency_cap {
+            Some(SuppressReason::FrequencyCap)
+        } else {
+            None
+        };
+        let outcome = match reason {
+            Some(_) => NudgeOutcome::Suppressed,
+            None if in_holdout(customer_id, playbook) => NudgeOutcome::HeldOut,
+            None => {
+                sent_in_window += 1;
+                NudgeOutcome::Sent
+            }
+        };
+        decisions.push(NudgeDecision {
+            playbook: playbook.name.clone(),
+            step: position + 1,
+            action: step.action.clone(),
+            channel: step.channel.clone(),
+            outcome,
+            reason,
+        });
+    }
+    decisions
+}
