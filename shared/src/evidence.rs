@@ -7,9 +7,9 @@
 //!
 //! The epoch is `era_start(latest interaction)`: it only moves forward, in steps of
 //! [`EPOCH_ERA_DAYS`], and it is the same whatever order the interactions arrived in. With half-lives
-//! of at least one day, a term is at most `weight × 2^32`, far inside f64 and DynamoDB's numbers
-//! (38 digits, magnitude below 1e126). Terms below [`NEGLIGIBLE`] are dropped, so no value falls
-//! under DynamoDB's smallest magnitude (1e-130) either.
+//! of at least one day, a term is at most `weight × 2^32` (about 4e15). Every term is rounded to
+//! [`QUANTUM`] (1e-12): sums then need at most ~34 significant digits, so DynamoDB (38 digits,
+//! magnitudes 1e-130..1e126) can add them exactly, and terms that small are no evidence anyway.
 
 use crate::level::{Level, LEVEL_COUNT};
 use crate::rules::{KindId, Rules};
@@ -18,8 +18,23 @@ use crate::time::{Timestamp, MILLIS_PER_DAY};
 /// The epoch moves forward in steps of this many days.
 pub const EPOCH_ERA_DAYS: i64 = 32;
 const ERA_MS: i64 = EPOCH_ERA_DAYS * MILLIS_PER_DAY;
-/// Contributions smaller than this are dropped (they are also far below any threshold).
-pub const NEGLIGIBLE: f64 = 1e-100;
+/// Terms are rounded to this grid (far below any threshold).
+pub const QUANTUM: f64 = 1e-12;
+
+/// Rounds a term to [`QUANTUM`]; values too large for the grid to matter are kept as they are.
+pub fn quantize(value: f64) -> f64 {
+    if value.abs() >= 1e3 {
+        value
+    } else {
+        (value / QUANTUM).round() * QUANTUM
+    }
+}
+
+/// How far (in shortest half-lives) an interaction may lie after the epoch and still be added
+/// against it: a term is then at most `weight × 2^40` (≈ 1e18), so sums stay exact in
+/// DynamoDB's 38 digits. The store folds lazily: it adds against the stored epoch while within
+/// this lag, and the next rescore moves the epoch forward under its version condition.
+pub const MAX_LAG_HALF_LIVES: f64 = 40.0;
 
 /// The start of the era holding `at`: the epoch a customer whose latest interaction is `at` uses.
 pub fn era_start(at: Timestamp) -> Timestamp {
@@ -88,6 +103,16 @@ impl Evidence {
         }
     }
 
+    /// Whether a contribution at `at` may be added against `epoch` without moving it first.
+    pub fn within_lag(rules: &Rules, epoch: Timestamp, at: Timestamp) -> bool {
+        (at.0 - epoch.0) as f64 <= MAX_LAG_HALF_LIVES * rules.shortest_half_life_ms()
+    }
+
+    /// True when the epoch lags behind the era of the latest interaction (a rescore moves it).
+    pub fn epoch_is_stale(&self) -> bool {
+        self.last_interaction_at.is_some_and(|last| era_start(last) > self.epoch)
+    }
+
     /// The terms one contribution adds against `epoch`.
     pub fn delta(rules: &Rules, epoch: Timestamp, contribution: &Contribution) -> EvidenceDelta {
         let mut levels = [0.0; LEVEL_COUNT];
@@ -95,8 +120,7 @@ impl Evidence {
         let inverse = rules.inverse_half_life_ms();
         let top = contribution.level.index();
         for (r, slot) in levels.iter_mut().enumerate().take(top + 1) {
-            let term = contribution.weight * (elapsed * inverse[r]).exp2();
-            *slot = if term > NEGLIGIBLE { term } else { 0.0 };
+            *slot = quantize(contribution.weight * (elapsed * inverse[r]).exp2());
         }
         EvidenceDelta {
             epoch,
@@ -210,11 +234,7 @@ fn decay(sum: f64, epoch: Timestamp, inverse_half_life_ms: f64, at: Timestamp) -
 }
 
 fn flush(value: f64) -> f64 {
-    if value.abs() < NEGLIGIBLE {
-        0.0
-    } else {
-        value
-    }
+    quantize(value)
 }
 
 #[cfg(test)]
@@ -254,7 +274,7 @@ mod tests {
         for day in 0..36_525 {
             evidence.fold(&rules, &contribution(&rules, "talk_given", day));
             for value in evidence.levels.iter().chain(&evidence.kinds) {
-                assert!(value.is_finite() && *value < 1e125 && (*value == 0.0 || *value > 1e-130));
+                assert!(value.is_finite() && *value < 1e20 && (*value == 0.0 || *value >= 1e-12), "{value}");
             }
         }
     }

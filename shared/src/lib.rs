@@ -6,11 +6,13 @@
 
 pub mod customer;
 pub mod decide;
+pub mod events;
 pub mod evidence;
 pub mod identity;
 pub mod interaction;
 pub mod level;
 pub mod playbook;
+pub mod ports;
 pub mod replay;
 pub mod rules;
 pub mod time;

@@ -330,6 +330,11 @@ impl Rules {
         self.levels[level.index()].half_life_days * MILLIS_PER_DAY as f64
     }
 
+    /// The shortest half-life of any level, in milliseconds.
+    pub fn shortest_half_life_ms(&self) -> f64 {
+        self.levels.iter().map(|l| l.half_life_days).fold(f64::INFINITY, f64::min) * MILLIS_PER_DAY as f64
+    }
+
     pub(crate) fn inverse_half_life_ms(&self) -> &[f64; LEVEL_COUNT] {
         &self.inverse_half_life_ms
     }

@@ -1,0 +1,120 @@
+//! The single table's keys. Every item type and why its keys look so: see ARCHITECTURE.md.
+
+use engagement::ports::CustomerId;
+use engagement::{Identity, Level, Timestamp};
+use sha2::{Digest, Sha256};
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+
+/// GSI over customers with a pending rescore or a foreseen transition (sparse: only those).
+pub const DUE_INDEX: &str = "due";
+pub const DUE_SHARD: &str = "due_shard";
+pub const DUE_AT: &str = "due_at";
+/// GSI over customers by level, newest `since` first.
+pub const LEVEL_INDEX: &str = "level";
+pub const LEVEL_SHARD: &str = "level_shard";
+pub const LEVEL_SINCE: &str = "level_since";
+/// GSI over interactions by customer, newest first.
+pub const HISTORY_INDEX: &str = "history";
+pub const HISTORY_PK: &str = "history_pk";
+pub const HISTORY_SK: &str = "history_sk";
+
+/// Write sharding: at 1 000 interactions/s every ingest rewrites the due key; 16 shards keep
+/// each index partition far below its 1 000 writes/s.
+pub const DUE_SHARDS: u32 = 16;
+pub const LEVEL_SHARDS: u32 = 16;
+/// Every level change adds to a pyramid counter and a movers counter.
+pub const PYRAMID_SHARDS: u32 = 8;
+pub const MOVES_SHARDS: u32 = 4;
+
+pub const PROFILE: &str = "PROFILE";
+pub const COUNTS: &str = "COUNTS";
+
+fn digest_hex(parts: &[&[u8]], chars: usize) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update([0u8]);
+    }
+    hasher.finalize().iter().flat_map(|b| [b >> 4, b & 15]).take(chars).map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0')).collect()
+}
+
+/// Stable shard of a customer in `0..shards`.
+pub fn shard(id: &CustomerId, shards: u32) -> u32 {
+    let digest = Sha256::digest(id.as_str().as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % shards
+}
+
+pub fn customer_pk(id: &CustomerId) -> String {
+    format!("CUSTOMER#{id}")
+}
+
+/// Identities are keyed by a salted hash, so that an erased identity leaves only the hash
+/// (its tombstone) and no key ever holds a handle in clear.
+pub fn identity_pk(salt: &str, identity: &Identity) -> String {
+    format!("IDENTITY#{}", digest_hex(&[salt.as_bytes(), identity.channel.as_str().as_bytes(), identity.handle.as_bytes()], 40))
+}
+
+pub fn interaction_pk(id: &str) -> String {
+    format!("INTERACTION#{id}")
+}
+
+/// A new customer's id derives from its first identity: two concurrent first interactions of
+/// one person compute the same id, and one creation wins.
+pub fn customer_id_for(salt: &str, identity: &Identity) -> CustomerId {
+    CustomerId(format!(
+        "cus_{}",
+        digest_hex(&[b"customer", salt.as_bytes(), identity.channel.as_str().as_bytes(), identity.handle.as_bytes()], 24)
+    ))
+}
+
+/// The nudge id is stable per (trigger, playbook, step): a redelivered trigger finds it taken.
+pub fn nudge_id(trigger_id: &str, playbook: &str, step: u32) -> String {
+    format!("ndg_{}", digest_hex(&[trigger_id.as_bytes(), playbook.as_bytes(), step.to_string().as_bytes()], 24))
+}
+
+pub fn nudge_sk(nudge_id: &str) -> String {
+    format!("NUDGE#{nudge_id}")
+}
+
+pub fn change_sk(at: Timestamp, to: Level) -> String {
+    format!("CHANGE#{:015}#{}", at.millis().max(0), to)
+}
+
+pub fn due_shard(id: &CustomerId) -> String {
+    format!("DUE#{}", shard(id, DUE_SHARDS))
+}
+
+pub fn level_shard(level: Level, id: &CustomerId) -> String {
+    format!("LEVEL#{level}#{}", shard(id, LEVEL_SHARDS))
+}
+
+pub fn pyramid_pk(shard: u32) -> String {
+    format!("PYRAMID#{shard}")
+}
+
+/// Movers are counted per UTC day (and shard), so "the last 30 days" is 30 × shards small reads.
+pub fn moves_pk(day: i64, shard: u32) -> String {
+    format!("MOVES#{day}#{shard}")
+}
+
+pub fn day_of(at: Timestamp) -> i64 {
+    at.millis().div_euclid(engagement::time::MILLIS_PER_DAY)
+}
+
+/// Attribute names of the per-level evidence sums.
+pub const EVIDENCE: [&str; 6] = ["ev_observing", "ev_following", "ev_endorsing", "ev_contributing", "ev_owning", "ev_leading"];
+/// Attribute names of the pyramid counters.
+pub const COUNT: [&str; 6] = ["n_observing", "n_following", "n_endorsing", "n_contributing", "n_owning", "n_leading"];
+pub const UP: [&str; 6] = ["up_observing", "up_following", "up_endorsing", "up_contributing", "up_owning", "up_leading"];
+pub const DOWN: [&str; 6] = ["down_observing", "down_following", "down_endorsing", "down_contributing", "down_owning", "down_leading"];
+
+/// Per-kind evidence and count attributes: `ke_<kind>`, `kc_<kind>`.
+pub fn kind_evidence_attr(kind: &str) -> String {
+    format!("ke_{kind}")
+}
+
+pub fn kind_count_attr(kind: &str) -> String {
+    format!("kc_{kind}")
+}

@@ -1,0 +1,14 @@
+//! Adapters of the engagement ports for AWS: the DynamoDB single-table store and the
+//! EventBridge bus. The same store runs against dynoxide (tests, one-machine mode) and moto.
+
+pub mod bus;
+pub mod client;
+pub mod cursor;
+pub mod item;
+pub mod keys;
+pub mod retry;
+pub mod store;
+
+pub use bus::EventBridgeBus;
+pub use client::RequestCounter;
+pub use store::{DynamoStore, StoreConfig};

@@ -1,0 +1,270 @@
+//! Ports: what the functions need from the outside world, in domain terms. Adapters (DynamoDB,
+//! EventBridge, the embedded store, the local bus, webhooks) implement them; handlers are generic
+//! over them, so they run the same in Lambda, in `pyramid serve` and in tests.
+
+use crate::customer::{CustomerState, Standing};
+use crate::evidence::Evidence;
+use crate::events::{DomainEvent, NudgeRequested};
+use crate::identity::Identity;
+use crate::interaction::Interaction;
+use crate::level::{Level, LEVEL_COUNT};
+use crate::playbook::{NudgeDecision, NudgeRecord};
+use crate::replay::LevelChange;
+use crate::rules::Trigger;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::future::Future;
+
+/// A customer's id, assigned by the engine (`cus_…`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CustomerId(pub String);
+
+impl CustomerId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What became of one interaction of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordStatus {
+    /// Stored and folded into the customer's evidence, exactly once.
+    Recorded,
+    /// Already recorded with the same content: nothing changed.
+    Duplicate,
+    /// Already recorded with other content under the same id: nothing changed.
+    Conflict,
+    /// The identity was erased: accepted, not stored.
+    Erased,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordOutcome {
+    pub id: String,
+    pub status: RecordStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<CustomerId>,
+}
+
+/// A customer as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredCustomer {
+    pub id: CustomerId,
+    pub name: Option<String>,
+    pub identities: Vec<Identity>,
+    pub state: CustomerState,
+    /// Bumped by every write; level writes are conditional on it.
+    pub version: u64,
+    pub created_at: Timestamp,
+    /// The `drops_at` for which "Engagement At Risk" was already published (once per window).
+    pub at_risk_notified_for: Option<Timestamp>,
+    /// When the sweep should look at this customer again.
+    pub due_at: Option<Timestamp>,
+    /// Customers merged into this one (their ids redirect here).
+    pub merged_ids: Vec<CustomerId>,
+}
+
+/// What listings show of a customer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerSummary {
+    pub id: CustomerId,
+    pub name: Option<String>,
+    pub standing: Standing,
+}
+
+/// A level decision to store, conditional on the version it was decided from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StandingWrite {
+    pub customer_id: CustomerId,
+    pub expected_version: u64,
+    /// The standing before (the pyramid counts move from its level).
+    pub previous: Option<Standing>,
+    pub standing: Standing,
+    /// Next time the sweep must rescore (entering the at-risk window, or the drop).
+    pub due_at: Option<Timestamp>,
+    pub at_risk_notified_for: Option<Timestamp>,
+    /// Present when the level changed: recorded in the customer's history and the movers.
+    pub change: Option<LevelChange>,
+    /// The evidence rebased to a newer epoch, when the stored one had fallen behind
+    /// (`Evidence::epoch_is_stale`); written under the same version condition.
+    pub rebased: Option<Evidence>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Written,
+    /// Someone wrote since the version read: decide again from a fresh read.
+    Conflict,
+}
+
+/// What an identity points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentityLookup {
+    Customer(CustomerId),
+    Erased,
+    Unknown,
+}
+
+/// What linking an identity to a customer did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkOutcome {
+    Linked,
+    AlreadyLinked,
+    /// The identity belonged to another customer; it was merged into this one.
+    Merged { merged: CustomerId },
+}
+
+/// One page of a listing; `cursor` fetches the next one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub cursor: Option<String>,
+}
+
+/// Customers per level, maintained with every level change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PyramidCounts(pub [u64; LEVEL_COUNT]);
+
+impl PyramidCounts {
+    pub fn at(&self, level: Level) -> u64 {
+        self.0[level.index()]
+    }
+}
+
+/// Level changes per direction and level, over a period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Movers {
+    /// Customers who rose *to* each level.
+    pub up: [u64; LEVEL_COUNT],
+    /// Customers who dropped *from* each level.
+    pub down: [u64; LEVEL_COUNT],
+}
+
+/// A recorded nudge decision with its id and trigger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredNudge {
+    pub nudge_id: String,
+    pub trigger: Trigger,
+    pub trigger_id: String,
+    pub decision: NudgeDecision,
+    pub decided_at: Timestamp,
+}
+
+impl StoredNudge {
+    pub fn record(&self) -> NudgeRecord {
+        NudgeRecord {
+            playbook: self.decision.playbook.clone(),
+            step: self.decision.step,
+            outcome: self.decision.outcome,
+            decided_at: self.decided_at,
+        }
+    }
+}
+
+/// What went wrong in a store. Retryable errors were already retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable or throttling after retries: {0}")]
+    Unavailable(String),
+    #[error("too many concurrent writers on {0}; gave up after retries")]
+    Contention(String),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("the identity {0} was erased")]
+    Erased(String),
+    #[error("invalid cursor: not one this listing gave")]
+    InvalidCursor,
+}
+
+impl StoreError {
+    /// Whether the whole invocation may be retried (Lambda retries, SQS redrives).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Contention(_))
+    }
+}
+
+/// The domain operations the functions need from storage.
+pub trait EngagementStore: Send + Sync {
+    /// Records interactions (all of one request) exactly once each: resolves or creates each
+    /// customer by identity, stores each new interaction, folds it into the evidence and marks
+    /// the customer due for rescoring, atomically per customer. Outcomes are in input order.
+    fn record_interactions(&self, batch: &[Interaction], now: Timestamp) -> impl Future<Output = Result<Vec<RecordOutcome>, StoreError>> + Send;
+
+    /// Loads a customer, following merge redirects. `None` if unknown or erased.
+    fn load_customer(&self, id: &CustomerId) -> impl Future<Output = Result<Option<StoredCustomer>, StoreError>> + Send;
+
+    fn find_customer(&self, identity: &Identity) -> impl Future<Output = Result<IdentityLookup, StoreError>> + Send;
+
+    /// Writes a decision if the customer is still at `expected_version`; moves the pyramid counts
+    /// in the same transaction when the level changed.
+    fn write_standing(&self, write: &StandingWrite) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Customers whose `due_at` is at or before `before`, a page at a time.
+    fn due_customers(&self, before: Timestamp, cursor: Option<String>, limit: usize) -> impl Future<Output = Result<Page<StoredCustomer>, StoreError>> + Send;
+
+    /// Customers at a level, a page at a time.
+    fn customers_at_level(&self, level: Level, cursor: Option<String>, limit: usize) -> impl Future<Output = Result<Page<CustomerSummary>, StoreError>> + Send;
+
+    fn pyramid_counts(&self) -> impl Future<Output = Result<PyramidCounts, StoreError>> + Send;
+
+    /// Level changes from `since` (inclusive, whole days) to now.
+    fn movers(&self, since: Timestamp, now: Timestamp) -> impl Future<Output = Result<Movers, StoreError>> + Send;
+
+    /// The customer's interactions, newest first.
+    fn interactions(&self, id: &CustomerId, cursor: Option<String>, limit: usize) -> impl Future<Output = Result<Page<Interaction>, StoreError>> + Send;
+
+    /// Records a nudge decision once per (trigger_id, playbook): returns false if it was already
+    /// recorded (a redelivered event), and then nothing is written.
+    fn record_nudge(&self, customer: &CustomerId, nudge: &StoredNudge) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn nudges(&self, customer: &CustomerId) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;
+
+    /// Links an identity to a customer; if it belongs to another, merges that one into this one.
+    fn link_identity(&self, customer: &CustomerId, identity: &Identity, now: Timestamp) -> impl Future<Output = Result<LinkOutcome, StoreError>> + Send;
+
+    /// Erases everything about a customer; its identities become salted-hash tombstones.
+    /// Returns false if there was no such customer.
+    fn erase_customer(&self, id: &CustomerId, now: Timestamp) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What went wrong publishing events.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("{failed} of {total} events could not be published after retries: {reason}")]
+    NotPublished { failed: usize, total: usize, reason: String },
+}
+
+/// Publishes domain events to the other functions and to marketing tools.
+pub trait EventBus: Send + Sync {
+    /// Publishes all events or fails naming how many were not published.
+    fn publish(&self, events: &[DomainEvent]) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+/// The time, injected so tests and replays can set it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("the receiver did not accept the nudge: {0}")]
+    Rejected(String),
+    #[error("the receiver could not be reached: {0}")]
+    Unreachable(String),
+}
+
+/// Hands a nudge to the marketing or support tool that acts on it.
+pub trait NudgeDelivery: Send + Sync {
+    fn deliver(&self, nudge: &NudgeRequested) -> impl Future<Output = Result<(), DeliveryError>> + Send;
+}

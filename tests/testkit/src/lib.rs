@@ -1,0 +1,105 @@
+//! The real protocol servers the tests run against, started by the tests themselves:
+//! dynoxide (DynamoDB on SQLite) in-process, and moto (DynamoDB, EventBridge, SQS) as a child
+//! process. One server of each kind per test binary, shared by its tests; each test makes its
+//! own table, bus and queue with unique names.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A name no other test of this process (or a concurrent one) uses.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The endpoint of an in-memory dynoxide served on a loopback port, on its own thread and
+/// runtime so that it outlives each test's runtime.
+pub fn dynoxide_endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("dynoxide".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for dynoxide");
+                runtime.block_on(async move {
+                    let database = dynoxide::Database::memory().expect("an in-memory dynoxide");
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+                    let address = listener.local_addr().expect("a bound address");
+                    // The listener is bound: connections queue from here on, so it is ready.
+                    sender.send(format!("http://{address}")).expect("the test thread waits");
+                    let _ = dynoxide::server::serve_with_shutdown(listener, database, std::future::pending()).await;
+                });
+            })
+            .expect("a thread for dynoxide");
+        receiver.recv().expect("dynoxide started")
+    })
+}
+
+struct Moto {
+    endpoint: String,
+    _child: Mutex<Child>,
+}
+
+/// The endpoint of a moto server for this test process (installed by `tests/tools/install`
+/// into `.venv-tools` if needed). It exits when this process does.
+pub fn moto_endpoint() -> &'static str {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    &MOTO
+        .get_or_init(|| {
+            let root = workspace_root();
+            let status = Command::new("bash").arg(root.join("tests/tools/install")).status().expect("bash runs the installer");
+            assert!(status.success(), "tests/tools/install failed");
+            let mut child = Command::new(root.join(".venv-tools/bin/python"))
+                .arg(root.join("tests/tools/moto_guard.py"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto starts");
+            let stdout = child.stdout.take().expect("moto's stdout");
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).expect("moto prints its port");
+            let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("moto printed {line:?}, not a port"));
+            // Keep stdin open for as long as this process lives (dropping it stops moto).
+            std::mem::forget(child.stdin.take());
+            Moto {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                _child: Mutex::new(child),
+            }
+        })
+        .endpoint
+}
+
+/// Dummy static credentials for local servers.
+pub fn local_credentials() -> aws_credential_types::Credentials {
+    aws_credential_types::Credentials::new("local", "local", None, None, "static-local")
+}
+
+/// An SQS client for moto.
+pub fn local_sqs(endpoint: &str) -> aws_sdk_sqs::Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(local_credentials())
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
+                .build_https(),
+        )
+        .build();
+    aws_sdk_sqs::Client::from_conf(config)
+}
