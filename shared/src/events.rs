@@ -21,7 +21,13 @@ pub const NUDGE_REQUESTED: &str = "Nudge Requested";
 pub const CUSTOMER_ERASED: &str = "Customer Erased";
 
 /// Every detail-type the engine publishes.
-pub const DETAIL_TYPES: [&str; 5] = [INTERACTION_RECORDED, LEVEL_CHANGED, ENGAGEMENT_AT_RISK, NUDGE_REQUESTED, CUSTOMER_ERASED];
+pub const DETAIL_TYPES: [&str; 5] = [
+    INTERACTION_RECORDED,
+    LEVEL_CHANGED,
+    ENGAGEMENT_AT_RISK,
+    NUDGE_REQUESTED,
+    CUSTOMER_ERASED,
+];
 
 /// New interactions were recorded for a customer (one event per customer per request).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

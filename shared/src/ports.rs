@@ -3,8 +3,8 @@
 //! over them, so they run the same in Lambda, in `pyramid serve` and in tests.
 
 use crate::customer::{CustomerState, Standing};
-use crate::evidence::Evidence;
 use crate::events::{DomainEvent, NudgeRequested};
+use crate::evidence::Evidence;
 use crate::identity::Identity;
 use crate::interaction::Interaction;
 use crate::level::{Level, LEVEL_COUNT};
@@ -120,7 +120,9 @@ pub enum LinkOutcome {
     Linked,
     AlreadyLinked,
     /// The identity belonged to another customer; it was merged into this one.
-    Merged { merged: CustomerId },
+    Merged {
+        merged: CustomerId,
+    },
 }
 
 /// One page of a listing; `cursor` fetches the next one.
@@ -199,7 +201,11 @@ pub trait EngagementStore: Send + Sync {
     /// Records interactions (all of one request) exactly once each: resolves or creates each
     /// customer by identity, stores each new interaction, folds it into the evidence and marks
     /// the customer due for rescoring, atomically per customer. Outcomes are in input order.
-    fn record_interactions(&self, batch: &[Interaction], now: Timestamp) -> impl Future<Output = Result<Vec<RecordOutcome>, StoreError>> + Send;
+    fn record_interactions(
+        &self,
+        batch: &[Interaction],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<RecordOutcome>, StoreError>> + Send;
 
     /// Loads a customer, following merge redirects. `None` if unknown or erased.
     fn load_customer(&self, id: &CustomerId) -> impl Future<Output = Result<Option<StoredCustomer>, StoreError>> + Send;
@@ -211,10 +217,20 @@ pub trait EngagementStore: Send + Sync {
     fn write_standing(&self, write: &StandingWrite) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
     /// Customers whose `due_at` is at or before `before`, a page at a time.
-    fn due_customers(&self, before: Timestamp, cursor: Option<String>, limit: usize) -> impl Future<Output = Result<Page<StoredCustomer>, StoreError>> + Send;
+    fn due_customers(
+        &self,
+        before: Timestamp,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<StoredCustomer>, StoreError>> + Send;
 
     /// Customers at a level, a page at a time.
-    fn customers_at_level(&self, level: Level, cursor: Option<String>, limit: usize) -> impl Future<Output = Result<Page<CustomerSummary>, StoreError>> + Send;
+    fn customers_at_level(
+        &self,
+        level: Level,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<CustomerSummary>, StoreError>> + Send;
 
     fn pyramid_counts(&self) -> impl Future<Output = Result<PyramidCounts, StoreError>> + Send;
 
@@ -222,7 +238,12 @@ pub trait EngagementStore: Send + Sync {
     fn movers(&self, since: Timestamp, now: Timestamp) -> impl Future<Output = Result<Movers, StoreError>> + Send;
 
     /// The customer's interactions, newest first.
-    fn interactions(&self, id: &CustomerId, cursor: Option<String>, limit: usize) -> impl Future<Output = Result<Page<Interaction>, StoreError>> + Send;
+    fn interactions(
+        &self,
+        id: &CustomerId,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<Interaction>, StoreError>> + Send;
 
     /// Records a nudge decision once per (trigger_id, playbook): returns false if it was already
     /// recorded (a redelivered event), and then nothing is written.
@@ -231,7 +252,12 @@ pub trait EngagementStore: Send + Sync {
     fn nudges(&self, customer: &CustomerId) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;
 
     /// Links an identity to a customer; if it belongs to another, merges that one into this one.
-    fn link_identity(&self, customer: &CustomerId, identity: &Identity, now: Timestamp) -> impl Future<Output = Result<LinkOutcome, StoreError>> + Send;
+    fn link_identity(
+        &self,
+        customer: &CustomerId,
+        identity: &Identity,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<LinkOutcome, StoreError>> + Send;
 
     /// Erases everything about a customer; its identities become salted-hash tombstones.
     /// Returns false if there was no such customer.

@@ -65,7 +65,11 @@ pub fn chunk_by_limits(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
 impl EventBus for EventBridgeBus {
     async fn publish(&self, events: &[DomainEvent]) -> Result<(), BusError> {
         let details: Vec<String> = events.iter().map(DomainEvent::detail_json).collect();
-        let sizes: Vec<usize> = events.iter().zip(&details).map(|(e, d)| self.entry_size(e.detail_type(), d)).collect();
+        let sizes: Vec<usize> = events
+            .iter()
+            .zip(&details)
+            .map(|(e, d)| self.entry_size(e.detail_type(), d))
+            .collect();
         if let Some(size) = sizes.iter().find(|s| **s > MAX_BYTES_PER_CALL) {
             return Err(BusError::NotPublished {
                 failed: 1,

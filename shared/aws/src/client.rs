@@ -27,7 +27,10 @@ fn local_credentials() -> Credentials {
 
 /// Loads region and credentials from the Lambda environment (or `~/.aws`).
 pub async fn aws_config_from_env() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
 }
 
 /// Counts requests sent per operation, so tests and benches can assert what an operation costs.

@@ -41,12 +41,23 @@ pub fn decode(cursor: Option<&str>) -> Result<Position, StoreError> {
         return Ok(Position { shard: 0, key: None });
     };
     let invalid = || StoreError::InvalidCursor;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
     let raw: Raw = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     let key: Item = raw
         .key
         .into_iter()
-        .map(|(name, (kind, value))| (name, if kind == 'N' { AttributeValue::N(value) } else { AttributeValue::S(value) }))
+        .map(|(name, (kind, value))| {
+            (
+                name,
+                if kind == 'N' {
+                    AttributeValue::N(value)
+                } else {
+                    AttributeValue::S(value)
+                },
+            )
+        })
         .collect();
     Ok(Position {
         shard: raw.shard,

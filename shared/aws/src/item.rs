@@ -32,7 +32,10 @@ pub fn get_f64(item: &Item, name: &str) -> Option<f64> {
 }
 
 pub fn get_i64(item: &Item, name: &str) -> Option<i64> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<f64>().ok()).map(|f| f as i64)
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<f64>().ok())
+        .map(|f| f as i64)
 }
 
 pub fn get_ts(item: &Item, name: &str) -> Option<Timestamp> {
@@ -55,7 +58,13 @@ pub fn consent_withdraw_attr(channel: &Channel) -> String {
 }
 
 fn number_set_max(value: &AttributeValue) -> Option<i64> {
-    value.as_ns().ok()?.iter().filter_map(|n| n.parse::<f64>().ok()).map(|f| f as i64).max()
+    value
+        .as_ns()
+        .ok()?
+        .iter()
+        .filter_map(|n| n.parse::<f64>().ok())
+        .map(|f| f as i64)
+        .max()
 }
 
 pub fn identity_value(identity: &Identity) -> AttributeValue {
@@ -83,7 +92,9 @@ fn standing_of(item: &Item) -> Option<Standing> {
 
 /// Reads a customer item (a full item, or one projected with all attributes).
 pub fn customer_from_item(rules: &Rules, item: &Item) -> Result<StoredCustomer, StoreError> {
-    let id = get_s(item, "customer_id").ok_or_else(|| corrupt("?", "no customer_id"))?.to_string();
+    let id = get_s(item, "customer_id")
+        .ok_or_else(|| corrupt("?", "no customer_id"))?
+        .to_string();
     let mut evidence = Evidence::empty(rules);
     evidence.epoch = Timestamp(get_i64(item, "epoch").unwrap_or(0));
     for (slot, name) in evidence.levels.iter_mut().zip(EVIDENCE) {
@@ -182,7 +193,11 @@ pub fn consent_attributes(consent: &Consents) -> Vec<(String, AttributeValue)> {
         .0
         .iter()
         .map(|(channel, ConsentRecord { granted, at })| {
-            let name = if *granted { consent_grant_attr(channel) } else { consent_withdraw_attr(channel) };
+            let name = if *granted {
+                consent_grant_attr(channel)
+            } else {
+                consent_withdraw_attr(channel)
+            };
             (name, AttributeValue::Ns(vec![at.millis().to_string()]))
         })
         .collect()

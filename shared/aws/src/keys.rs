@@ -37,7 +37,13 @@ fn digest_hex(parts: &[&[u8]], chars: usize) -> String {
         hasher.update(part);
         hasher.update([0u8]);
     }
-    hasher.finalize().iter().flat_map(|b| [b >> 4, b & 15]).take(chars).map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0')).collect()
+    hasher
+        .finalize()
+        .iter()
+        .flat_map(|b| [b >> 4, b & 15])
+        .take(chars)
+        .map(|n| char::from_digit(u32::from(n), 16).unwrap_or('0'))
+        .collect()
 }
 
 /// Stable shard of a customer in `0..shards`.
@@ -53,7 +59,13 @@ pub fn customer_pk(id: &CustomerId) -> String {
 /// Identities are keyed by a salted hash, so that an erased identity leaves only the hash
 /// (its tombstone) and no key ever holds a handle in clear.
 pub fn identity_pk(salt: &str, identity: &Identity) -> String {
-    format!("IDENTITY#{}", digest_hex(&[salt.as_bytes(), identity.channel.as_str().as_bytes(), identity.handle.as_bytes()], 40))
+    format!(
+        "IDENTITY#{}",
+        digest_hex(
+            &[salt.as_bytes(), identity.channel.as_str().as_bytes(), identity.handle.as_bytes()],
+            40
+        )
+    )
 }
 
 pub fn interaction_pk(id: &str) -> String {
@@ -65,13 +77,24 @@ pub fn interaction_pk(id: &str) -> String {
 pub fn customer_id_for(salt: &str, identity: &Identity) -> CustomerId {
     CustomerId(format!(
         "cus_{}",
-        digest_hex(&[b"customer", salt.as_bytes(), identity.channel.as_str().as_bytes(), identity.handle.as_bytes()], 24)
+        digest_hex(
+            &[
+                b"customer",
+                salt.as_bytes(),
+                identity.channel.as_str().as_bytes(),
+                identity.handle.as_bytes()
+            ],
+            24
+        )
     ))
 }
 
 /// The nudge id is stable per (trigger, playbook, step): a redelivered trigger finds it taken.
 pub fn nudge_id(trigger_id: &str, playbook: &str, step: u32) -> String {
-    format!("ndg_{}", digest_hex(&[trigger_id.as_bytes(), playbook.as_bytes(), step.to_string().as_bytes()], 24))
+    format!(
+        "ndg_{}",
+        digest_hex(&[trigger_id.as_bytes(), playbook.as_bytes(), step.to_string().as_bytes()], 24)
+    )
 }
 
 pub fn nudge_sk(nudge_id: &str) -> String {
@@ -104,11 +127,39 @@ pub fn day_of(at: Timestamp) -> i64 {
 }
 
 /// Attribute names of the per-level evidence sums.
-pub const EVIDENCE: [&str; 6] = ["ev_observing", "ev_following", "ev_endorsing", "ev_contributing", "ev_owning", "ev_leading"];
+pub const EVIDENCE: [&str; 6] = [
+    "ev_observing",
+    "ev_following",
+    "ev_endorsing",
+    "ev_contributing",
+    "ev_owning",
+    "ev_leading",
+];
 /// Attribute names of the pyramid counters.
-pub const COUNT: [&str; 6] = ["n_observing", "n_following", "n_endorsing", "n_contributing", "n_owning", "n_leading"];
-pub const UP: [&str; 6] = ["up_observing", "up_following", "up_endorsing", "up_contributing", "up_owning", "up_leading"];
-pub const DOWN: [&str; 6] = ["down_observing", "down_following", "down_endorsing", "down_contributing", "down_owning", "down_leading"];
+pub const COUNT: [&str; 6] = [
+    "n_observing",
+    "n_following",
+    "n_endorsing",
+    "n_contributing",
+    "n_owning",
+    "n_leading",
+];
+pub const UP: [&str; 6] = [
+    "up_observing",
+    "up_following",
+    "up_endorsing",
+    "up_contributing",
+    "up_owning",
+    "up_leading",
+];
+pub const DOWN: [&str; 6] = [
+    "down_observing",
+    "down_following",
+    "down_endorsing",
+    "down_contributing",
+    "down_owning",
+    "down_leading",
+];
 
 /// Per-kind evidence and count attributes: `ke_<kind>`, `kc_<kind>`.
 pub fn kind_evidence_attr(kind: &str) -> String {

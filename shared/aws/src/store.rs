@@ -12,8 +12,9 @@ use crate::retry::{backoff, MAX_ATTEMPTS};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType, KeysAndAttributes,
-    Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    KeysAndAttributes, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem,
+    Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use engagement::customer::{CustomerState, Standing};
@@ -176,6 +177,16 @@ fn profile_key(id: &CustomerId) -> Item {
     key(customer_pk(id), PROFILE)
 }
 
+/// Which partitions of which index a listing reads, in order.
+struct PartitionQuery<'a> {
+    index: &'a str,
+    hash_name: &'a str,
+    partitions: &'a [String],
+    /// A range condition on the index's sort key, with its bound as `:bound`.
+    range: Option<(&'a str, AttributeValue)>,
+    newest_first: bool,
+}
+
 /// One customer's share of an ingest round.
 struct Chunk {
     customer: CustomerId,
@@ -200,9 +211,14 @@ enum ChunkResult {
     Retry,
 }
 
+/// An identity item as the ingest read sees it.
+struct IdentityEntry {
+    customer: Option<String>,
+    erased: bool,
+}
+
 struct Snapshot {
-    /// identity pk → (customer id, erased)
-    identities: HashMap<String, (Option<String>, bool)>,
+    identities: HashMap<String, IdentityEntry>,
     /// interaction id → (fingerprint, customer id)
     claims: HashMap<String, (String, String)>,
     /// Epochs of the customers the primary identities would have created (most customers).
@@ -229,7 +245,8 @@ impl DynamoStore {
     /// Creates the table with its indexes (tests and the one-machine mode; the deployed stack
     /// declares the same in `infra/template.yaml`). An existing table is left as it is.
     pub async fn create_table(&self) -> Result<(), StoreError> {
-        let attribute = |name: &str, kind: ScalarAttributeType| AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build();
+        let attribute =
+            |name: &str, kind: ScalarAttributeType| AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build();
         let key_element = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
         let index = |name: &str, hash: &str, range: &str, projection: Projection| {
             GlobalSecondaryIndex::builder()
@@ -244,10 +261,17 @@ impl DynamoStore {
         let summary = Projection::builder()
             .projection_type(ProjectionType::Include)
             .set_non_key_attributes(Some(
-                ["customer_id", "name", "level", "since", "drops_at", "at_risk_at"].iter().map(|s| s.to_string()).collect(),
+                ["customer_id", "name", "level", "since", "drops_at", "at_risk_at"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             ))
             .build();
-        let mut request = self.client.create_table().table_name(self.table()).billing_mode(BillingMode::PayPerRequest);
+        let mut request = self
+            .client
+            .create_table()
+            .table_name(self.table())
+            .billing_mode(BillingMode::PayPerRequest);
         for (name, kind) in [
             (PK, ScalarAttributeType::S),
             (SK, ScalarAttributeType::S),
@@ -342,7 +366,11 @@ impl DynamoStore {
         for chunk in keys.chunks(25) {
             let mut pending: Vec<WriteRequest> = chunk
                 .iter()
-                .map(|k| Ok(WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(k.clone())).build().map_err(invalid_request)?).build()))
+                .map(|k| {
+                    Ok(WriteRequest::builder()
+                        .delete_request(DeleteRequest::builder().set_key(Some(k.clone())).build().map_err(invalid_request)?)
+                        .build())
+                })
                 .collect::<Result<_, StoreError>>()?;
             let mut attempt = 0;
             while !pending.is_empty() {
@@ -353,11 +381,17 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(|e| unavailable("BatchWriteItem", e))?;
-                pending = output.unprocessed_items().and_then(|u| u.get(self.table())).cloned().unwrap_or_default();
+                pending = output
+                    .unprocessed_items()
+                    .and_then(|u| u.get(self.table()))
+                    .cloned()
+                    .unwrap_or_default();
                 if !pending.is_empty() {
                     attempt += 1;
                     if attempt >= MAX_ATTEMPTS {
-                        return Err(StoreError::Unavailable("BatchWriteItem: items left unprocessed after retries".into()));
+                        return Err(StoreError::Unavailable(
+                            "BatchWriteItem: items left unprocessed after retries".into(),
+                        ));
                     }
                     backoff(attempt).await;
                 }
@@ -400,7 +434,13 @@ impl DynamoStore {
     }
 
     /// Queries every page of a key condition (small result sets only: a customer's nudges, erasure).
-    async fn query_all(&self, index: Option<&str>, condition: &str, values: HashMap<String, AttributeValue>, projection: Option<&str>) -> Result<Vec<Item>, StoreError> {
+    async fn query_all(
+        &self,
+        index: Option<&str>,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -446,7 +486,9 @@ impl DynamoStore {
                 keys.push(key(pk, PROFILE));
             }
         }
-        let items = self.batch_get(keys, Some("pk, customer_id, fingerprint, erased, epoch, merged_into")).await?;
+        let items = self
+            .batch_get(keys, Some("pk, customer_id, fingerprint, erased, epoch, merged_into"))
+            .await?;
         let mut snapshot = Snapshot {
             identities: HashMap::new(),
             claims: HashMap::new(),
@@ -460,12 +502,13 @@ impl DynamoStore {
                     snapshot.epochs.insert(CustomerId(id), Timestamp(epoch));
                 }
             } else if let Some(id) = pk.strip_prefix("INTERACTION#") {
-                snapshot
-                    .claims
-                    .insert(id.to_string(), (get_s(&item, "fingerprint").unwrap_or("").to_string(), customer.unwrap_or_default()));
+                snapshot.claims.insert(
+                    id.to_string(),
+                    (get_s(&item, "fingerprint").unwrap_or("").to_string(), customer.unwrap_or_default()),
+                );
             } else {
                 let erased = item.get("erased").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
-                snapshot.identities.insert(pk.to_string(), (customer, erased));
+                snapshot.identities.insert(pk.to_string(), IdentityEntry { customer, erased });
             }
         }
         Ok(snapshot)
@@ -521,7 +564,13 @@ impl DynamoStore {
     }
 
     /// Writes one customer's chunk of a round.
-    async fn write_chunk(&self, batch: &[Interaction], chunk: &Chunk, hints: &mut Hints, now: Timestamp) -> Result<ChunkResult, StoreError> {
+    async fn write_chunk(
+        &self,
+        batch: &[Interaction],
+        chunk: &Chunk,
+        hints: &mut Hints,
+        now: Timestamp,
+    ) -> Result<ChunkResult, StoreError> {
         let interactions: Vec<&Interaction> = chunk.indices.iter().map(|&i| &batch[i]).collect();
         let scored: Vec<_> = interactions.iter().filter_map(|i| i.score(&self.rules)).collect();
         let latest = interactions.iter().map(|i| i.occurred_at).max().unwrap_or(now);
@@ -546,7 +595,10 @@ impl DynamoStore {
                 ("customer_id".to_string(), s(chunk.customer.as_str())),
                 ("created_at".to_string(), n_int(now.millis())),
                 ("version".to_string(), n_int(1)),
-                ("identities".to_string(), AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect())),
+                (
+                    "identities".to_string(),
+                    AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()),
+                ),
                 (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
                 (DUE_AT.to_string(), n_int(now.millis())),
             ]);
@@ -583,7 +635,13 @@ impl DynamoStore {
                     let stored = customer_from_item(&self.rules, &item)?;
                     if Evidence::within_lag(&self.rules, stored.state.evidence.epoch, latest) || item.contains_key("merged_into") {
                         // Someone moved it meanwhile: go again with what we now know.
-                        hints.insert(chunk.customer.clone(), Hint { epoch: Some(stored.state.evidence.epoch), item: None });
+                        hints.insert(
+                            chunk.customer.clone(),
+                            Hint {
+                                epoch: Some(stored.state.evidence.epoch),
+                                item: None,
+                            },
+                        );
                         return Ok(ChunkResult::Retry);
                     }
                     let mut state = stored.state.clone();
@@ -636,7 +694,11 @@ impl DynamoStore {
             let mut consent_adds: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
             for item in &scored {
                 if let Some((channel, effect)) = &item.consent {
-                    let name = if *effect == engagement::ConsentEffect::Grant { consent_grant_attr(channel) } else { consent_withdraw_attr(channel) };
+                    let name = if *effect == engagement::ConsentEffect::Grant {
+                        consent_grant_attr(channel)
+                    } else {
+                        consent_withdraw_attr(channel)
+                    };
                     consent_adds.entry(name).or_default().insert(item.contribution.occurred_at.millis());
                 }
             }
@@ -647,7 +709,8 @@ impl DynamoStore {
                 let name = expr.name("identities");
                 let empty = expr.value(AttributeValue::L(vec![]));
                 let new = expr.value(AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()));
-                expr.set.push(format!("{name} = list_append(if_not_exists({name}, {empty}), {new})"));
+                expr.set
+                    .push(format!("{name} = list_append(if_not_exists({name}, {empty}), {new})"));
             }
             if let Some(name) = interactions.iter().find_map(|i| i.customer.name.clone()) {
                 let attribute = expr.name("name");
@@ -669,7 +732,13 @@ impl DynamoStore {
 
         match self.transact(actions).await? {
             Ok(()) => {
-                hints.insert(chunk.customer.clone(), Hint { epoch: used_epoch, item: None });
+                hints.insert(
+                    chunk.customer.clone(),
+                    Hint {
+                        epoch: used_epoch,
+                        item: None,
+                    },
+                );
                 Ok(ChunkResult::Recorded)
             }
             Err(reasons) => {
@@ -678,7 +747,13 @@ impl DynamoStore {
                         match &first.item {
                             Some(item) if !item.contains_key("merged_into") => {
                                 let epoch = get_i64(item, "epoch").map(Timestamp);
-                                hints.insert(chunk.customer.clone(), Hint { epoch, item: Some(item.clone()) });
+                                hints.insert(
+                                    chunk.customer.clone(),
+                                    Hint {
+                                        epoch,
+                                        item: Some(item.clone()),
+                                    },
+                                );
                             }
                             _ => {
                                 hints.remove(&chunk.customer);
@@ -686,9 +761,12 @@ impl DynamoStore {
                         }
                     }
                 }
-                let unexpected = reasons
-                    .iter()
-                    .find(|r| !matches!(r.code.as_str(), "None" | "ConditionalCheckFailed" | "TransactionConflict" | "ThrottlingError"));
+                let unexpected = reasons.iter().find(|r| {
+                    !matches!(
+                        r.code.as_str(),
+                        "None" | "ConditionalCheckFailed" | "TransactionConflict" | "ThrottlingError"
+                    )
+                });
                 if let Some(reason) = unexpected {
                     return Err(StoreError::Unavailable(format!("TransactWriteItems cancelled: {}", reason.code)));
                 }
@@ -713,16 +791,14 @@ impl DynamoStore {
 
     /// Queries an index over several partitions (shards, or a customer and those merged into
     /// it) page by page, one partition after the other.
-    async fn query_partitions(
-        &self,
-        index: &str,
-        hash_name: &str,
-        partitions: &[String],
-        range: Option<(&str, AttributeValue)>,
-        newest_first: bool,
-        cursor: Option<String>,
-        limit: usize,
-    ) -> Result<Page<Item>, StoreError> {
+    async fn query_partitions(&self, query: PartitionQuery<'_>, cursor: Option<String>, limit: usize) -> Result<Page<Item>, StoreError> {
+        let PartitionQuery {
+            index,
+            hash_name,
+            partitions,
+            range,
+            newest_first,
+        } = query;
         let limit = limit.clamp(1, 1000);
         let position = cursor::decode(cursor.as_deref())?;
         let (mut shard_index, mut start) = (position.shard, position.key);
@@ -802,7 +878,11 @@ impl EngagementStore for DynamoStore {
             for &index in &pending {
                 let interaction = &batch[index];
                 if let Some((fingerprint, customer)) = snapshot.claims.get(&interaction.id) {
-                    let status = if *fingerprint == interaction.fingerprint() { RecordStatus::Duplicate } else { RecordStatus::Conflict };
+                    let status = if *fingerprint == interaction.fingerprint() {
+                        RecordStatus::Duplicate
+                    } else {
+                        RecordStatus::Conflict
+                    };
                     outcomes[index] = Some(RecordOutcome {
                         id: interaction.id.clone(),
                         status,
@@ -810,11 +890,11 @@ impl EngagementStore for DynamoStore {
                     });
                     continue;
                 }
-                let entries: Vec<(&Identity, Option<&(Option<String>, bool)>)> = interaction
+                let entries: Vec<(&Identity, Option<&IdentityEntry>)> = interaction
                     .identities()
                     .map(|identity| (identity, snapshot.identities.get(&identity_pk(&self.config.salt, identity))))
                     .collect();
-                if entries.iter().any(|(_, entry)| entry.is_some_and(|(_, erased)| *erased)) {
+                if entries.iter().any(|(_, entry)| entry.is_some_and(|e| e.erased)) {
                     outcomes[index] = Some(RecordOutcome {
                         id: interaction.id.clone(),
                         status: RecordStatus::Erased,
@@ -822,7 +902,7 @@ impl EngagementStore for DynamoStore {
                     });
                     continue;
                 }
-                let known = entries.iter().find_map(|(_, entry)| entry.and_then(|(customer, _)| customer.clone()));
+                let known = entries.iter().find_map(|(_, entry)| entry.and_then(|e| e.customer.clone()));
                 let (customer, is_new) = match known {
                     Some(id) => (CustomerId(id), false),
                     None => (customer_id_for(&self.config.salt, &interaction.customer.identity), true),
@@ -972,7 +1052,17 @@ impl EngagementStore for DynamoStore {
                 ("at".to_string(), n_int(change.at.millis())),
                 ("schema_version".to_string(), n_int(i64::from(SCHEMA_VERSION))),
             ]);
-            actions.push(TransactWriteItem::builder().put(Put::builder().table_name(self.table()).set_item(Some(item)).build().map_err(invalid_request)?).build());
+            actions.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(self.table())
+                            .set_item(Some(item))
+                            .build()
+                            .map_err(invalid_request)?,
+                    )
+                    .build(),
+            );
             let mut expr = Expr::default();
             if change.to > change.from {
                 expr.add(UP[change.to.index()], n_int(1));
@@ -980,13 +1070,23 @@ impl EngagementStore for DynamoStore {
                 expr.add(DOWN[change.from.index()], n_int(1));
             }
             let moves_key = key(moves_pk(day_of(change.at), shard(id, MOVES_SHARDS)), COUNTS);
-            actions.push(TransactWriteItem::builder().update(expr.update(self.table(), moves_key, None)?).build());
+            actions.push(
+                TransactWriteItem::builder()
+                    .update(expr.update(self.table(), moves_key, None)?)
+                    .build(),
+            );
         }
         for attempt in 0..MAX_ATTEMPTS {
             match self.transact(actions.clone()).await? {
                 Ok(()) => return Ok(WriteOutcome::Written),
                 Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(WriteOutcome::Conflict),
-                Err(reasons) if reasons.iter().any(|r| r.code == "TransactionConflict" || r.code == "ThrottlingError") => backoff(attempt).await,
+                Err(reasons)
+                    if reasons
+                        .iter()
+                        .any(|r| r.code == "TransactionConflict" || r.code == "ThrottlingError") =>
+                {
+                    backoff(attempt).await
+                }
                 Err(reasons) => {
                     return Err(StoreError::Unavailable(format!(
                         "TransactWriteItems cancelled: {:?}",
@@ -1001,24 +1101,40 @@ impl EngagementStore for DynamoStore {
     async fn due_customers(&self, before: Timestamp, cursor: Option<String>, limit: usize) -> Result<Page<StoredCustomer>, StoreError> {
         let page = self
             .query_partitions(
-                DUE_INDEX,
-                DUE_SHARD,
-                &(0..DUE_SHARDS).map(|k| format!("DUE#{k}")).collect::<Vec<_>>(),
-                Some(("due_at <= :bound", n_int(before.millis()))),
-                false,
+                PartitionQuery {
+                    index: DUE_INDEX,
+                    hash_name: DUE_SHARD,
+                    partitions: &(0..DUE_SHARDS).map(|k| format!("DUE#{k}")).collect::<Vec<_>>(),
+                    range: Some(("due_at <= :bound", n_int(before.millis()))),
+                    newest_first: false,
+                },
                 cursor,
                 limit,
             )
             .await?;
         Ok(Page {
-            items: page.items.iter().map(|item| customer_from_item(&self.rules, item)).collect::<Result<_, _>>()?,
+            items: page
+                .items
+                .iter()
+                .map(|item| customer_from_item(&self.rules, item))
+                .collect::<Result<_, _>>()?,
             cursor: page.cursor,
         })
     }
 
     async fn customers_at_level(&self, level: Level, cursor: Option<String>, limit: usize) -> Result<Page<CustomerSummary>, StoreError> {
         let page = self
-            .query_partitions(LEVEL_INDEX, LEVEL_SHARD, &(0..LEVEL_SHARDS).map(|k| format!("LEVEL#{level}#{k}")).collect::<Vec<_>>(), None, true, cursor, limit)
+            .query_partitions(
+                PartitionQuery {
+                    index: LEVEL_INDEX,
+                    hash_name: LEVEL_SHARD,
+                    partitions: &(0..LEVEL_SHARDS).map(|k| format!("LEVEL#{level}#{k}")).collect::<Vec<_>>(),
+                    range: None,
+                    newest_first: true,
+                },
+                cursor,
+                limit,
+            )
             .await?;
         Ok(Page {
             items: page.items.iter().map(summary_from_item).collect::<Result<_, _>>()?,
@@ -1040,7 +1156,9 @@ impl EngagementStore for DynamoStore {
     async fn movers(&self, since: Timestamp, now: Timestamp) -> Result<Movers, StoreError> {
         let (first, last) = (day_of(since), day_of(now));
         let first = first.max(last - 400);
-        let keys = (first..=last).flat_map(|day| (0..MOVES_SHARDS).map(move |k| key(moves_pk(day, k), COUNTS))).collect();
+        let keys = (first..=last)
+            .flat_map(|day| (0..MOVES_SHARDS).map(move |k| key(moves_pk(day, k), COUNTS)))
+            .collect();
         let mut movers = Movers::default();
         for item in self.batch_get(keys, None).await? {
             for level in Level::ALL {
@@ -1059,7 +1177,19 @@ impl EngagementStore for DynamoStore {
             owners = vec![customer.id.as_str().to_string()];
             owners.extend(customer.merged_ids.iter().map(|m| m.as_str().to_string()));
         }
-        let page = self.query_partitions(HISTORY_INDEX, HISTORY_PK, &owners, None, true, cursor, limit).await?;
+        let page = self
+            .query_partitions(
+                PartitionQuery {
+                    index: HISTORY_INDEX,
+                    hash_name: HISTORY_PK,
+                    partitions: &owners,
+                    range: None,
+                    newest_first: true,
+                },
+                cursor,
+                limit,
+            )
+            .await?;
         let items = page
             .items
             .iter()
@@ -1068,7 +1198,10 @@ impl EngagementStore for DynamoStore {
                 serde_json::from_str::<Interaction>(content).map_err(|e| StoreError::Corrupt(format!("interaction: {e}")))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Page { items, cursor: page.cursor })
+        Ok(Page {
+            items,
+            cursor: page.cursor,
+        })
     }
 
     async fn record_nudge(&self, customer: &CustomerId, nudge: &StoredNudge) -> Result<bool, StoreError> {
@@ -1100,7 +1233,9 @@ impl EngagementStore for DynamoStore {
         let items = self.query_all(None, "pk = :pk AND begins_with(sk, :prefix)", values, None).await?;
         items
             .iter()
-            .map(|item| serde_json::from_str(get_s(item, "content").unwrap_or("{}")).map_err(|e| StoreError::Corrupt(format!("nudge: {e}"))))
+            .map(|item| {
+                serde_json::from_str(get_s(item, "content").unwrap_or("{}")).map_err(|e| StoreError::Corrupt(format!("nudge: {e}")))
+            })
             .collect()
     }
 
@@ -1122,10 +1257,18 @@ impl EngagementStore for DynamoStore {
                     let name = expr.name("identities");
                     let empty = expr.value(AttributeValue::L(vec![]));
                     let new = expr.value(AttributeValue::L(vec![identity_value(identity)]));
-                    expr.set.push(format!("{name} = list_append(if_not_exists({name}, {empty}), {new})"));
+                    expr.set
+                        .push(format!("{name} = list_append(if_not_exists({name}, {empty}), {new})"));
                     expr.add("version", n_int(1));
-                    let update = expr.update(self.table(), profile_key(&survivor.id), Some("attribute_exists(pk) AND attribute_not_exists(merged_into)"))?;
-                    vec![TransactWriteItem::builder().update(update).build(), self.identity_put(identity, &survivor.id, now)?]
+                    let update = expr.update(
+                        self.table(),
+                        profile_key(&survivor.id),
+                        Some("attribute_exists(pk) AND attribute_not_exists(merged_into)"),
+                    )?;
+                    vec![
+                        TransactWriteItem::builder().update(update).build(),
+                        self.identity_put(identity, &survivor.id, now)?,
+                    ]
                 }
                 Some(owner) => {
                     let Some(loser_item) = self.get(profile_key(owner)).await? else {
@@ -1177,11 +1320,25 @@ impl EngagementStore for DynamoStore {
         let mut doomed = Vec::new();
         for owner in &owners {
             let history = self
-                .query_all(Some(HISTORY_INDEX), &format!("{HISTORY_PK} = :c"), HashMap::from([(":c".to_string(), s(owner.as_str()))]), Some("pk, sk"))
+                .query_all(
+                    Some(HISTORY_INDEX),
+                    &format!("{HISTORY_PK} = :c"),
+                    HashMap::from([(":c".to_string(), s(owner.as_str()))]),
+                    Some("pk, sk"),
+                )
                 .await?;
-            doomed.extend(history.into_iter().map(|i| key(get_s(&i, PK).unwrap_or_default().to_string(), get_s(&i, SK).unwrap_or_default())));
+            doomed.extend(
+                history
+                    .into_iter()
+                    .map(|i| key(get_s(&i, PK).unwrap_or_default().to_string(), get_s(&i, SK).unwrap_or_default())),
+            );
             let partition = self
-                .query_all(None, "pk = :pk", HashMap::from([(":pk".to_string(), s(customer_pk(owner)))]), Some("pk, sk"))
+                .query_all(
+                    None,
+                    "pk = :pk",
+                    HashMap::from([(":pk".to_string(), s(customer_pk(owner)))]),
+                    Some("pk, sk"),
+                )
                 .await?;
             doomed.extend(
                 partition
@@ -1205,7 +1362,10 @@ impl EngagementStore for DynamoStore {
             Ok(()) => Ok(true),
             // Erased concurrently: the other erasure moved the count.
             Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => Ok(true),
-            Err(reasons) => Err(StoreError::Unavailable(format!("erasure cancelled: {:?}", reasons.iter().map(|r| &r.code).collect::<Vec<_>>()))),
+            Err(reasons) => Err(StoreError::Unavailable(format!(
+                "erasure cancelled: {:?}",
+                reasons.iter().map(|r| &r.code).collect::<Vec<_>>()
+            ))),
         }
     }
 }
@@ -1214,7 +1374,13 @@ impl DynamoStore {
     /// The transaction that merges `loser` into `survivor`: the survivor takes the merged
     /// evidence, the union of identities and the strictest consent; the loser becomes a redirect;
     /// the loser's identities point at the survivor; the pyramid no longer counts the loser.
-    fn merge_actions(&self, survivor: &StoredCustomer, survivor_item: &Item, loser: &StoredCustomer, now: Timestamp) -> Result<Vec<TransactWriteItem>, StoreError> {
+    fn merge_actions(
+        &self,
+        survivor: &StoredCustomer,
+        survivor_item: &Item,
+        loser: &StoredCustomer,
+        now: Timestamp,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let merged = survivor.state.merge(&self.rules, &loser.state);
         let mut expr = Expr::default();
         let attributes = evidence_attributes(&self.rules, &merged.evidence);
@@ -1231,7 +1397,9 @@ impl DynamoStore {
         let mut adds: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
         for (name, value) in consent_attributes(&loser.state.consent) {
             if let AttributeValue::Ns(numbers) = value {
-                adds.entry(name).or_default().extend(numbers.iter().filter_map(|n| n.parse::<i64>().ok()));
+                adds.entry(name)
+                    .or_default()
+                    .extend(numbers.iter().filter_map(|n| n.parse::<i64>().ok()));
             }
         }
         for (channel, record) in &merged.consent.0 {
@@ -1254,7 +1422,10 @@ impl DynamoStore {
         let mut merged_ids = survivor.merged_ids.clone();
         merged_ids.push(loser.id.clone());
         merged_ids.extend(loser.merged_ids.iter().cloned());
-        expr.set("merged_ids", AttributeValue::L(merged_ids.iter().map(|id| s(id.as_str())).collect()));
+        expr.set(
+            "merged_ids",
+            AttributeValue::L(merged_ids.iter().map(|id| s(id.as_str())).collect()),
+        );
         if survivor.name.is_none() {
             if let Some(name) = &loser.name {
                 expr.set("name", s(name.clone()));
@@ -1264,7 +1435,11 @@ impl DynamoStore {
         expr.set(DUE_AT, n_int(now.millis()));
         expr.add("version", n_int(1));
         let version = expr.value(n_int(survivor.version as i64));
-        let survivor_update = expr.update(self.table(), profile_key(&survivor.id), Some(&format!("version = {version} AND attribute_not_exists(merged_into)")))?;
+        let survivor_update = expr.update(
+            self.table(),
+            profile_key(&survivor.id),
+            Some(&format!("version = {version} AND attribute_not_exists(merged_into)")),
+        )?;
 
         let mut expr = Expr::default();
         expr.set("merged_into", s(survivor.id.as_str()));
@@ -1274,7 +1449,11 @@ impl DynamoStore {
         }
         expr.add("version", n_int(1));
         let version = expr.value(n_int(loser.version as i64));
-        let loser_update = expr.update(self.table(), profile_key(&loser.id), Some(&format!("version = {version} AND attribute_not_exists(merged_into)")))?;
+        let loser_update = expr.update(
+            self.table(),
+            profile_key(&loser.id),
+            Some(&format!("version = {version} AND attribute_not_exists(merged_into)")),
+        )?;
 
         let mut actions = vec![
             TransactWriteItem::builder().update(survivor_update).build(),
@@ -1284,14 +1463,21 @@ impl DynamoStore {
             let mut expr = Expr::default();
             expr.set("customer_id", s(survivor.id.as_str()));
             let owner = expr.value(s(loser.id.as_str()));
-            let update = expr.update(self.table(), key(identity_pk(&self.config.salt, identity), "IDENTITY"), Some(&format!("customer_id = {owner}")))?;
+            let update = expr.update(
+                self.table(),
+                key(identity_pk(&self.config.salt, identity), "IDENTITY"),
+                Some(&format!("customer_id = {owner}")),
+            )?;
             actions.push(TransactWriteItem::builder().update(update).build());
         }
         if let Some(standing) = loser.state.standing {
             actions.push(self.count_update(&loser.id, &[(standing.level, -1)])?);
         }
         if actions.len() > MAX_TRANSACTION_ACTIONS {
-            return Err(StoreError::Contention(format!("merging {}: too many identities for one transaction", loser.id)));
+            return Err(StoreError::Contention(format!(
+                "merging {}: too many identities for one transaction",
+                loser.id
+            )));
         }
         Ok(actions)
     }
@@ -1300,13 +1486,21 @@ impl DynamoStore {
     /// retry after a failure finishes the job.
     async fn repoint_history(&self, loser: &CustomerId, survivor: &CustomerId) -> Result<(), StoreError> {
         let items = self
-            .query_all(Some(HISTORY_INDEX), &format!("{HISTORY_PK} = :c"), HashMap::from([(":c".to_string(), s(loser.as_str()))]), Some("pk, sk"))
+            .query_all(
+                Some(HISTORY_INDEX),
+                &format!("{HISTORY_PK} = :c"),
+                HashMap::from([(":c".to_string(), s(loser.as_str()))]),
+                Some("pk, sk"),
+            )
             .await?;
         for item in items {
             self.client
                 .update_item()
                 .table_name(self.table())
-                .set_key(Some(key(get_s(&item, PK).unwrap_or_default().to_string(), get_s(&item, SK).unwrap_or_default())))
+                .set_key(Some(key(
+                    get_s(&item, PK).unwrap_or_default().to_string(),
+                    get_s(&item, SK).unwrap_or_default(),
+                )))
                 .update_expression("SET history_pk = :s, customer_id = :s")
                 .expression_attribute_values(":s", s(survivor.as_str()))
                 .send()

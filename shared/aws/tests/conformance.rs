@@ -23,9 +23,12 @@ fn now() -> Timestamp {
 struct Target {
     store: DynamoStore,
     counter: RequestCounter,
+    /// Interactions per writer in the concurrency scenario: 1 000 on dynoxide; fewer on moto,
+    /// a Python server serving one request at a time, for the same behaviour in less time.
+    writer_volume: usize,
 }
 
-async fn target(endpoint: &str) -> Target {
+async fn target(endpoint: &str, writer_volume: usize) -> Target {
     let counter = RequestCounter::default();
     let client = local_dynamodb(endpoint, Some(counter.clone()));
     let store = DynamoStore::new(
@@ -39,7 +42,11 @@ async fn target(endpoint: &str) -> Target {
     );
     store.create_table().await.expect("the table is created");
     counter.reset();
-    Target { store, counter }
+    Target {
+        store,
+        counter,
+        writer_volume,
+    }
 }
 
 fn interaction(id: &str, handle: &str, kind: &str, when: Timestamp) -> Interaction {
@@ -83,7 +90,10 @@ fn assert_same_evidence(stored: &CustomerState, expected: &CustomerState) {
     let when = now();
     for level in Level::ALL {
         let (got, want) = (stored.evidence.at(&rules, level, when), expected.evidence.at(&rules, level, when));
-        assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "{level}: stored {got}, folded {want}");
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{level}: stored {got}, folded {want}"
+        );
     }
     assert_eq!(stored.evidence.kind_counts, expected.evidence.kind_counts, "kind counts");
     assert_eq!(stored.consent, expected.consent, "consent");
@@ -91,7 +101,11 @@ fn assert_same_evidence(stored: &CustomerState, expected: &CustomerState) {
 
 async fn records_each_interaction_exactly_once(t: Target) {
     let first = interaction("evt-1", "ada@example.com", "newsletter_subscribed", at("2026-05-01T10:00:00Z"));
-    let outcomes = t.store.record_interactions(std::slice::from_ref(&first), now()).await.expect("recorded");
+    let outcomes = t
+        .store
+        .record_interactions(std::slice::from_ref(&first), now())
+        .await
+        .expect("recorded");
     assert_eq!(outcomes[0].status, RecordStatus::Recorded);
     let customer = outcomes[0].customer_id.clone().expect("a customer");
     let cost = t.counter.snapshot();
@@ -99,7 +113,11 @@ async fn records_each_interaction_exactly_once(t: Target) {
     assert_eq!(t.counter.total(), 2, "one read and one transaction: {cost:?}");
 
     t.counter.reset();
-    let again = t.store.record_interactions(std::slice::from_ref(&first), now()).await.expect("answered");
+    let again = t
+        .store
+        .record_interactions(std::slice::from_ref(&first), now())
+        .await
+        .expect("answered");
     assert_eq!(again[0].status, RecordStatus::Duplicate);
     assert_eq!(again[0].customer_id.as_ref(), Some(&customer));
     assert_eq!(t.counter.total(), 1, "a duplicate costs one request: {:?}", t.counter.snapshot());
@@ -112,7 +130,10 @@ async fn records_each_interaction_exactly_once(t: Target) {
     // A second interaction of a known customer: one read and one transaction, too.
     t.counter.reset();
     let second = interaction("evt-2", "ada@example.com", "review_posted", at("2026-05-02T10:00:00Z"));
-    t.store.record_interactions(std::slice::from_ref(&second), now()).await.expect("recorded");
+    t.store
+        .record_interactions(std::slice::from_ref(&second), now())
+        .await
+        .expect("recorded");
     assert_eq!(t.counter.total(), 2, "{:?}", t.counter.snapshot());
 
     let stored = t.store.load_customer(&customer).await.expect("loaded").expect("exists");
@@ -120,24 +141,40 @@ async fn records_each_interaction_exactly_once(t: Target) {
     assert!(stored.state.consent.any_granted(), "the sign-up granted consent on email");
     assert_eq!(stored.identities, vec![email("ada@example.com")]);
     assert_eq!(t.store.pyramid_counts().await.expect("counts").at(Level::Observing), 1);
-    assert_eq!(t.store.find_customer(&email("ada@example.com")).await.expect("found"), IdentityLookup::Customer(customer));
+    assert_eq!(
+        t.store.find_customer(&email("ada@example.com")).await.expect("found"),
+        IdentityLookup::Customer(customer)
+    );
 }
 
 async fn concurrent_writers_lose_no_update(t: Target) {
     // 8 writers × 1 000 interactions, 30 % of them repeats of others' interactions, over 10
     // customers and ~300 days (so epochs move under concurrency).
-    let kinds = ["page_viewed", "event_attended", "review_posted", "forum_answered", "newsletter_subscribed", "consent_withdrawn"];
-    let unique: Vec<Interaction> = (0..5_600)
+    let kinds = [
+        "page_viewed",
+        "event_attended",
+        "review_posted",
+        "forum_answered",
+        "newsletter_subscribed",
+        "consent_withdrawn",
+    ];
+    let (volume, unique_share) = (t.writer_volume, t.writer_volume * 7 / 10);
+    let unique: Vec<Interaction> = (0..8 * unique_share)
         .map(|i| {
             let when = at("2025-08-01T00:00:00Z").plus_millis((i as i64 * 4_621_000) % (300 * 86_400_000));
-            interaction(&format!("c-{i}"), &format!("member{}@example.com", i % 10), kinds[i % kinds.len()], when)
+            interaction(
+                &format!("c-{i}"),
+                &format!("member{}@example.com", i % 10),
+                kinds[i % kinds.len()],
+                when,
+            )
         })
         .collect();
     let store = Arc::new(t.store);
     let mut writers = Vec::new();
     for writer in 0..8usize {
-        let mut mine: Vec<Interaction> = unique[writer * 700..(writer + 1) * 700].to_vec();
-        mine.extend((0..300).map(|k| unique[(writer * 1_337 + k * 17) % unique.len()].clone()));
+        let mut mine: Vec<Interaction> = unique[writer * unique_share..(writer + 1) * unique_share].to_vec();
+        mine.extend((0..volume - unique_share).map(|k| unique[(writer * 1_337 + k * 17) % unique.len()].clone()));
         let store = Arc::clone(&store);
         writers.push(tokio::spawn(async move {
             let mut recorded = 0;
@@ -172,7 +209,11 @@ async fn concurrent_first_interactions_create_one_customer(t: Target) {
         .map(|i| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                let first = with_also(interaction(&format!("first-{i}"), "new@example.com", "page_viewed", now()), "twitter", "newbie");
+                let first = with_also(
+                    interaction(&format!("first-{i}"), "new@example.com", "page_viewed", now()),
+                    "twitter",
+                    "newbie",
+                );
                 store.record_interactions(&[first], now()).await.expect("recorded")[0].clone()
             })
         })
@@ -196,12 +237,24 @@ async fn concurrent_merges_leave_one_survivor(t: Target) {
     let mut ids = Vec::new();
     let mut all = Vec::new();
     for (n, handle) in ["a@example.com", "b@example.com", "c@example.com"].iter().enumerate() {
-        let batch: Vec<Interaction> = (0..3).map(|k| interaction(&format!("m-{n}-{k}"), handle, "event_attended", now().minus_millis(k * 86_400_000))).collect();
+        let batch: Vec<Interaction> = (0..3)
+            .map(|k| interaction(&format!("m-{n}-{k}"), handle, "event_attended", now().minus_millis(k * 86_400_000)))
+            .collect();
         all.extend(batch.clone());
-        ids.push(store.record_interactions(&batch, now()).await.expect("recorded")[0].customer_id.clone().expect("a customer"));
+        ids.push(
+            store.record_interactions(&batch, now()).await.expect("recorded")[0]
+                .customer_id
+                .clone()
+                .expect("a customer"),
+        );
     }
     // A takes B's identity while B takes A's, and C's is linked to both at once.
-    let links = [(0, "b@example.com"), (1, "a@example.com"), (0, "c@example.com"), (1, "c@example.com")];
+    let links = [
+        (0, "b@example.com"),
+        (1, "a@example.com"),
+        (0, "c@example.com"),
+        (1, "c@example.com"),
+    ];
     let tasks: Vec<_> = links
         .iter()
         .map(|&(who, handle)| {
@@ -228,13 +281,19 @@ async fn concurrent_merges_leave_one_survivor(t: Target) {
     let stored = store.load_customer(&survivor).await.expect("loaded").expect("exists");
     assert_same_evidence(&stored.state, &folded(&all));
     assert_eq!(stored.identities.len(), 3);
-    assert_eq!(store.pyramid_counts().await.expect("counts").0.iter().sum::<u64>(), 1, "the pyramid counts the survivor only");
+    assert_eq!(
+        store.pyramid_counts().await.expect("counts").0.iter().sum::<u64>(),
+        1,
+        "the pyramid counts the survivor only"
+    );
     let history = store.interactions(&survivor, None, 100).await.expect("listed");
     assert_eq!(history.items.len(), 9, "the losers' interactions are listed under the survivor");
 }
 
 async fn the_due_list_pages_through_every_due_customer(t: Target) {
-    let batch: Vec<Interaction> = (0..25).map(|i| interaction(&format!("d-{i}"), &format!("due{i}@example.com"), "page_viewed", now())).collect();
+    let batch: Vec<Interaction> = (0..25)
+        .map(|i| interaction(&format!("d-{i}"), &format!("due{i}@example.com"), "page_viewed", now()))
+        .collect();
     let outcomes = t.store.record_interactions(&batch, now()).await.expect("recorded");
     // One customer is rescored and not due again for a year.
     let later = outcomes[0].customer_id.clone().expect("a customer");
@@ -269,15 +328,25 @@ async fn the_due_list_pages_through_every_due_customer(t: Target) {
     assert_eq!(seen.len(), 24, "every due customer once, the rescored one not");
     assert!(!seen.contains(&later));
     assert!(pages >= 4);
-    assert!(t.store.due_customers(now(), Some("not-a-cursor".into()), 7).await.is_err(), "a forged cursor is refused");
+    assert!(
+        t.store.due_customers(now(), Some("not-a-cursor".into()), 7).await.is_err(),
+        "a forged cursor is refused"
+    );
 }
 
 async fn erasure_removes_everything_and_refuses_the_identity(t: Target) {
     let batch = vec![
-        with_also(interaction("e-1", "gone@example.com", "newsletter_subscribed", now()), "twitter", "gone"),
+        with_also(
+            interaction("e-1", "gone@example.com", "newsletter_subscribed", now()),
+            "twitter",
+            "gone",
+        ),
         interaction("e-2", "gone@example.com", "review_posted", now()),
     ];
-    let id = t.store.record_interactions(&batch, now()).await.expect("recorded")[0].customer_id.clone().expect("a customer");
+    let id = t.store.record_interactions(&batch, now()).await.expect("recorded")[0]
+        .customer_id
+        .clone()
+        .expect("a customer");
     let nudge = StoredNudge {
         nudge_id: "ndg_1".into(),
         trigger: Trigger::LevelReached(Level::Endorsing),
@@ -295,21 +364,38 @@ async fn erasure_removes_everything_and_refuses_the_identity(t: Target) {
     assert!(t.store.record_nudge(&id, &nudge).await.expect("recorded"));
     assert!(t.store.erase_customer(&id, now()).await.expect("erased"));
     assert_eq!(t.store.load_customer(&id).await.expect("answered"), None);
-    assert_eq!(t.store.find_customer(&email("gone@example.com")).await.expect("answered"), IdentityLookup::Erased);
+    assert_eq!(
+        t.store.find_customer(&email("gone@example.com")).await.expect("answered"),
+        IdentityLookup::Erased
+    );
     assert!(t.store.nudges(&id).await.expect("answered").is_empty());
     assert!(t.store.interactions(&id, None, 10).await.expect("answered").items.is_empty());
     assert_eq!(t.store.pyramid_counts().await.expect("counts").0.iter().sum::<u64>(), 0);
-    let again = t.store.record_interactions(&[interaction("e-3", "gone@example.com", "page_viewed", now())], now()).await.expect("answered");
+    let again = t
+        .store
+        .record_interactions(&[interaction("e-3", "gone@example.com", "page_viewed", now())], now())
+        .await
+        .expect("answered");
     assert_eq!(again[0].status, RecordStatus::Erased);
     let via_other_identity = with_also(interaction("e-4", "new@example.com", "page_viewed", now()), "twitter", "gone");
     let refused = t.store.record_interactions(&[via_other_identity], now()).await.expect("answered");
-    assert_eq!(refused[0].status, RecordStatus::Erased, "an erased identity anywhere in the request refuses it");
-    assert!(!t.store.erase_customer(&id, now()).await.expect("answered"), "erasing twice finds nothing");
+    assert_eq!(
+        refused[0].status,
+        RecordStatus::Erased,
+        "an erased identity anywhere in the request refuses it"
+    );
+    assert!(
+        !t.store.erase_customer(&id, now()).await.expect("answered"),
+        "erasing twice finds nothing"
+    );
 }
 
 async fn level_writes_are_conditional_and_move_the_counts(t: Target) {
     let batch = vec![interaction("l-1", "lvl@example.com", "newsletter_subscribed", now())];
-    let id = t.store.record_interactions(&batch, now()).await.expect("recorded")[0].customer_id.clone().expect("a customer");
+    let id = t.store.record_interactions(&batch, now()).await.expect("recorded")[0]
+        .customer_id
+        .clone()
+        .expect("a customer");
     let stored = t.store.load_customer(&id).await.expect("loaded").expect("exists");
     let rules = Rules::default_rules();
     let decision = decide(&rules, &stored.state, now());
@@ -352,13 +438,23 @@ async fn level_writes_are_conditional_and_move_the_counts(t: Target) {
     assert_eq!(reloaded.state.standing.map(|s| s.level), Some(Level::Following));
     assert_eq!(reloaded.due_at, decision.next_transition(now()));
     // An interaction after the read makes the stale decision conflict.
-    store.record_interactions(&[interaction("l-2", "lvl@example.com", "page_viewed", now())], now()).await.expect("recorded");
-    let stale = StandingWrite { expected_version: reloaded.version, ..write };
+    store
+        .record_interactions(&[interaction("l-2", "lvl@example.com", "page_viewed", now())], now())
+        .await
+        .expect("recorded");
+    let stale = StandingWrite {
+        expected_version: reloaded.version,
+        ..write
+    };
     assert_eq!(store.write_standing(&stale).await.expect("answered"), WriteOutcome::Conflict);
 }
 
 async fn nudges_are_recorded_once_per_trigger(t: Target) {
-    let id = t.store.record_interactions(&[interaction("n-1", "nudge@example.com", "page_viewed", now())], now()).await.expect("recorded")[0]
+    let id = t
+        .store
+        .record_interactions(&[interaction("n-1", "nudge@example.com", "page_viewed", now())], now())
+        .await
+        .expect("recorded")[0]
         .customer_id
         .clone()
         .expect("a customer");
@@ -377,19 +473,43 @@ async fn nudges_are_recorded_once_per_trigger(t: Target) {
         decided_at: now(),
     };
     assert!(t.store.record_nudge(&id, &nudge).await.expect("recorded"));
-    assert!(!t.store.record_nudge(&id, &nudge).await.expect("answered"), "a redelivered trigger records nothing");
+    assert!(
+        !t.store.record_nudge(&id, &nudge).await.expect("answered"),
+        "a redelivered trigger records nothing"
+    );
     assert_eq!(t.store.nudges(&id).await.expect("listed"), vec![nudge]);
 }
 
 async fn late_and_early_interactions_fold_the_same(t: Target) {
     // Out of order, across eras: the store's epochs must give the core's evidence.
-    let times = ["2026-05-30T00:00:00Z", "2024-01-01T00:00:00Z", "2026-01-15T00:00:00Z", "2025-07-01T00:00:00Z", "2026-05-31T00:00:00Z"];
-    let all: Vec<Interaction> = times.iter().enumerate().map(|(i, when)| interaction(&format!("o-{i}"), "late@example.com", "event_attended", at(when))).collect();
+    let times = [
+        "2026-05-30T00:00:00Z",
+        "2024-01-01T00:00:00Z",
+        "2026-01-15T00:00:00Z",
+        "2025-07-01T00:00:00Z",
+        "2026-05-31T00:00:00Z",
+    ];
+    let all: Vec<Interaction> = times
+        .iter()
+        .enumerate()
+        .map(|(i, when)| interaction(&format!("o-{i}"), "late@example.com", "event_attended", at(when)))
+        .collect();
     let mut id = None;
     for one in &all {
-        id = t.store.record_interactions(std::slice::from_ref(one), now()).await.expect("recorded")[0].customer_id.clone();
+        id = t
+            .store
+            .record_interactions(std::slice::from_ref(one), now())
+            .await
+            .expect("recorded")[0]
+            .customer_id
+            .clone();
     }
-    let stored = t.store.load_customer(&id.expect("a customer")).await.expect("loaded").expect("exists");
+    let stored = t
+        .store
+        .load_customer(&id.expect("a customer"))
+        .await
+        .expect("loaded")
+        .expect("exists");
     assert_same_evidence(&stored.state, &folded(&all));
 }
 
@@ -399,7 +519,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $scenario() {
-                    super::$scenario(super::target(engagement_testkit::dynoxide_endpoint()).await).await
+                    super::$scenario(super::target(engagement_testkit::dynoxide_endpoint(), 1_000).await).await
                 }
             )*
         }
@@ -407,7 +527,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $scenario() {
-                    super::$scenario(super::target(engagement_testkit::moto_endpoint()).await).await
+                    super::$scenario(super::target(engagement_testkit::moto_endpoint(), 100).await).await
                 }
             )*
         }
@@ -425,4 +545,3 @@ conformance!(
     nudges_are_recorded_once_per_trigger,
     late_and_early_interactions_fold_the_same,
 );
-

@@ -24,7 +24,13 @@ pub fn unique_name(prefix: &str) -> String {
 /// runtime so that it outlives each test's runtime.
 pub fn dynoxide_endpoint() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
-    ENDPOINT.get_or_init(|| {
+    ENDPOINT.get_or_init(|| serve_dynoxide(|| dynoxide::Database::memory().expect("an in-memory dynoxide")))
+}
+
+/// Serves a dynoxide database (made on the server's thread) on a loopback port; returns the
+/// endpoint once the port is bound.
+pub fn serve_dynoxide(open: impl FnOnce() -> dynoxide::Database + Send + 'static) -> String {
+    {
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("dynoxide".into())
@@ -35,7 +41,7 @@ pub fn dynoxide_endpoint() -> &'static str {
                     .build()
                     .expect("a runtime for dynoxide");
                 runtime.block_on(async move {
-                    let database = dynoxide::Database::memory().expect("an in-memory dynoxide");
+                    let database = open();
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
                     let address = listener.local_addr().expect("a bound address");
                     // The listener is bound: connections queue from here on, so it is ready.
@@ -45,7 +51,7 @@ pub fn dynoxide_endpoint() -> &'static str {
             })
             .expect("a thread for dynoxide");
         receiver.recv().expect("dynoxide started")
-    })
+    }
 }
 
 struct Moto {
@@ -60,7 +66,10 @@ pub fn moto_endpoint() -> &'static str {
     &MOTO
         .get_or_init(|| {
             let root = workspace_root();
-            let status = Command::new("bash").arg(root.join("tests/tools/install")).status().expect("bash runs the installer");
+            let status = Command::new("bash")
+                .arg(root.join("tests/tools/install"))
+                .status()
+                .expect("bash runs the installer");
             assert!(status.success(), "tests/tools/install failed");
             let mut child = Command::new(root.join(".venv-tools/bin/python"))
                 .arg(root.join("tests/tools/moto_guard.py"))
@@ -97,7 +106,9 @@ pub fn local_sqs(endpoint: &str) -> aws_sdk_sqs::Client {
         .credentials_provider(local_credentials())
         .http_client(
             aws_smithy_http_client::Builder::new()
-                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
                 .build_https(),
         )
         .build();
