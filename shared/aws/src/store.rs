@@ -659,7 +659,7 @@ impl DynamoStore {
                         expr.set(&name, value);
                     }
                     let version = expr.value(n_int(stored.version as i64));
-                    condition = format!("version = {version} AND attribute_not_exists(merged_into)");
+                    condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
                 }
                 known => {
                     let epoch = known.unwrap_or(needed_epoch);
@@ -1022,7 +1022,7 @@ impl EngagementStore for DynamoStore {
         }
         expr.add("version", n_int(1));
         let version = expr.value(n_int(write.expected_version as i64));
-        let condition = format!("version = {version} AND attribute_not_exists(merged_into)");
+        let condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
         let update = expr.update(self.table(), profile_key(id), Some(&condition))?;
         let previous_level = write.previous.map(|p| p.level);
         let level_moved = previous_level != Some(write.standing.level);
@@ -1435,11 +1435,8 @@ impl DynamoStore {
         expr.set(DUE_AT, n_int(now.millis()));
         expr.add("version", n_int(1));
         let version = expr.value(n_int(survivor.version as i64));
-        let survivor_update = expr.update(
-            self.table(),
-            profile_key(&survivor.id),
-            Some(&format!("version = {version} AND attribute_not_exists(merged_into)")),
-        )?;
+        let condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
+        let survivor_update = expr.update(self.table(), profile_key(&survivor.id), Some(&condition))?;
 
         let mut expr = Expr::default();
         expr.set("merged_into", s(survivor.id.as_str()));
@@ -1449,11 +1446,8 @@ impl DynamoStore {
         }
         expr.add("version", n_int(1));
         let version = expr.value(n_int(loser.version as i64));
-        let loser_update = expr.update(
-            self.table(),
-            profile_key(&loser.id),
-            Some(&format!("version = {version} AND attribute_not_exists(merged_into)")),
-        )?;
+        let condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
+        let loser_update = expr.update(self.table(), profile_key(&loser.id), Some(&condition))?;
 
         let mut actions = vec![
             TransactWriteItem::builder().update(survivor_update).build(),
