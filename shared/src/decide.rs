@@ -143,12 +143,27 @@ impl Decision {
     }
 }
 
-/// The level a standing protects with hysteresis at `now`: the standing's own level until its
-/// foreseen drop, one below after it (a drop the sweep has not yet recorded).
-fn protected_level(standing: Option<&Standing>, now: Timestamp) -> Level {
+/// When the standing's level actually ends, if it has by `now`: the foreseen `drops_at`, unless
+/// interactions that came before it (but after that decision) pushed the crossing later. With
+/// interactions after the foreseen drop, the evidence cannot tell, and the foreseen drop stands.
+fn lapsed_at(rules: &Rules, state: &CustomerState, standing: &Standing, now: Timestamp) -> Option<Timestamp> {
+    let foreseen = standing.drops_at.filter(|d| *d <= now)?;
+    if state.evidence.last_interaction_at.is_some_and(|last| last < foreseen) {
+        let crossing = state
+            .evidence
+            .crossing_ms(rules, standing.level, rules.hold_threshold(standing.level))
+            .map(|c| Timestamp(c.floor() as i64 + 1))?;
+        return (crossing <= now).then_some(crossing);
+    }
+    Some(foreseen)
+}
+
+/// The level a standing protects with hysteresis at `now`: the standing's own level until it
+/// lapses, one below after (a drop the sweep has not yet recorded).
+fn protected_level(standing: Option<&Standing>, lapsed: Option<Timestamp>) -> Level {
     match standing {
         None => Level::Observing,
-        Some(s) if s.drops_at.is_some_and(|d| d <= now) => s.level.down().unwrap_or(Level::Observing),
+        Some(s) if lapsed.is_some() => s.level.down().unwrap_or(Level::Observing),
         Some(s) => s.level,
     }
 }
@@ -168,7 +183,8 @@ pub fn decide(rules: &Rules, state: &CustomerState, now: Timestamp) -> Decision 
     let has_consent = state.consent.any_granted();
     let standing = state.standing.as_ref();
     let previous = standing.map_or(Level::Observing, |s| s.level);
-    let protected = protected_level(standing, now);
+    let lapsed = standing.and_then(|s| lapsed_at(rules, state, s, now));
+    let protected = protected_level(standing, lapsed);
 
     let level = Level::ALL[1..]
         .iter()
@@ -179,10 +195,11 @@ pub fn decide(rules: &Rules, state: &CustomerState, now: Timestamp) -> Decision 
 
     let since = match standing {
         Some(s) if s.level == level && protected == s.level => s.since,
-        Some(s) if level < s.level => match s.drops_at {
-            // The drop happened when foreseen, unless consent was withdrawn (then: now).
-            Some(drop) if drop <= now => drop.max(s.since),
-            _ => now,
+        Some(s) if level < s.level => match lapsed {
+            // The drop happened when the evidence crossed the bar, unless consent was
+            // withdrawn (then: now).
+            Some(drop) => drop.max(s.since),
+            None => now,
         },
         // A rise is caused by an interaction: the latest one is when it happened.
         _ => state

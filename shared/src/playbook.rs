@@ -107,9 +107,13 @@ pub fn select_nudges(
     now: Timestamp,
 ) -> Vec<NudgeDecision> {
     let window_start = now.minus_millis((rules.nudges.frequency_window_days * MILLIS_PER_DAY as f64) as i64);
+    // Held-out nudges count as sent for the caps: the holdout group must see the same cadence
+    // as the treated group, or the two are not comparable.
+    let would_have_sent = |r: &&NudgeRecord| r.outcome != NudgeOutcome::Suppressed;
     let mut sent_in_window = history
         .iter()
-        .filter(|r| r.outcome == NudgeOutcome::Sent && r.decided_at > window_start)
+        .filter(would_have_sent)
+        .filter(|r| r.decided_at > window_start)
         .count() as u32;
     let mut decisions = Vec::new();
     for playbook in &rules.playbooks {
@@ -141,7 +145,8 @@ pub fn select_nudges(
         };
         let last_sent = history
             .iter()
-            .filter(|r| r.playbook == playbook.name && r.outcome == NudgeOutcome::Sent)
+            .filter(would_have_sent)
+            .filter(|r| r.playbook == playbook.name)
             .map(|r| r.decided_at)
             .max();
         let cool_down_ms = (playbook.cool_down_days * MILLIS_PER_DAY as f64) as i64;
@@ -156,10 +161,13 @@ pub fn select_nudges(
         };
         let outcome = match reason {
             Some(_) => NudgeOutcome::Suppressed,
-            None if in_holdout(customer_id, playbook) => NudgeOutcome::HeldOut,
             None => {
                 sent_in_window += 1;
-                NudgeOutcome::Sent
+                if in_holdout(customer_id, playbook) {
+                    NudgeOutcome::HeldOut
+                } else {
+                    NudgeOutcome::Sent
+                }
             }
         };
         decisions.push(NudgeDecision {

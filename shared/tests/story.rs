@@ -288,3 +288,57 @@ fn nudges_respect_consent_cool_down_the_frequency_cap_and_the_holdout() {
         "nobody is held out of service recovery"
     );
 }
+
+#[test]
+fn an_interaction_just_before_a_foreseen_drop_keeps_the_level_even_if_noticed_late() {
+    let rules = Rules::default_rules();
+    let mut state = CustomerState::new(&rules);
+    for (id, kind, when) in [
+        ("1", "newsletter_subscribed", "2026-01-10T09:00:00Z"),
+        ("2", "event_attended", "2026-03-03T18:00:00Z"),
+        ("3", "event_attended", "2026-04-14T18:00:00Z"),
+    ] {
+        step(&rules, &mut state, &interaction(&rules, id, kind, when));
+    }
+    let contributing = decide(&rules, &state, at("2026-04-14T18:00:00Z"));
+    assert_eq!(contributing.level, Level::Contributing);
+    let drops_at = contributing.drops_at.expect("a foreseen drop");
+    // A forum answer the day before the drop is folded, but the rescore runs two days late.
+    let answer = interaction(&rules, "4", "forum_answered", &drops_at.minus_millis(86_400_000).to_rfc3339());
+    state.fold(&rules, &answer.score(&rules).expect("scored"));
+    let late = decide(&rules, &state, drops_at.plus_millis(2 * 86_400_000));
+    assert_eq!(late.level, Level::Contributing, "the level held: the answer came in time");
+    assert_eq!(late.since, contributing.since);
+}
+
+#[test]
+fn the_holdout_group_gets_the_same_cadence_as_the_treated_group() {
+    let rules = Rules::default_rules();
+    let playbook = rules.playbook("endorser_to_sponsor").expect("shipped");
+    let held_out = (0..200)
+        .map(|i| format!("cus_{i}"))
+        .find(|c| in_holdout(c, playbook))
+        .expect("someone is held out");
+    let mut consent = Consents::default();
+    consent.record(&Channel::parse("email").expect("channel"), true, at("2026-01-01T00:00:00Z"));
+    let now = at("2026-06-01T12:00:00Z");
+    let history = [NudgeRecord {
+        playbook: "endorser_to_sponsor".into(),
+        step: 1,
+        outcome: NudgeOutcome::HeldOut,
+        decided_at: now.minus_millis(86_400_000),
+    }];
+    let next = select_nudges(
+        &rules,
+        &held_out,
+        &consent,
+        &history,
+        &Trigger::Interaction("event_attended".into()),
+        now,
+    );
+    assert_eq!(
+        next[0].reason,
+        Some(SuppressReason::CoolDown),
+        "held out a day ago: cooling down like a sent nudge"
+    );
+}

@@ -140,6 +140,20 @@ impl Expr {
         self.remove.push(name);
     }
 
+    /// Sets a whole evidence as absolute values, removing per-kind attributes of `old` that it no
+    /// longer has (kinds the rules dropped, now counted as "other").
+    fn replace_evidence(&mut self, rules: &Rules, evidence: &Evidence, old: Option<&Item>) {
+        let attributes = evidence_attributes(rules, evidence);
+        for name in old.into_iter().flat_map(|item| item.keys()) {
+            if (name.starts_with("ke_") || name.starts_with("kc_")) && !attributes.iter().any(|(a, _)| a == name) {
+                self.remove(name);
+            }
+        }
+        for (name, value) in attributes {
+            self.set(&name, value);
+        }
+    }
+
     fn expression(&self) -> String {
         let mut parts = Vec::new();
         if !self.set.is_empty() {
@@ -649,15 +663,7 @@ impl DynamoStore {
                         state.fold(&self.rules, item);
                     }
                     used_epoch = Some(state.evidence.epoch);
-                    let attributes = evidence_attributes(&self.rules, &state.evidence);
-                    for name in item.keys().filter(|n| n.starts_with("ke_") || n.starts_with("kc_")) {
-                        if !attributes.iter().any(|(a, _)| a == name) {
-                            expr.remove(name);
-                        }
-                    }
-                    for (name, value) in attributes {
-                        expr.set(&name, value);
-                    }
+                    expr.replace_evidence(&self.rules, &state.evidence, Some(&item));
                     let version = expr.value(n_int(stored.version as i64));
                     condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
                 }
@@ -1016,9 +1022,7 @@ impl EngagementStore for DynamoStore {
             }
         }
         if let Some(evidence) = &write.rebased {
-            for (name, value) in evidence_attributes(&self.rules, evidence) {
-                expr.set(&name, value);
-            }
+            expr.replace_evidence(&self.rules, evidence, None);
         }
         expr.add("version", n_int(1));
         let version = expr.value(n_int(write.expected_version as i64));
@@ -1383,15 +1387,7 @@ impl DynamoStore {
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let merged = survivor.state.merge(&self.rules, &loser.state);
         let mut expr = Expr::default();
-        let attributes = evidence_attributes(&self.rules, &merged.evidence);
-        for name in survivor_item.keys().filter(|n| n.starts_with("ke_") || n.starts_with("kc_")) {
-            if !attributes.iter().any(|(a, _)| a == name) {
-                expr.remove(name);
-            }
-        }
-        for (name, value) in attributes {
-            expr.set(&name, value);
-        }
+        expr.replace_evidence(&self.rules, &merged.evidence, Some(survivor_item));
         // Consent: union of both sides' decisions, then a withdrawal wherever the strictest merge
         // says withdrawn (dated at the latest decision on that channel, so it wins when read).
         let mut adds: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
