@@ -29,8 +29,8 @@ impl EventBridgeBus {
     }
 
     /// The size EventBridge counts for an entry (source, detail-type, detail, resources, time).
-    fn entry_size(&self, detail_type: &str, detail: &str) -> usize {
-        self.source.len() + detail_type.len() + detail.len() + 14
+    fn entry_size(&self, event: &DomainEvent, detail: &str) -> usize {
+        self.source.len() + event.detail_type().len() + detail.len() + resource(event).len() + 14
     }
 
     fn entry(&self, event: &DomainEvent, detail: String) -> PutEventsRequestEntry {
@@ -39,9 +39,13 @@ impl EventBridgeBus {
             .source(&self.source)
             .detail_type(event.detail_type())
             .detail(detail)
-            .resources(format!("customer/{}", event.customer_id()))
+            .resources(resource(event))
             .build()
     }
+}
+
+fn resource(event: &DomainEvent) -> String {
+    format!("customer/{}", event.customer_id())
 }
 
 /// Splits entries (with their sizes) into calls within both limits.
@@ -65,11 +69,7 @@ pub fn chunk_by_limits(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
 impl EventBus for EventBridgeBus {
     async fn publish(&self, events: &[DomainEvent]) -> Result<(), BusError> {
         let details: Vec<String> = events.iter().map(DomainEvent::detail_json).collect();
-        let sizes: Vec<usize> = events
-            .iter()
-            .zip(&details)
-            .map(|(e, d)| self.entry_size(e.detail_type(), d))
-            .collect();
+        let sizes: Vec<usize> = events.iter().zip(&details).map(|(e, d)| self.entry_size(e, d)).collect();
         if let Some(size) = sizes.iter().find(|s| **s > MAX_BYTES_PER_CALL) {
             return Err(BusError::NotPublished {
                 failed: 1,

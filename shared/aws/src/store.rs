@@ -214,6 +214,8 @@ struct Chunk {
 #[derive(Clone, Default)]
 struct Hint {
     epoch: Option<Timestamp>,
+    /// The stored `last_at`: it only moves forward, so a chunk older than it leaves it alone.
+    last_at: Option<Timestamp>,
     item: Option<Item>,
 }
 
@@ -235,8 +237,9 @@ struct Snapshot {
     identities: HashMap<String, IdentityEntry>,
     /// interaction id → (fingerprint, customer id)
     claims: HashMap<String, (String, String)>,
-    /// Epochs of the customers the primary identities would have created (most customers).
-    epochs: HashMap<CustomerId, Timestamp>,
+    /// Epoch and `last_at` of the customers the primary identities would have created (most
+    /// customers).
+    epochs: HashMap<CustomerId, (Timestamp, Option<Timestamp>)>,
 }
 
 impl DynamoStore {
@@ -501,7 +504,7 @@ impl DynamoStore {
             }
         }
         let items = self
-            .batch_get(keys, Some("pk, customer_id, fingerprint, erased, epoch, merged_into"))
+            .batch_get(keys, Some("pk, customer_id, fingerprint, erased, epoch, last_at, merged_into"))
             .await?;
         let mut snapshot = Snapshot {
             identities: HashMap::new(),
@@ -513,7 +516,7 @@ impl DynamoStore {
             let customer = get_s(&item, "customer_id").map(str::to_string);
             if pk.starts_with("CUSTOMER#") {
                 if let (Some(id), Some(epoch), false) = (customer, get_i64(&item, "epoch"), item.contains_key("merged_into")) {
-                    snapshot.epochs.insert(CustomerId(id), Timestamp(epoch));
+                    snapshot.epochs.insert(CustomerId(id), (Timestamp(epoch), get_ts(&item, "last_at")));
                 }
             } else if let Some(id) = pk.strip_prefix("INTERACTION#") {
                 snapshot.claims.insert(
@@ -569,9 +572,20 @@ impl DynamoStore {
     }
 
     fn count_update(&self, id: &CustomerId, moves: &[(Level, i64)]) -> Result<TransactWriteItem, StoreError> {
-        let mut expr = Expr::default();
+        // One ADD per attribute: moves on the same level are summed first.
+        let mut net: BTreeMap<Level, i64> = BTreeMap::new();
         for (level, by) in moves {
-            expr.add(COUNT[level.index()], n_int(*by));
+            *net.entry(*level).or_default() += by;
+        }
+        let mut expr = Expr::default();
+        for (level, by) in net {
+            if by != 0 {
+                expr.add(COUNT[level.index()], n_int(by));
+            }
+        }
+        if expr.add.is_empty() {
+            // Nothing moves (e.g. a merge that keeps the level): touch the counter harmlessly.
+            expr.add(COUNT[Level::Observing.index()], n_int(0));
         }
         let update = expr.update(self.table(), key(pyramid_pk(shard(id, PYRAMID_SHARDS)), COUNTS), None)?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -653,6 +667,7 @@ impl DynamoStore {
                             chunk.customer.clone(),
                             Hint {
                                 epoch: Some(stored.state.evidence.epoch),
+                                last_at: stored.state.evidence.last_interaction_at,
                                 item: None,
                             },
                         );
@@ -665,7 +680,10 @@ impl DynamoStore {
                     used_epoch = Some(state.evidence.epoch);
                     expr.replace_evidence(&self.rules, &state.evidence, Some(&item));
                     let version = expr.value(n_int(stored.version as i64));
-                    condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
+                    condition = format!(
+                        "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
+                        expr.name("version")
+                    );
                 }
                 known => {
                     let epoch = known.unwrap_or(needed_epoch);
@@ -690,10 +708,17 @@ impl DynamoStore {
                         expr.increment(&kind_evidence_attr(&kind), n_float(engagement::evidence::quantize(sum)));
                         expr.increment(&kind_count_attr(&kind), n_int(count));
                     }
-                    expr.set("last_at", n_int(latest.millis()));
+                    // `last_at` only moves forward: set it only when this chunk is newer than
+                    // what is stored (a concurrent newer write fails the condition; we re-read).
+                    let mut last_at_condition = String::new();
+                    if hint.last_at.is_none_or(|stored| stored < latest) {
+                        let (name, value) = (expr.name("last_at"), expr.value(n_int(latest.millis())));
+                        expr.set.push(format!("{name} = {value}"));
+                        last_at_condition = format!(" AND (attribute_not_exists({name}) OR {name} < {value})");
+                    }
                     let epoch_value = expr.value(n_int(epoch.millis()));
                     let epoch_name = expr.name("epoch");
-                    condition = format!("attribute_exists(pk) AND {epoch_name} = {epoch_value} AND attribute_not_exists(merged_into)");
+                    condition = format!("attribute_exists(pk) AND {epoch_name} = {epoch_value} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing){last_at_condition}");
                 }
             }
             // Consent decisions go into number sets, one ADD per attribute.
@@ -742,6 +767,7 @@ impl DynamoStore {
                     chunk.customer.clone(),
                     Hint {
                         epoch: used_epoch,
+                        last_at: Some(hint.last_at.map_or(latest, |stored| stored.max(latest))),
                         item: None,
                     },
                 );
@@ -751,12 +777,12 @@ impl DynamoStore {
                 if let Some(first) = reasons.first() {
                     if first.failed_condition() && !chunk.is_new {
                         match &first.item {
-                            Some(item) if !item.contains_key("merged_into") => {
-                                let epoch = get_i64(item, "epoch").map(Timestamp);
+                            Some(item) if !item.contains_key("merged_into") && !item.contains_key("erasing") => {
                                 hints.insert(
                                     chunk.customer.clone(),
                                     Hint {
-                                        epoch,
+                                        epoch: get_i64(item, "epoch").map(Timestamp),
+                                        last_at: get_ts(item, "last_at"),
                                         item: Some(item.clone()),
                                     },
                                 );
@@ -877,7 +903,11 @@ impl EngagementStore for DynamoStore {
         while !pending.is_empty() {
             let snapshot = self.read_for_ingest(batch, &pending).await?;
             for (customer, epoch) in &snapshot.epochs {
-                hints.entry(customer.clone()).or_default().epoch.get_or_insert(*epoch);
+                let hint = hints.entry(customer.clone()).or_default();
+                if hint.item.is_none() {
+                    hint.epoch = Some(epoch.0);
+                    hint.last_at = epoch.1;
+                }
             }
             let mut chunks: BTreeMap<CustomerId, Chunk> = BTreeMap::new();
             let mut deferred = Vec::new();
@@ -1026,7 +1056,10 @@ impl EngagementStore for DynamoStore {
         }
         expr.add("version", n_int(1));
         let version = expr.value(n_int(write.expected_version as i64));
-        let condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
+        let condition = format!(
+            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
+            expr.name("version")
+        );
         let update = expr.update(self.table(), profile_key(id), Some(&condition))?;
         let previous_level = write.previous.map(|p| p.level);
         let level_moved = previous_level != Some(write.standing.level);
@@ -1233,8 +1266,18 @@ impl EngagementStore for DynamoStore {
     }
 
     async fn nudges(&self, customer: &CustomerId) -> Result<Vec<StoredNudge>, StoreError> {
-        let values = HashMap::from([(":pk".to_string(), s(customer_pk(customer))), (":prefix".to_string(), s("NUDGE#"))]);
-        let items = self.query_all(None, "pk = :pk AND begins_with(sk, :prefix)", values, None).await?;
+        // A merged customer keeps the nudge history of those merged into it: ladders and caps
+        // carry over, so no step is sent twice.
+        let mut owners = vec![customer.clone()];
+        if let Some(stored) = self.load_customer(customer).await? {
+            owners = vec![stored.id.clone()];
+            owners.extend(stored.merged_ids.iter().cloned());
+        }
+        let mut items = Vec::new();
+        for owner in &owners {
+            let values = HashMap::from([(":pk".to_string(), s(customer_pk(owner))), (":prefix".to_string(), s("NUDGE#"))]);
+            items.extend(self.query_all(None, "pk = :pk AND begins_with(sk, :prefix)", values, None).await?);
+        }
         items
             .iter()
             .map(|item| {
@@ -1267,7 +1310,7 @@ impl EngagementStore for DynamoStore {
                     let update = expr.update(
                         self.table(),
                         profile_key(&survivor.id),
-                        Some("attribute_exists(pk) AND attribute_not_exists(merged_into)"),
+                        Some("attribute_exists(pk) AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)"),
                     )?;
                     vec![
                         TransactWriteItem::builder().update(update).build(),
@@ -1304,11 +1347,37 @@ impl EngagementStore for DynamoStore {
     }
 
     async fn erase_customer(&self, id: &CustomerId, now: Timestamp) -> Result<bool, StoreError> {
-        let Some(item) = self.follow_redirects(id).await? else {
-            return Ok(false);
+        // First the customer is marked as being erased (conditional on the version read): from
+        // then on ingest, links, merges and level writes on it fail their conditions, so the
+        // identities and the level read next are final.
+        let mut marked = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(item) = self.follow_redirects(id).await? else {
+                return Ok(false);
+            };
+            let customer = customer_from_item(&self.rules, &item)?;
+            if item.contains_key("erasing") {
+                marked = Some(customer);
+                break;
+            }
+            let mut expr = Expr::default();
+            expr.set("erasing", n_int(now.millis()));
+            expr.add("version", n_int(1));
+            let version = expr.value(n_int(customer.version as i64));
+            let condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
+            if self
+                .send_update(expr.update(self.table(), profile_key(&customer.id), Some(&condition))?)
+                .await?
+            {
+                marked = self.load_customer(&customer.id).await?;
+                break;
+            }
+            backoff(attempt).await;
+        }
+        let Some(customer) = marked else {
+            return Err(StoreError::Contention(format!("erasure of {id}")));
         };
-        let customer = customer_from_item(&self.rules, &item)?;
-        // First the identities become tombstones, so nothing new is recorded for this person.
+        // Then the identities become tombstones, so nothing new is recorded for this person.
         for identity in &customer.identities {
             let mut expr = Expr::default();
             expr.set("erased", AttributeValue::Bool(true));
@@ -1319,39 +1388,12 @@ impl EngagementStore for DynamoStore {
             let update = expr.update(self.table(), key(identity_pk(&self.config.salt, identity), "IDENTITY"), None)?;
             self.send_update(update).await?;
         }
-        let mut owners = vec![customer.id.clone()];
-        owners.extend(customer.merged_ids.iter().cloned());
-        let mut doomed = Vec::new();
-        for owner in &owners {
-            let history = self
-                .query_all(
-                    Some(HISTORY_INDEX),
-                    &format!("{HISTORY_PK} = :c"),
-                    HashMap::from([(":c".to_string(), s(owner.as_str()))]),
-                    Some("pk, sk"),
-                )
-                .await?;
-            doomed.extend(
-                history
-                    .into_iter()
-                    .map(|i| key(get_s(&i, PK).unwrap_or_default().to_string(), get_s(&i, SK).unwrap_or_default())),
-            );
-            let partition = self
-                .query_all(
-                    None,
-                    "pk = :pk",
-                    HashMap::from([(":pk".to_string(), s(customer_pk(owner)))]),
-                    Some("pk, sk"),
-                )
-                .await?;
-            doomed.extend(
-                partition
-                    .into_iter()
-                    .filter(|i| !(get_s(i, PK) == Some(customer_pk(&customer.id).as_str()) && get_s(i, SK) == Some(PROFILE)))
-                    .map(|i| key(get_s(&i, PK).unwrap_or_default().to_string(), get_s(&i, SK).unwrap_or_default())),
-            );
+        // Twice: the history index is eventually consistent, and the second pass catches
+        // interactions written just before the mark that the first did not see yet.
+        for _ in 0..2 {
+            let doomed = self.erasable_items(&customer).await?;
+            self.batch_delete(doomed).await?;
         }
-        self.batch_delete(doomed).await?;
         let delete = Delete::builder()
             .table_name(self.table())
             .set_key(Some(profile_key(&customer.id)))
@@ -1388,6 +1430,19 @@ impl DynamoStore {
         let merged = survivor.state.merge(&self.rules, &loser.state);
         let mut expr = Expr::default();
         expr.replace_evidence(&self.rules, &merged.evidence, Some(survivor_item));
+        // The survivor takes the higher standing (the core's merge), so hysteresis protects what
+        // either side had earned; the next rescore decides from the merged evidence.
+        if let Some(standing) = merged.standing {
+            for (name, value) in standing_attributes(&survivor.id, &standing) {
+                expr.set(&name, value);
+            }
+            if standing.drops_at.is_none() {
+                expr.remove("drops_at");
+            }
+            if standing.at_risk_at.is_none() {
+                expr.remove("at_risk_at");
+            }
+        }
         // Consent: union of both sides' decisions, then a withdrawal wherever the strictest merge
         // says withdrawn (dated at the latest decision on that channel, so it wins when read).
         let mut adds: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
@@ -1431,7 +1486,10 @@ impl DynamoStore {
         expr.set(DUE_AT, n_int(now.millis()));
         expr.add("version", n_int(1));
         let version = expr.value(n_int(survivor.version as i64));
-        let condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
+        let condition = format!(
+            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
+            expr.name("version")
+        );
         let survivor_update = expr.update(self.table(), profile_key(&survivor.id), Some(&condition))?;
 
         let mut expr = Expr::default();
@@ -1442,7 +1500,10 @@ impl DynamoStore {
         }
         expr.add("version", n_int(1));
         let version = expr.value(n_int(loser.version as i64));
-        let condition = format!("{} = {version} AND attribute_not_exists(merged_into)", expr.name("version"));
+        let condition = format!(
+            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
+            expr.name("version")
+        );
         let loser_update = expr.update(self.table(), profile_key(&loser.id), Some(&condition))?;
 
         let mut actions = vec![
@@ -1460,8 +1521,16 @@ impl DynamoStore {
             )?;
             actions.push(TransactWriteItem::builder().update(update).build());
         }
-        if let Some(standing) = loser.state.standing {
-            actions.push(self.count_update(&loser.id, &[(standing.level, -1)])?);
+        // The pyramid: both sides leave their levels, the survivor enters the merged one.
+        let mut survivor_moves: Vec<(Level, i64)> = survivor.state.standing.iter().map(|s| (s.level, -1)).collect();
+        survivor_moves.extend(merged.standing.iter().map(|s| (s.level, 1)));
+        let loser_moves: Vec<(Level, i64)> = loser.state.standing.iter().map(|s| (s.level, -1)).collect();
+        if shard(&survivor.id, PYRAMID_SHARDS) == shard(&loser.id, PYRAMID_SHARDS) {
+            survivor_moves.extend(loser_moves);
+            actions.push(self.count_update(&survivor.id, &survivor_moves)?);
+        } else {
+            actions.push(self.count_update(&survivor.id, &survivor_moves)?);
+            actions.push(self.count_update(&loser.id, &loser_moves)?);
         }
         if actions.len() > MAX_TRANSACTION_ACTIONS {
             return Err(StoreError::Contention(format!(
@@ -1470,6 +1539,43 @@ impl DynamoStore {
             )));
         }
         Ok(actions)
+    }
+
+    /// Every item about a customer (and those merged into it) but its profile: interactions,
+    /// nudges, level changes, redirects. Deduplicated (a re-pointed interaction can show under
+    /// two owners for a moment; BatchWriteItem refuses duplicate keys).
+    async fn erasable_items(&self, customer: &StoredCustomer) -> Result<Vec<Item>, StoreError> {
+        let mut owners = vec![customer.id.clone()];
+        owners.extend(customer.merged_ids.iter().cloned());
+        let mut doomed: BTreeSet<(String, String)> = BTreeSet::new();
+        let pair = |i: &Item| {
+            (
+                get_s(i, PK).unwrap_or_default().to_string(),
+                get_s(i, SK).unwrap_or_default().to_string(),
+            )
+        };
+        for owner in &owners {
+            let history = self
+                .query_all(
+                    Some(HISTORY_INDEX),
+                    &format!("{HISTORY_PK} = :c"),
+                    HashMap::from([(":c".to_string(), s(owner.as_str()))]),
+                    Some("pk, sk"),
+                )
+                .await?;
+            doomed.extend(history.iter().map(pair));
+            let partition = self
+                .query_all(
+                    None,
+                    "pk = :pk",
+                    HashMap::from([(":pk".to_string(), s(customer_pk(owner)))]),
+                    Some("pk, sk"),
+                )
+                .await?;
+            doomed.extend(partition.iter().map(pair));
+        }
+        doomed.remove(&(customer_pk(&customer.id), PROFILE.to_string()));
+        Ok(doomed.into_iter().map(|(pk, sk)| key(pk, &sk)).collect())
     }
 
     /// After a merge, the loser's interactions are listed under the survivor. Idempotent: a

@@ -511,6 +511,64 @@ async fn late_and_early_interactions_fold_the_same(t: Target) {
         .expect("loaded")
         .expect("exists");
     assert_same_evidence(&stored.state, &folded(&all));
+    assert_eq!(
+        stored.state.evidence.last_interaction_at,
+        Some(at("2026-05-31T00:00:00Z")),
+        "the latest interaction, not the last to arrive"
+    );
+}
+
+async fn a_merge_keeps_the_higher_standing_and_the_counts_right(t: Target) {
+    let rules = Rules::default_rules();
+    let follower = t
+        .store
+        .record_interactions(&[interaction("h-1", "follower@example.com", "newsletter_subscribed", now())], now())
+        .await
+        .expect("recorded")[0]
+        .customer_id
+        .clone()
+        .expect("a customer");
+    let viewer = t
+        .store
+        .record_interactions(&[interaction("h-2", "viewer@example.com", "page_viewed", now())], now())
+        .await
+        .expect("recorded")[0]
+        .customer_id
+        .clone()
+        .expect("a customer");
+    let stored = t.store.load_customer(&follower).await.expect("loaded").expect("exists");
+    let decision = decide(&rules, &stored.state, now());
+    let write = StandingWrite {
+        customer_id: follower.clone(),
+        expected_version: stored.version,
+        previous: stored.state.standing,
+        standing: decision.standing(),
+        due_at: decision.next_transition(now()),
+        at_risk_notified_for: None,
+        change: Some(LevelChange {
+            at: decision.since,
+            from: decision.previous,
+            to: decision.level,
+        }),
+        rebased: None,
+    };
+    assert_eq!(t.store.write_standing(&write).await.expect("written"), WriteOutcome::Written);
+    // The observer takes the follower's identity: the follower merges into the observer.
+    let outcome = t
+        .store
+        .link_identity(&viewer, &email("follower@example.com"), now())
+        .await
+        .expect("linked");
+    assert_eq!(outcome, LinkOutcome::Merged { merged: follower.clone() });
+    let survivor = t.store.load_customer(&viewer).await.expect("loaded").expect("exists");
+    assert_eq!(
+        survivor.state.standing.map(|s| s.level),
+        Some(Level::Following),
+        "the higher standing survives"
+    );
+    let counts = t.store.pyramid_counts().await.expect("counts");
+    assert_eq!((counts.at(Level::Observing), counts.at(Level::Following)), (0, 1), "{counts:?}");
+    assert!(survivor.state.consent.any_granted());
 }
 
 macro_rules! conformance {
@@ -544,4 +602,5 @@ conformance!(
     level_writes_are_conditional_and_move_the_counts,
     nudges_are_recorded_once_per_trigger,
     late_and_early_interactions_fold_the_same,
+    a_merge_keeps_the_higher_standing_and_the_counts_right,
 );
