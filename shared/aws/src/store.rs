@@ -1555,15 +1555,7 @@ impl DynamoStore {
             )
         };
         for owner in &owners {
-            let history = self
-                .query_all(
-                    Some(HISTORY_INDEX),
-                    &format!("{HISTORY_PK} = :c"),
-                    HashMap::from([(":c".to_string(), s(owner.as_str()))]),
-                    Some("pk, sk"),
-                )
-                .await?;
-            doomed.extend(history.iter().map(pair));
+            doomed.extend(self.history_keys(owner).await?.iter().map(pair));
             let partition = self
                 .query_all(
                     None,
@@ -1578,18 +1570,17 @@ impl DynamoStore {
         Ok(doomed.into_iter().map(|(pk, sk)| key(pk, &sk)).collect())
     }
 
+    /// The keys of every interaction listed under a customer in the history index.
+    async fn history_keys(&self, owner: &CustomerId) -> Result<Vec<Item>, StoreError> {
+        let values = HashMap::from([(":c".to_string(), s(owner.as_str()))]);
+        self.query_all(Some(HISTORY_INDEX), &format!("{HISTORY_PK} = :c"), values, Some("pk, sk"))
+            .await
+    }
+
     /// After a merge, the loser's interactions are listed under the survivor. Idempotent: a
     /// retry after a failure finishes the job.
     async fn repoint_history(&self, loser: &CustomerId, survivor: &CustomerId) -> Result<(), StoreError> {
-        let items = self
-            .query_all(
-                Some(HISTORY_INDEX),
-                &format!("{HISTORY_PK} = :c"),
-                HashMap::from([(":c".to_string(), s(loser.as_str()))]),
-                Some("pk, sk"),
-            )
-            .await?;
-        for item in items {
+        for item in self.history_keys(loser).await? {
             self.client
                 .update_item()
                 .table_name(self.table())

@@ -99,6 +99,24 @@ fn assert_same_evidence(stored: &CustomerState, expected: &CustomerState) {
     assert_eq!(stored.consent, expected.consent, "consent");
 }
 
+/// What a rescore writes for a decision taken from `stored`.
+fn decision_write(stored: &StoredCustomer, decision: &Decision) -> StandingWrite {
+    StandingWrite {
+        customer_id: stored.id.clone(),
+        expected_version: stored.version,
+        previous: stored.state.standing,
+        standing: decision.standing(),
+        due_at: decision.next_transition(now()),
+        at_risk_notified_for: None,
+        change: Some(LevelChange {
+            at: decision.since,
+            from: decision.previous,
+            to: decision.level,
+        }),
+        rebased: None,
+    }
+}
+
 async fn records_each_interaction_exactly_once(t: Target) {
     let first = interaction("evt-1", "ada@example.com", "newsletter_subscribed", at("2026-05-01T10:00:00Z"));
     let outcomes = t
@@ -400,20 +418,7 @@ async fn level_writes_are_conditional_and_move_the_counts(t: Target) {
     let rules = Rules::default_rules();
     let decision = decide(&rules, &stored.state, now());
     assert_eq!(decision.level, Level::Following);
-    let write = StandingWrite {
-        customer_id: id.clone(),
-        expected_version: stored.version,
-        previous: stored.state.standing,
-        standing: decision.standing(),
-        due_at: decision.next_transition(now()),
-        at_risk_notified_for: None,
-        change: Some(LevelChange {
-            at: decision.since,
-            from: decision.previous,
-            to: decision.level,
-        }),
-        rebased: None,
-    };
+    let write = decision_write(&stored, &decision);
     // Two rescores race from the same read: exactly one wins.
     let store = Arc::new(t.store);
     let racers: Vec<_> = (0..2)
@@ -538,20 +543,7 @@ async fn a_merge_keeps_the_higher_standing_and_the_counts_right(t: Target) {
         .expect("a customer");
     let stored = t.store.load_customer(&follower).await.expect("loaded").expect("exists");
     let decision = decide(&rules, &stored.state, now());
-    let write = StandingWrite {
-        customer_id: follower.clone(),
-        expected_version: stored.version,
-        previous: stored.state.standing,
-        standing: decision.standing(),
-        due_at: decision.next_transition(now()),
-        at_risk_notified_for: None,
-        change: Some(LevelChange {
-            at: decision.since,
-            from: decision.previous,
-            to: decision.level,
-        }),
-        rebased: None,
-    };
+    let write = decision_write(&stored, &decision);
     assert_eq!(t.store.write_standing(&write).await.expect("written"), WriteOutcome::Written);
     // The observer takes the follower's identity: the follower merges into the observer.
     let outcome = t
