@@ -155,6 +155,17 @@ impl DomainEvent {
         result.unwrap_or_else(|_| "{}".to_string())
     }
 
+    /// A stable id for the event's content: outbox entries and receivers deduplicate on it.
+    pub fn event_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(self.detail_type())
+            .chain_update([0u8])
+            .chain_update(self.detail_json())
+            .finalize();
+        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Reads an event back from its detail-type and detail (as delivered by EventBridge).
     pub fn from_parts(detail_type: &str, detail: serde_json::Value) -> Result<DomainEvent, EventError> {
         let parsed = match detail_type {

@@ -71,6 +71,8 @@ pub struct StoredCustomer {
     pub due_at: Option<Timestamp>,
     /// Customers merged into this one (their ids redirect here).
     pub merged_ids: Vec<CustomerId>,
+    /// Events decided but not yet known to be published (the outbox), by event id.
+    pub outbox: Vec<(String, DomainEvent)>,
 }
 
 /// What listings show of a customer.
@@ -97,6 +99,9 @@ pub struct StandingWrite {
     /// The evidence rebased to a newer epoch, when the stored one had fallen behind
     /// (`Evidence::epoch_is_stale`); written under the same version condition.
     pub rebased: Option<Evidence>,
+    /// Events this decision publishes, stored with it (the outbox) so that a publish that fails
+    /// after the write is retried, not lost. Cleared by `clear_outbox` once published.
+    pub outbox: Vec<DomainEvent>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +220,16 @@ pub trait EngagementStore: Send + Sync {
     /// Writes a decision if the customer is still at `expected_version`; moves the pyramid counts
     /// in the same transaction when the level changed.
     fn write_standing(&self, write: &StandingWrite) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Removes published events from a customer's outbox. If nothing was written since
+    /// `written_version`, also sets `due_at` (while events are pending the customer stays due).
+    fn clear_outbox(
+        &self,
+        id: &CustomerId,
+        event_ids: &[String],
+        written_version: u64,
+        due_at: Option<Timestamp>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Customers whose `due_at` is at or before `before`, a page at a time.
     fn due_customers(

@@ -146,7 +146,33 @@ pub fn customer_from_item(rules: &Rules, item: &Item) -> Result<StoredCustomer, 
         at_risk_notified_for: get_ts(item, "risk_notified"),
         due_at: get_ts(item, DUE_AT),
         merged_ids,
+        outbox: outbox_of(item),
     })
+}
+
+/// The outbox map: event id → `{detail_type, detail}`. Unreadable entries are skipped (and
+/// logged): a malformed event must not block the customer.
+fn outbox_of(item: &Item) -> Vec<(String, engagement::events::DomainEvent)> {
+    let Some(map) = item.get("outbox").and_then(|v| v.as_m().ok()) else {
+        return Vec::new();
+    };
+    let mut events: Vec<(String, engagement::events::DomainEvent)> = map
+        .iter()
+        .filter_map(|(id, value)| {
+            let entry = value.as_m().ok()?;
+            let detail_type = entry.get("detail_type")?.as_s().ok()?;
+            let detail = serde_json::from_str(entry.get("detail")?.as_s().ok()?).ok()?;
+            match engagement::events::DomainEvent::from_parts(detail_type, detail) {
+                Ok(event) => Some((id.clone(), event)),
+                Err(error) => {
+                    tracing::warn!(event_id = %id, %error, "skipping an unreadable outbox entry");
+                    None
+                }
+            }
+        })
+        .collect();
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    events
 }
 
 pub fn summary_from_item(item: &Item) -> Result<CustomerSummary, StoreError> {

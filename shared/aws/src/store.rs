@@ -623,6 +623,7 @@ impl DynamoStore {
                 ("customer_id".to_string(), s(chunk.customer.as_str())),
                 ("created_at".to_string(), n_int(now.millis())),
                 ("version".to_string(), n_int(1)),
+                ("outbox".to_string(), AttributeValue::M(HashMap::new())),
                 (
                     "identities".to_string(),
                     AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()),
@@ -1054,6 +1055,17 @@ impl EngagementStore for DynamoStore {
         if let Some(evidence) = &write.rebased {
             expr.replace_evidence(&self.rules, evidence, None);
         }
+        if !write.outbox.is_empty() {
+            let outbox = expr.name("outbox");
+            for event in &write.outbox {
+                let id = expr.name(&event.event_id());
+                let entry = expr.value(AttributeValue::M(HashMap::from([
+                    ("detail_type".to_string(), s(event.detail_type())),
+                    ("detail".to_string(), s(event.detail_json())),
+                ])));
+                expr.set.push(format!("{outbox}.{id} = {entry}"));
+            }
+        }
         expr.add("version", n_int(1));
         let version = expr.value(n_int(write.expected_version as i64));
         let condition = format!(
@@ -1133,6 +1145,48 @@ impl EngagementStore for DynamoStore {
             }
         }
         Err(StoreError::Contention(format!("level of {id}")))
+    }
+
+    async fn clear_outbox(
+        &self,
+        id: &CustomerId,
+        event_ids: &[String],
+        written_version: u64,
+        due_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let removal = |expr: &mut Expr| {
+            let outbox = expr.name("outbox");
+            for event_id in event_ids {
+                let name = expr.name(event_id);
+                expr.remove.push(format!("{outbox}.{name}"));
+            }
+        };
+        let mut expr = Expr::default();
+        removal(&mut expr);
+        match due_at {
+            Some(due) => {
+                expr.set(DUE_SHARD, s(due_shard(id)));
+                expr.set(DUE_AT, n_int(due.millis()));
+            }
+            None => {
+                expr.remove(DUE_SHARD);
+                expr.remove(DUE_AT);
+            }
+        }
+        let version = expr.value(n_int(written_version as i64));
+        let condition = format!("attribute_exists(pk) AND {} = {version}", expr.name("version"));
+        if self
+            .send_update(expr.update(self.table(), profile_key(id), Some(&condition))?)
+            .await?
+        {
+            return Ok(());
+        }
+        // Written since (an ingest marked it due, say): leave `due_at` to that writer.
+        let mut expr = Expr::default();
+        removal(&mut expr);
+        self.send_update(expr.update(self.table(), profile_key(id), Some("attribute_exists(pk)"))?)
+            .await?;
+        Ok(())
     }
 
     async fn due_customers(&self, before: Timestamp, cursor: Option<String>, limit: usize) -> Result<Page<StoredCustomer>, StoreError> {

@@ -114,6 +114,7 @@ fn decision_write(stored: &StoredCustomer, decision: &Decision) -> StandingWrite
             to: decision.level,
         }),
         rebased: None,
+        outbox: Vec::new(),
     }
 }
 
@@ -325,6 +326,7 @@ async fn the_due_list_pages_through_every_due_customer(t: Target) {
         at_risk_notified_for: None,
         change: None,
         rebased: None,
+        outbox: Vec::new(),
     };
     assert_eq!(t.store.write_standing(&write).await.expect("written"), WriteOutcome::Written);
 

@@ -1,0 +1,216 @@
+//! rescore: decides a customer's level now, writes the decision conditionally (no lost update
+//! against a concurrent rescore) and publishes what changed: `Level Changed`, and
+//! `Engagement At Risk` once per foreseen drop. Event-driven per customer, and as a sweep over
+//! the customers that are due. Generic over the ports, so Lambda, `pyramid serve` and the tests
+//! run the same code.
+//!
+//! Events are written with the decision (the customer's outbox) and cleared once published: if
+//! publishing fails after the write, the customer stays due and the next run publishes them.
+
+use engagement::events::{DomainEvent, EngagementAtRisk, EventExplanation, LevelChanged, SCHEMA_VERSION};
+use engagement::ports::{BusError, Clock, CustomerId, EngagementStore, EventBus, StandingWrite, StoreError, StoredCustomer, WriteOutcome};
+use engagement::{decide, era_start, Direction, Level, LevelChange, Rules};
+use std::sync::Arc;
+
+/// Conflicting writes tolerated before giving up (each is a fresh read and decision).
+const MAX_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RescoreError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the decision is stored but its events are not published yet (the customer stays due): {0}")]
+    Bus(#[from] BusError),
+    #[error("customer {0}: too many concurrent writers")]
+    Contention(CustomerId),
+}
+
+impl RescoreError {
+    /// Whether retrying the invocation can help (all of these can).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RescoreError::Store(error) => error.is_retryable(),
+            RescoreError::Bus(_) | RescoreError::Contention(_) => true,
+        }
+    }
+}
+
+/// What one rescore did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rescored {
+    pub customer_id: CustomerId,
+    pub level: Level,
+    pub direction: Option<Direction>,
+    /// Detail-types published by this run (outbox leftovers included).
+    pub published: Vec<&'static str>,
+    /// False when nothing needed writing (a repeated run).
+    pub wrote: bool,
+}
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub examined: usize,
+    pub changed: usize,
+    pub published: usize,
+    /// True when it stopped for the deadline before reaching the end.
+    pub unfinished: bool,
+}
+
+pub struct Rescorer<S, B, C> {
+    pub store: S,
+    pub bus: B,
+    pub clock: C,
+    pub rules: Arc<Rules>,
+}
+
+impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
+    /// Rescores one customer (after `Interaction Recorded`). `None` if unknown or erased.
+    pub async fn rescore(&self, id: &CustomerId) -> Result<Option<Rescored>, RescoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(customer) = self.store.load_customer(id).await? else {
+                return Ok(None);
+            };
+            if let Some(done) = self.rescore_loaded(&customer).await? {
+                return Ok(Some(done));
+            }
+        }
+        Err(RescoreError::Contention(id.clone()))
+    }
+
+    /// Rescores from a customer already read (the sweep reads them from the due index).
+    /// `None` when someone wrote since that read.
+    pub async fn rescore_loaded(&self, customer: &StoredCustomer) -> Result<Option<Rescored>, RescoreError> {
+        let now = self.clock.now();
+        let mut published = Vec::new();
+        // First, what an earlier run decided but may not have published.
+        if !customer.outbox.is_empty() {
+            let events: Vec<DomainEvent> = customer.outbox.iter().map(|(_, e)| e.clone()).collect();
+            self.bus.publish(&events).await?;
+            let ids: Vec<String> = customer.outbox.iter().map(|(id, _)| id.clone()).collect();
+            self.store
+                .clear_outbox(&customer.id, &ids, customer.version, customer.due_at)
+                .await?;
+            published.extend(events.iter().map(DomainEvent::detail_type));
+        }
+
+        let decision = decide(&self.rules, &customer.state, now);
+        let previous = customer.state.standing;
+        let previous_level = previous.map_or(Level::Observing, |p| p.level);
+        let direction = Direction::between(previous_level, decision.level);
+        let notify_risk = decision.is_at_risk(now) && customer.at_risk_notified_for != decision.drops_at;
+        let rebased = customer.state.evidence.epoch_is_stale().then(|| {
+            let mut evidence = customer.state.evidence.clone();
+            if let Some(last) = evidence.last_interaction_at {
+                evidence.rebase(&self.rules, era_start(last));
+            }
+            evidence
+        });
+        let next_due = decision.next_transition(now);
+
+        let explanation = EventExplanation::of(&decision);
+        let mut events = Vec::new();
+        if let Some(direction) = direction {
+            events.push(DomainEvent::LevelChanged(LevelChanged {
+                schema_version: SCHEMA_VERSION,
+                customer_id: customer.id.clone(),
+                from: previous_level,
+                to: decision.level,
+                direction,
+                since: decision.since,
+                drops_at: decision.drops_at,
+                at_risk_at: decision.at_risk_at,
+                explanation: explanation.clone(),
+            }));
+        }
+        if let (true, Some(drops_at), Some(drops_to)) = (notify_risk, decision.drops_at, decision.drops_to) {
+            events.push(DomainEvent::EngagementAtRisk(EngagementAtRisk {
+                schema_version: SCHEMA_VERSION,
+                customer_id: customer.id.clone(),
+                level: decision.level,
+                drops_at,
+                drops_to,
+                explanation,
+            }));
+        }
+
+        let unchanged = events.is_empty() && rebased.is_none() && previous == Some(decision.standing()) && customer.due_at == next_due;
+        if unchanged {
+            return Ok(Some(Rescored {
+                customer_id: customer.id.clone(),
+                level: decision.level,
+                direction: None,
+                published,
+                wrote: false,
+            }));
+        }
+        let write = StandingWrite {
+            customer_id: customer.id.clone(),
+            expected_version: customer.version,
+            previous,
+            standing: decision.standing(),
+            // While events are pending the customer stays due, so a failed publish is retried.
+            due_at: if events.is_empty() { next_due } else { Some(now) },
+            at_risk_notified_for: if notify_risk {
+                decision.drops_at
+            } else {
+                customer.at_risk_notified_for
+            },
+            change: direction.map(|_| LevelChange {
+                at: decision.since,
+                from: previous_level,
+                to: decision.level,
+            }),
+            rebased,
+            outbox: events.clone(),
+        };
+        if self.store.write_standing(&write).await? == WriteOutcome::Conflict {
+            return Ok(None);
+        }
+        if !events.is_empty() {
+            self.bus.publish(&events).await?;
+            let ids: Vec<String> = events.iter().map(DomainEvent::event_id).collect();
+            self.store.clear_outbox(&customer.id, &ids, customer.version + 1, next_due).await?;
+            published.extend(events.iter().map(DomainEvent::detail_type));
+        }
+        tracing::info!(customer_id = %customer.id, level = %decision.level, changed = direction.is_some(), "rescored");
+        Ok(Some(Rescored {
+            customer_id: customer.id.clone(),
+            level: decision.level,
+            direction,
+            published,
+            wrote: true,
+        }))
+    }
+
+    /// Rescores every customer due by now, a page at a time, while `keep_going()` says there
+    /// is time (a Lambda stops before its deadline and the next schedule continues).
+    pub async fn sweep(&self, page_size: usize, mut keep_going: impl FnMut() -> bool) -> Result<SweepReport, RescoreError> {
+        let now = self.clock.now();
+        let mut report = SweepReport::default();
+        let mut cursor = None;
+        loop {
+            if !keep_going() {
+                report.unfinished = true;
+                return Ok(report);
+            }
+            let page = self.store.due_customers(now, cursor, page_size).await?;
+            for customer in &page.items {
+                report.examined += 1;
+                // The index's copy may be stale: on a conflict, read it again.
+                let done = match self.rescore_loaded(customer).await? {
+                    Some(done) => Some(done),
+                    None => self.rescore(&customer.id).await?,
+                };
+                if let Some(done) = done {
+                    report.changed += usize::from(done.direction.is_some());
+                    report.published += done.published.len();
+                }
+            }
+            cursor = page.cursor;
+            if cursor.is_none() {
+                return Ok(report);
+            }
+        }
+    }
+}

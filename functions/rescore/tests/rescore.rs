@@ -1,0 +1,263 @@
+//! The rescore function against real protocol servers: the store on dynoxide, the bus on moto's
+//! EventBridge, events read back from the SQS queue a rule routes them to.
+
+use engagement::events::{DomainEvent, DEFAULT_SOURCE};
+use engagement::ports::{Clock, EngagementStore};
+use engagement::*;
+use engagement_aws::client::{local_dynamodb, local_eventbridge};
+use engagement_aws::{DynamoStore, EventBridgeBus, RequestCounter, StoreConfig};
+use engagement_testkit::{dynoxide_endpoint, local_sqs, moto_endpoint, unique_name};
+use rescore::Rescorer;
+use serde_json::json;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// The clock tests move by hand.
+#[derive(Clone)]
+struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    fn set(&self, at: Timestamp) {
+        self.0.store(at.millis(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse_rfc3339(text).expect("valid time")
+}
+
+struct World {
+    rescorer: Rescorer<DynamoStore, EventBridgeBus, TestClock>,
+    clock: TestClock,
+    counter: RequestCounter,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+async fn world(bus_exists: bool) -> World {
+    let rules = Arc::new(Rules::default_rules());
+    let counter = RequestCounter::default();
+    let store = DynamoStore::new(
+        local_dynamodb(dynoxide_endpoint(), Some(counter.clone())),
+        Arc::clone(&rules),
+        StoreConfig {
+            table: unique_name("rescore"),
+            salt: "rescore-tests".into(),
+            omit_request_tokens: true,
+        },
+    );
+    store.create_table().await.expect("table");
+    let (events, sqs) = (local_eventbridge(moto_endpoint()), local_sqs(moto_endpoint()));
+    let bus_name = unique_name("engagement");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique_name("all-events"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url()
+        .expect("url")
+        .to_string();
+    if bus_exists {
+        events.create_event_bus().name(&bus_name).send().await.expect("bus");
+        let arn_name = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(arn_name.clone())
+            .send()
+            .await
+            .expect("attributes");
+        let arn = attributes.attributes().and_then(|a| a.get(&arn_name)).expect("arn").clone();
+        events
+            .put_rule()
+            .name("all")
+            .event_bus_name(&bus_name)
+            .event_pattern(r#"{"source": ["engagement"]}"#)
+            .send()
+            .await
+            .expect("rule");
+        events
+            .put_targets()
+            .rule("all")
+            .event_bus_name(&bus_name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("q")
+                    .arn(arn)
+                    .build()
+                    .expect("target"),
+            )
+            .send()
+            .await
+            .expect("target");
+    }
+    let clock = TestClock(Arc::new(AtomicI64::new(0)));
+    World {
+        rescorer: Rescorer {
+            store,
+            bus: EventBridgeBus::new(events, bus_name, DEFAULT_SOURCE),
+            clock: clock.clone(),
+            rules,
+        },
+        clock,
+        counter,
+        sqs,
+        queue_url,
+    }
+}
+
+impl World {
+    async fn record(&self, id: &str, kind: &str, when: Timestamp) -> ports::CustomerId {
+        let value = json!({"id": id, "source": "test", "customer": {"channel": "email", "handle": "maya@example.com"}, "kind": kind, "occurred_at": when.to_rfc3339()});
+        let interaction = validate_interaction(&value, &self.rescorer.rules, when).expect("valid");
+        self.rescorer
+            .store
+            .record_interactions(&[interaction], when)
+            .await
+            .expect("recorded")[0]
+            .customer_id
+            .clone()
+            .expect("a customer")
+    }
+
+    /// Events that reached the queue since the last call.
+    async fn received(&self) -> Vec<DomainEvent> {
+        let mut events = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("received");
+            if output.messages().is_empty() {
+                return events;
+            }
+            for message in output.messages() {
+                let envelope: serde_json::Value = serde_json::from_str(message.body().expect("body")).expect("json");
+                events.push(
+                    DomainEvent::from_parts(envelope["detail-type"].as_str().expect("type"), envelope["detail"].clone()).expect("event"),
+                );
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(message.receipt_handle().expect("handle"))
+                    .send()
+                    .await
+                    .expect("deleted");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_rises_is_warned_then_drops_and_each_event_goes_out_once() {
+    let w = world(true).await;
+    let subscribed = at("2026-01-10T09:00:00Z");
+    let id = w.record("s-1", "newsletter_subscribed", subscribed).await;
+    w.clock.set(subscribed.plus_millis(60_000));
+    let rose = w.rescorer.rescore(&id).await.expect("rescored").expect("known");
+    assert_eq!((rose.level, rose.direction), (Level::Following, Some(Direction::Up)));
+    let events = w.received().await;
+    let [DomainEvent::LevelChanged(changed)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (changed.from, changed.to, changed.since),
+        (Level::Observing, Level::Following, subscribed)
+    );
+    let drops_at = changed.drops_at.expect("a follower can drop");
+    let at_risk_at = changed.at_risk_at.expect("and is warned first");
+
+    // Running it again changes nothing, publishes nothing and writes nothing.
+    w.counter.reset();
+    let again = w.rescorer.rescore(&id).await.expect("rescored").expect("known");
+    assert!(!again.wrote && again.published.is_empty());
+    assert!(w.received().await.is_empty());
+    assert_eq!(
+        w.counter.snapshot().keys().cloned().collect::<Vec<_>>(),
+        vec!["GetItem".to_string()],
+        "{:?}",
+        w.counter.snapshot()
+    );
+
+    // In the at-risk window: one warning, however often the sweep runs.
+    w.clock.set(at_risk_at.plus_millis(60_000));
+    let report = w.rescorer.sweep(50, || true).await.expect("swept");
+    assert_eq!(report.published, 1, "{report:?}");
+    w.rescorer.sweep(50, || true).await.expect("swept");
+    let events = w.received().await;
+    let [DomainEvent::EngagementAtRisk(risk)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (risk.level, risk.drops_at, risk.drops_to),
+        (Level::Following, drops_at, Level::Observing)
+    );
+
+    // After the drop, the sweep demotes her, dated when it happened.
+    w.clock.set(drops_at.plus_millis(3_600_000));
+    let report = w.rescorer.sweep(50, || true).await.expect("swept");
+    assert_eq!(report.changed, 1, "{report:?}");
+    let events = w.received().await;
+    let [DomainEvent::LevelChanged(dropped)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (dropped.from, dropped.to, dropped.since),
+        (Level::Following, Level::Observing, drops_at)
+    );
+    let counts = w.rescorer.store.pyramid_counts().await.expect("counts");
+    assert_eq!((counts.at(Level::Observing), counts.at(Level::Following)), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_that_could_not_be_published_go_out_on_the_next_run() {
+    let broken = world(false).await;
+    let subscribed = at("2026-01-10T09:00:00Z");
+    let id = broken.record("s-1", "newsletter_subscribed", subscribed).await;
+    broken.clock.set(subscribed.plus_millis(60_000));
+    let error = broken.rescorer.rescore(&id).await.expect_err("the bus does not exist");
+    assert!(error.is_retryable());
+    let stored = broken.rescorer.store.load_customer(&id).await.expect("loaded").expect("known");
+    assert_eq!(
+        stored.state.standing.map(|s| s.level),
+        Some(Level::Following),
+        "the decision is stored"
+    );
+    assert_eq!(stored.outbox.len(), 1, "with its event pending");
+    assert_eq!(stored.due_at, Some(subscribed.plus_millis(60_000)), "and the customer stays due");
+
+    // The same table, now with a working bus: the sweep publishes the pending event once.
+    let fixed = world(true).await;
+    let rescorer = Rescorer {
+        store: broken.rescorer.store,
+        bus: fixed.rescorer.bus.clone(),
+        clock: fixed.clock.clone(),
+        rules: Arc::clone(&fixed.rescorer.rules),
+    };
+    fixed.clock.set(subscribed.plus_millis(120_000));
+    let report = rescorer.sweep(50, || true).await.expect("swept");
+    assert_eq!(report.published, 1, "{report:?}");
+    let events = fixed.received().await;
+    assert!(
+        matches!(events.as_slice(), [DomainEvent::LevelChanged(e)] if e.to == Level::Following),
+        "{events:?}"
+    );
+    let stored = rescorer.store.load_customer(&id).await.expect("loaded").expect("known");
+    assert!(stored.outbox.is_empty());
+    assert!(
+        rescorer.sweep(50, || true).await.expect("swept").published == 0,
+        "nothing goes out twice"
+    );
+    assert!(fixed.received().await.is_empty());
+}
