@@ -11,6 +11,13 @@ use engagement::events::{DomainEvent, EngagementAtRisk, EventExplanation, LevelC
 use engagement::ports::{BusError, Clock, CustomerId, EngagementStore, EventBus, StandingWrite, StoreError, StoredCustomer, WriteOutcome};
 use engagement::{decide, era_start, Direction, Level, LevelChange, Rules};
 use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// The detail-type EventBridge gives scheduled events.
+pub const SCHEDULED_EVENT: &str = "Scheduled Event";
+/// A sweep stops starting pages when less than this is left before the Lambda deadline.
+pub const SWEEP_MARGIN: Duration = Duration::from_secs(10);
 
 /// Conflicting writes tolerated before giving up (each is a fresh read and decision).
 const MAX_ATTEMPTS: u32 = 8;
@@ -23,6 +30,8 @@ pub enum RescoreError {
     Bus(#[from] BusError),
     #[error("customer {0}: too many concurrent writers")]
     Contention(CustomerId),
+    #[error("not an event rescore handles: {0}")]
+    UnexpectedEvent(String),
 }
 
 impl RescoreError {
@@ -31,6 +40,7 @@ impl RescoreError {
         match self {
             RescoreError::Store(error) => error.is_retryable(),
             RescoreError::Bus(_) | RescoreError::Contention(_) => true,
+            RescoreError::UnexpectedEvent(_) => false,
         }
     }
 }
@@ -65,6 +75,52 @@ pub struct Rescorer<S, B, C> {
 }
 
 impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
+    /// Handles one EventBridge event: `Interaction Recorded` rescores its customer; the schedule
+    /// sweeps the due customers while `time_left()` allows. Returns what it did, as JSON.
+    pub async fn handle(
+        &self,
+        event: &aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value>,
+        time_left: impl Fn() -> Duration,
+    ) -> Result<serde_json::Value, RescoreError> {
+        match event.detail_type.as_str() {
+            engagement::events::INTERACTION_RECORDED => {
+                let id = event
+                    .detail
+                    .get("customer_id")
+                    .and_then(|v| v.as_str())
+                    .map(|id| CustomerId(id.to_string()))
+                    .ok_or_else(|| RescoreError::UnexpectedEvent("Interaction Recorded without customer_id".into()))?;
+                let span = tracing::info_span!("rescore", customer_id = %id);
+                let done = self.rescore(&id).instrument(span).await?;
+                Ok(serde_json::json!({
+                    "customer_id": id,
+                    "level": done.as_ref().map(|d| d.level),
+                    "direction": done.as_ref().and_then(|d| d.direction),
+                    "published": done.map(|d| d.published).unwrap_or_default(),
+                }))
+            }
+            SCHEDULED_EVENT => {
+                let report = self
+                    .sweep(100, || time_left() > SWEEP_MARGIN)
+                    .instrument(tracing::info_span!("sweep"))
+                    .await?;
+                tracing::info!(
+                    examined = report.examined,
+                    changed = report.changed,
+                    unfinished = report.unfinished,
+                    "swept"
+                );
+                Ok(serde_json::json!({
+                    "examined": report.examined,
+                    "changed": report.changed,
+                    "published": report.published,
+                    "unfinished": report.unfinished,
+                }))
+            }
+            other => Err(RescoreError::UnexpectedEvent(other.to_string())),
+        }
+    }
+
     /// Rescores one customer (after `Interaction Recorded`). `None` if unknown or erased.
     pub async fn rescore(&self, id: &CustomerId) -> Result<Option<Rescored>, RescoreError> {
         for _ in 0..MAX_ATTEMPTS {

@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod client;
+pub mod clock;
 pub mod cursor;
 pub mod item;
 pub mod keys;
@@ -11,4 +12,5 @@ pub mod store;
 
 pub use bus::EventBridgeBus;
 pub use client::RequestCounter;
+pub use clock::SystemClock;
 pub use store::{DynamoStore, StoreConfig};
