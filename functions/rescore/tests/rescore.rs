@@ -6,7 +6,7 @@ use engagement::ports::{Clock, EngagementStore};
 use engagement::*;
 use engagement_aws::client::{local_dynamodb, local_eventbridge};
 use engagement_aws::{DynamoStore, EventBridgeBus, RequestCounter, StoreConfig};
-use engagement_testkit::{dynoxide_endpoint, local_sqs, moto_endpoint, unique_name};
+use engagement_testkit::{drain_queue, dynoxide_endpoint, local_sqs, moto_endpoint, route_to_queue, unique_name};
 use rescore::Rescorer;
 use serde_json::json;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -55,49 +55,11 @@ async fn world(bus_exists: bool) -> World {
     store.create_table().await.expect("table");
     let (events, sqs) = (local_eventbridge(moto_endpoint()), local_sqs(moto_endpoint()));
     let bus_name = unique_name("engagement");
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(unique_name("all-events"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
-    if bus_exists {
-        events.create_event_bus().name(&bus_name).send().await.expect("bus");
-        let arn_name = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(arn_name.clone())
-            .send()
-            .await
-            .expect("attributes");
-        let arn = attributes.attributes().and_then(|a| a.get(&arn_name)).expect("arn").clone();
-        events
-            .put_rule()
-            .name("all")
-            .event_bus_name(&bus_name)
-            .event_pattern(r#"{"source": ["engagement"]}"#)
-            .send()
-            .await
-            .expect("rule");
-        events
-            .put_targets()
-            .rule("all")
-            .event_bus_name(&bus_name)
-            .targets(
-                aws_sdk_eventbridge::types::Target::builder()
-                    .id("q")
-                    .arn(arn)
-                    .build()
-                    .expect("target"),
-            )
-            .send()
-            .await
-            .expect("target");
-    }
+    let queue_url = if bus_exists {
+        route_to_queue(&events, &sqs, &bus_name, r#"{"source": ["engagement"]}"#).await
+    } else {
+        String::new()
+    };
     let clock = TestClock(Arc::new(AtomicI64::new(0)));
     World {
         rescorer: Rescorer {
@@ -129,33 +91,13 @@ impl World {
 
     /// Events that reached the queue since the last call.
     async fn received(&self) -> Vec<DomainEvent> {
-        let mut events = Vec::new();
-        loop {
-            let output = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .expect("received");
-            if output.messages().is_empty() {
-                return events;
-            }
-            for message in output.messages() {
-                let envelope: serde_json::Value = serde_json::from_str(message.body().expect("body")).expect("json");
-                events.push(
-                    DomainEvent::from_parts(envelope["detail-type"].as_str().expect("type"), envelope["detail"].clone()).expect("event"),
-                );
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(message.receipt_handle().expect("handle"))
-                    .send()
-                    .await
-                    .expect("deleted");
-            }
-        }
+        drain_queue(&self.sqs, &self.queue_url)
+            .await
+            .into_iter()
+            .map(|envelope| {
+                DomainEvent::from_parts(envelope["detail-type"].as_str().expect("type"), envelope["detail"].clone()).expect("event")
+            })
+            .collect()
     }
 }
 

@@ -6,7 +6,7 @@ use engagement::ports::{BusError, CustomerId, EventBus};
 use engagement::{Direction, Level, Timestamp};
 use engagement_aws::client::local_eventbridge;
 use engagement_aws::EventBridgeBus;
-use engagement_testkit::{local_sqs, moto_endpoint, unique_name};
+use engagement_testkit::{drain_queue, local_sqs, moto_endpoint, route_to_queue, unique_name};
 use std::collections::BTreeSet;
 
 fn level_changed(n: usize) -> DomainEvent {
@@ -43,50 +43,13 @@ async fn events_reach_the_queue_their_rule_targets() {
     let endpoint = moto_endpoint();
     let (events, sqs) = (local_eventbridge(endpoint), local_sqs(endpoint));
     let bus_name = unique_name("engagement");
-    events.create_event_bus().name(&bus_name).send().await.expect("bus created");
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(unique_name("level-changed"))
-        .send()
-        .await
-        .expect("queue")
-        .queue_url()
-        .expect("url")
-        .to_string();
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("attributes");
-    let queue_arn = attributes
-        .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
-        .expect("arn")
-        .clone();
-    events
-        .put_rule()
-        .name("level-changed")
-        .event_bus_name(&bus_name)
-        .event_pattern(r#"{"source": ["engagement"], "detail-type": ["Level Changed"]}"#)
-        .send()
-        .await
-        .expect("rule");
-    events
-        .put_targets()
-        .rule("level-changed")
-        .event_bus_name(&bus_name)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id("queue")
-                .arn(queue_arn)
-                .build()
-                .expect("target"),
-        )
-        .send()
-        .await
-        .expect("target");
+    let queue_url = route_to_queue(
+        &events,
+        &sqs,
+        &bus_name,
+        r#"{"source": ["engagement"], "detail-type": ["Level Changed"]}"#,
+    )
+    .await;
 
     // 23 events: three PutEvents calls; only the 12 "Level Changed" match the rule.
     let mut published: Vec<DomainEvent> = (0..12).map(level_changed).collect();
@@ -97,25 +60,16 @@ async fn events_reach_the_queue_their_rule_targets() {
         .expect("published");
 
     let mut received = BTreeSet::new();
-    for _ in 0..10 {
-        let messages = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("received");
-        for message in messages.messages() {
-            let envelope: serde_json::Value = serde_json::from_str(message.body().expect("a body")).expect("json");
-            assert_eq!(envelope["source"], "engagement");
-            let event = DomainEvent::from_parts(envelope["detail-type"].as_str().expect("a detail-type"), envelope["detail"].clone())
-                .expect("a domain event");
-            assert!(matches!(event, DomainEvent::LevelChanged(_)), "{event:?}");
-            received.insert(event.customer_id().clone());
-        }
-        if received.len() == 12 || messages.messages().is_empty() {
-            break;
-        }
+    for envelope in drain_queue(&sqs, &queue_url).await {
+        assert_eq!(envelope["source"], "engagement");
+        let event = DomainEvent::from_parts(envelope["detail-type"].as_str().expect("a detail-type"), envelope["detail"].clone())
+            .expect("a domain event");
+        assert!(matches!(event, DomainEvent::LevelChanged(_)), "{event:?}");
+        assert!(
+            received.insert(event.customer_id().clone()),
+            "{} arrived twice",
+            event.customer_id()
+        );
     }
     assert_eq!(received.len(), 12, "every Level Changed arrived once");
 }

@@ -114,3 +114,77 @@ pub fn local_sqs(endpoint: &str) -> aws_sdk_sqs::Client {
         .build();
     aws_sdk_sqs::Client::from_conf(config)
 }
+
+/// Creates a queue and an EventBridge rule on `bus_name` (created too) that routes events
+/// matching `pattern` to it, as the deployed stack's rules route them to functions. Returns the
+/// queue's URL.
+pub async fn route_to_queue(events: &aws_sdk_eventbridge::Client, sqs: &aws_sdk_sqs::Client, bus_name: &str, pattern: &str) -> String {
+    events.create_event_bus().name(bus_name).send().await.expect("a bus");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique_name("routed"))
+        .send()
+        .await
+        .expect("a queue")
+        .queue_url()
+        .expect("a queue url")
+        .to_string();
+    let arn_name = aws_sdk_sqs::types::QueueAttributeName::QueueArn;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(arn_name.clone())
+        .send()
+        .await
+        .expect("attributes");
+    let arn = attributes.attributes().and_then(|a| a.get(&arn_name)).expect("a queue arn").clone();
+    events
+        .put_rule()
+        .name("routed")
+        .event_bus_name(bus_name)
+        .event_pattern(pattern)
+        .send()
+        .await
+        .expect("a rule");
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("queue")
+        .arn(arn)
+        .build()
+        .expect("a target");
+    events
+        .put_targets()
+        .rule("routed")
+        .event_bus_name(bus_name)
+        .targets(target)
+        .send()
+        .await
+        .expect("the target");
+    queue_url
+}
+
+/// Every event envelope (`source`, `detail-type`, `detail`, …) waiting in the queue, deleted as
+/// read.
+pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<serde_json::Value> {
+    let mut envelopes = Vec::new();
+    loop {
+        let output = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("received");
+        if output.messages().is_empty() {
+            return envelopes;
+        }
+        for message in output.messages() {
+            envelopes.push(serde_json::from_str(message.body().unwrap_or("null")).expect("an event envelope"));
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .send()
+                .await
+                .expect("deleted");
+        }
+    }
+}
