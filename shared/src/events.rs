@@ -155,13 +155,24 @@ impl DomainEvent {
         result.unwrap_or_else(|_| "{}".to_string())
     }
 
-    /// A stable id for the event's content: outbox entries and receivers deduplicate on it.
+    /// A stable id per fact, not per rendering: the same level change (customer, from, to, since),
+    /// the same foreseen drop, the same recorded interactions always get the same id, even if
+    /// the explanation's numbers differ between two runs. EventBridge delivers at least once and a
+    /// rescore may publish again after a crash, so receivers (and the nudge function) deduplicate
+    /// on it; outbox entries are keyed by it.
     pub fn event_id(&self) -> String {
         use sha2::{Digest, Sha256};
+        let fact = match self {
+            DomainEvent::InteractionRecorded(e) => format!("{}|{}", e.customer_id, e.interaction_ids.join(",")),
+            DomainEvent::LevelChanged(e) => format!("{}|{}|{}|{}", e.customer_id, e.from, e.to, e.since.millis()),
+            DomainEvent::EngagementAtRisk(e) => format!("{}|{}|{}", e.customer_id, e.level, e.drops_at.millis()),
+            DomainEvent::NudgeRequested(e) => e.nudge_id.clone(),
+            DomainEvent::CustomerErased(e) => e.customer_id.to_string(),
+        };
         let digest = Sha256::new()
             .chain_update(self.detail_type())
             .chain_update([0u8])
-            .chain_update(self.detail_json())
+            .chain_update(fact)
             .finalize();
         digest[..12].iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -4,12 +4,16 @@
 //! the customers that are due. Generic over the ports, so Lambda, `pyramid serve` and the tests
 //! run the same code.
 //!
-//! Events are written with the decision (the customer's outbox) and cleared once published: if
-//! publishing fails after the write, the customer stays due and the next run publishes them.
+//! Events are published first, then the decision is written (one read and one write per rescore,
+//! so a new interaction costs four requests in all, level change included). If publishing fails,
+//! the events are written with the decision (the customer's outbox) and the customer stays due:
+//! the next run publishes them. Event ids are stable per fact, so a rescore that publishes again
+//! after a crash or a conflicting write repeats the same id and receivers deduplicate on it.
 
 use engagement::events::{DomainEvent, EngagementAtRisk, EventExplanation, LevelChanged, SCHEMA_VERSION};
 use engagement::ports::{BusError, Clock, CustomerId, EngagementStore, EventBus, StandingWrite, StoreError, StoredCustomer, WriteOutcome};
 use engagement::{decide, era_start, Direction, Level, LevelChange, Rules};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -123,11 +127,12 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
 
     /// Rescores one customer (after `Interaction Recorded`). `None` if unknown or erased.
     pub async fn rescore(&self, id: &CustomerId) -> Result<Option<Rescored>, RescoreError> {
+        let mut published = HashSet::new();
         for _ in 0..MAX_ATTEMPTS {
             let Some(customer) = self.store.load_customer(id).await? else {
                 return Ok(None);
             };
-            if let Some(done) = self.rescore_loaded(&customer).await? {
+            if let Some(done) = self.rescore_loaded(&customer, &mut published).await? {
                 return Ok(Some(done));
             }
         }
@@ -135,8 +140,13 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
     }
 
     /// Rescores from a customer already read (the sweep reads them from the due index).
-    /// `None` when someone wrote since that read.
-    pub async fn rescore_loaded(&self, customer: &StoredCustomer) -> Result<Option<Rescored>, RescoreError> {
+    /// `None` when someone wrote since that read. `published_ids` holds the ids of events this
+    /// invocation already published (before a conflicting write): they are not published again.
+    pub async fn rescore_loaded(
+        &self,
+        customer: &StoredCustomer,
+        published_ids: &mut HashSet<String>,
+    ) -> Result<Option<Rescored>, RescoreError> {
         let now = self.clock.now();
         let mut published = Vec::new();
         // First, what an earlier run decided but may not have published.
@@ -200,13 +210,32 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
                 wrote: false,
             }));
         }
+        // Publish first: on success the decision is written with an empty outbox, in one write.
+        let fresh: Vec<DomainEvent> = events
+            .iter()
+            .filter(|event| !published_ids.contains(&event.event_id()))
+            .cloned()
+            .collect();
+        let publish_failure = if fresh.is_empty() {
+            None
+        } else {
+            match self.bus.publish(&fresh).await {
+                Ok(()) => {
+                    published_ids.extend(fresh.iter().map(DomainEvent::event_id));
+                    published.extend(fresh.iter().map(DomainEvent::detail_type));
+                    None
+                }
+                Err(error) => Some(error),
+            }
+        };
         let write = StandingWrite {
             customer_id: customer.id.clone(),
             expected_version: customer.version,
             previous,
             standing: decision.standing(),
-            // While events are pending the customer stays due, so a failed publish is retried.
-            due_at: if events.is_empty() { next_due } else { Some(now) },
+            // Events not published go into the outbox and keep the customer due, so the next run
+            // (or the sweep) publishes them.
+            due_at: if publish_failure.is_some() { Some(now) } else { next_due },
             at_risk_notified_for: if notify_risk {
                 decision.drops_at
             } else {
@@ -218,16 +247,13 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
                 to: decision.level,
             }),
             rebased,
-            outbox: events.clone(),
+            outbox: if publish_failure.is_some() { events.clone() } else { Vec::new() },
         };
         if self.store.write_standing(&write).await? == WriteOutcome::Conflict {
             return Ok(None);
         }
-        if !events.is_empty() {
-            self.bus.publish(&events).await?;
-            let ids: Vec<String> = events.iter().map(DomainEvent::event_id).collect();
-            self.store.clear_outbox(&customer.id, &ids, customer.version + 1, next_due).await?;
-            published.extend(events.iter().map(DomainEvent::detail_type));
+        if let Some(error) = publish_failure {
+            return Err(RescoreError::Bus(error));
         }
         tracing::info!(customer_id = %customer.id, level = %decision.level, changed = direction.is_some(), "rescored");
         Ok(Some(Rescored {
@@ -254,7 +280,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
             for customer in &page.items {
                 report.examined += 1;
                 // The index's copy may be stale: on a conflict, read it again.
-                let done = match self.rescore_loaded(customer).await? {
+                let done = match self.rescore_loaded(customer, &mut HashSet::new()).await? {
                     Some(done) => Some(done),
                     None => self.rescore(&customer.id).await?,
                 };
