@@ -4,7 +4,7 @@
 use crate::decide::Decision;
 use crate::identity::Channel;
 use crate::level::{Direction, Level};
-use crate::ports::CustomerId;
+use crate::ports::{CustomerId, RecordOutcome, RecordStatus};
 use crate::rules::Trigger;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -109,6 +109,33 @@ pub struct CustomerErased {
     pub schema_version: u32,
     pub customer_id: CustomerId,
     pub erased_at: Timestamp,
+}
+
+/// One `Interaction Recorded` per customer, with its newly recorded interactions in request
+/// order (`kinds` parallel to `outcomes`). Duplicates, conflicts and erased identities are left out.
+pub fn recorded_events(outcomes: &[RecordOutcome], kinds: &[&str], now: Timestamp) -> Vec<DomainEvent> {
+    let mut per_customer: Vec<InteractionRecorded> = Vec::new();
+    for (outcome, kind) in outcomes.iter().zip(kinds) {
+        let (RecordStatus::Recorded, Some(customer_id)) = (outcome.status, &outcome.customer_id) else {
+            continue;
+        };
+        let position = match per_customer.iter().position(|e| &e.customer_id == customer_id) {
+            Some(position) => position,
+            None => {
+                per_customer.push(InteractionRecorded {
+                    schema_version: SCHEMA_VERSION,
+                    customer_id: customer_id.clone(),
+                    interaction_ids: Vec::new(),
+                    kinds: Vec::new(),
+                    recorded_at: now,
+                });
+                per_customer.len() - 1
+            }
+        };
+        per_customer[position].interaction_ids.push(outcome.id.clone());
+        per_customer[position].kinds.push(kind.to_string());
+    }
+    per_customer.into_iter().map(DomainEvent::InteractionRecorded).collect()
 }
 
 /// One event, typed.

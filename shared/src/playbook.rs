@@ -31,6 +31,8 @@ pub enum SuppressReason {
     FrequencyCap,
     /// Every step of the playbook was already offered.
     LadderFinished,
+    /// Consent was given on the channel, but the customer has no handle there to reach.
+    NoHandle,
 }
 
 impl SuppressReason {
@@ -40,6 +42,7 @@ impl SuppressReason {
             SuppressReason::CoolDown => "cool_down",
             SuppressReason::FrequencyCap => "frequency_cap",
             SuppressReason::LadderFinished => "ladder_finished",
+            SuppressReason::NoHandle => "no_handle",
         }
     }
 }
@@ -64,6 +67,20 @@ pub struct NudgeDecision {
     pub outcome: NudgeOutcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<SuppressReason>,
+}
+
+/// The id of the nudge a trigger yields for a playbook step: stable, so a redelivered trigger
+/// finds its nudge already recorded, and receivers deduplicate on it.
+pub fn nudge_id(trigger_id: &str, playbook: &str, step: u32) -> String {
+    let digest = Sha256::new()
+        .chain_update(trigger_id.as_bytes())
+        .chain_update([0u8])
+        .chain_update(playbook.as_bytes())
+        .chain_update([0u8])
+        .chain_update(step.to_string().as_bytes())
+        .finalize();
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("ndg_{hex}")
 }
 
 /// True when the customer is in the playbook's holdout. Deterministic: the same customer is

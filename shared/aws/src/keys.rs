@@ -89,14 +89,6 @@ pub fn customer_id_for(salt: &str, identity: &Identity) -> CustomerId {
     ))
 }
 
-/// The nudge id is stable per (trigger, playbook, step): a redelivered trigger finds it taken.
-pub fn nudge_id(trigger_id: &str, playbook: &str, step: u32) -> String {
-    format!(
-        "ndg_{}",
-        digest_hex(&[trigger_id.as_bytes(), playbook.as_bytes(), step.to_string().as_bytes()], 24)
-    )
-}
-
 pub fn nudge_sk(nudge_id: &str) -> String {
     format!("NUDGE#{nudge_id}")
 }

@@ -9,6 +9,7 @@ pub mod item;
 pub mod keys;
 pub mod retry;
 pub mod store;
+pub mod wiring;
 
 pub use bus::EventBridgeBus;
 pub use client::RequestCounter;

@@ -188,3 +188,30 @@ pub async fn drain_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<serd
         }
     }
 }
+
+/// A clock the tests set by hand (a year of silence passes in one call).
+#[derive(Clone, Default)]
+pub struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl ManualClock {
+    pub fn at(at: engagement::Timestamp) -> ManualClock {
+        let clock = ManualClock::default();
+        clock.set(at);
+        clock
+    }
+
+    pub fn set(&self, at: engagement::Timestamp) {
+        self.0.store(at.millis(), Ordering::SeqCst);
+    }
+}
+
+impl engagement::ports::Clock for ManualClock {
+    fn now(&self) -> engagement::Timestamp {
+        engagement::Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// A time from RFC 3339 text (tests only: panics on a typo).
+pub fn at(text: &str) -> engagement::Timestamp {
+    engagement::Timestamp::parse_rfc3339(text).unwrap_or_else(|| panic!("{text} is not RFC 3339"))
+}

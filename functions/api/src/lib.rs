@@ -1,0 +1,492 @@
+//! The read and admin API (function `api`): customers with their standing and why, listings by
+//! level and risk, the pyramid, movers, identity links (merging customers), consent and GDPR
+//! erasure. Every error is RFC 9457 `application/problem+json`; cursors are sealed against
+//! tampering. The routes and bodies are described in `functions/api/openapi.yaml`.
+
+// A `Problem` is built at most once per request, on the error path: boxing it buys nothing.
+#![allow(clippy::result_large_err)]
+
+mod views;
+
+use engagement::events::{recorded_events, CustomerErased, DomainEvent, SCHEMA_VERSION};
+use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, IdentityLookup, LinkOutcome, StoredCustomer};
+use engagement::{replay, Channel, CustomerRef, Direction, FieldError, Identity, Interaction, Level, Timestamp, MILLIS_PER_DAY};
+use engagement_http::{
+    has_json_body, json_response, query, query_param, route, store_problem, CursorSigner, HttpRequest, HttpResponse, Problem,
+};
+use http::Method;
+use rescore::Rescorer;
+use serde_json::Value;
+use tracing::Instrument;
+pub use views::*;
+
+/// Listing sizes: what a page holds when the client does not say, and at most.
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+const DEFAULT_INTERACTIONS: usize = 20;
+/// Interactions read per page when replaying a whole history (`?at=`).
+const REPLAY_PAGE: usize = 500;
+
+pub struct Api<S, B, C> {
+    /// The ports, and the rescore handler: a merge is rescored at once.
+    pub engine: Rescorer<S, B, C>,
+    pub cursors: CursorSigner,
+}
+
+type Answer = Result<HttpResponse, Problem>;
+
+impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
+    fn store(&self) -> &S {
+        &self.engine.store
+    }
+
+    fn now(&self) -> Timestamp {
+        self.engine.clock.now()
+    }
+
+    /// Handles an HTTP request to any API route.
+    pub async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        let path = request.uri().path().to_string();
+        let method = request.method().clone();
+        let span = tracing::info_span!("api", method = %method, customer_id = tracing::field::Empty);
+        match self.dispatch(&request).instrument(span).await {
+            Ok(response) => response,
+            Err(problem) => problem.at(&path).response(),
+        }
+    }
+
+    async fn dispatch(&self, request: &HttpRequest) -> Answer {
+        let path = request.uri().path();
+        let Some(segments) = route(request) else {
+            return Err(Problem::not_found(format!("no route {path}")));
+        };
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let q = query(request);
+        let method = request.method();
+        let wrong_method = || Err(Problem::method_not_allowed(method.as_str(), path));
+        match segments.as_slice() {
+            ["customers"] => match *method {
+                Method::GET => self.list_customers(&q).await,
+                _ => wrong_method(),
+            },
+            ["customers", "by-identity"] => match *method {
+                Method::GET => self.by_identity(&q).await,
+                _ => wrong_method(),
+            },
+            ["customers", id] => {
+                tracing::Span::current().record("customer_id", *id);
+                let id = CustomerId(id.to_string());
+                match *method {
+                    Method::GET => self.get_customer(&id, &q).await,
+                    Method::DELETE => self.erase(&id).await,
+                    _ => wrong_method(),
+                }
+            }
+            ["customers", id, "identities"] => match *method {
+                Method::POST => self.link(&CustomerId(id.to_string()), request).await,
+                _ => wrong_method(),
+            },
+            ["customers", id, "consent", channel] => match *method {
+                Method::PUT => self.consent(&CustomerId(id.to_string()), channel, request).await,
+                _ => wrong_method(),
+            },
+            ["pyramid"] => match *method {
+                Method::GET => self.pyramid().await,
+                _ => wrong_method(),
+            },
+            ["movers"] => match *method {
+                Method::GET => self.movers(&q).await,
+                _ => wrong_method(),
+            },
+            _ => Err(Problem::not_found(format!("no route {path}"))),
+        }
+    }
+
+    async fn load(&self, id: &CustomerId) -> Result<StoredCustomer, Problem> {
+        self.store()
+            .load_customer(id)
+            .await
+            .map_err(|e| store_problem(&e))?
+            .ok_or_else(|| Problem::not_found(format!("no customer {id}")))
+    }
+
+    /// `GET /v1/customers/{id}`: the customer now, or as of `?at=` by replaying the history.
+    async fn get_customer(&self, id: &CustomerId, q: &[(String, String)]) -> Answer {
+        let at = optional_time(q, "at")?;
+        let limit = limit(q, DEFAULT_INTERACTIONS)?;
+        let customer = self.load(id).await?;
+        let rules = &self.engine.rules;
+        let now = self.now();
+        let nudges = self.store().nudges(&customer.id).await.map_err(|e| store_problem(&e))?;
+        let view = match at {
+            None => {
+                let page = self
+                    .store()
+                    .interactions(&customer.id, self.open_cursor(q, &format!("interactions:{}", customer.id))?, limit)
+                    .await
+                    .map_err(|e| store_problem(&e))?;
+                let cursor = page.cursor.map(|c| self.cursors.seal(&format!("interactions:{}", customer.id), &c));
+                let decision = engagement::decide(rules, &customer.state, now);
+                CustomerView::new(&customer, &decision, now, None, page.items, cursor, nudges)
+            }
+            Some(at) => {
+                // Time travel: every interaction up to `at`, replayed as the engine would have.
+                let mut history = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = self
+                        .store()
+                        .interactions(&customer.id, cursor, REPLAY_PAGE)
+                        .await
+                        .map_err(|e| store_problem(&e))?;
+                    history.extend(page.items);
+                    cursor = page.cursor;
+                    if cursor.is_none() {
+                        break;
+                    }
+                }
+                let replayed = replay(rules, &history, at);
+                let mut shown: Vec<Interaction> = history.into_iter().filter(|i| i.occurred_at <= at).collect();
+                shown.truncate(limit);
+                let nudges = nudges.into_iter().filter(|n| n.decided_at <= at).collect();
+                let mut as_of = customer.clone();
+                as_of.state.consent = replayed.state.consent.clone();
+                CustomerView::new(&as_of, &replayed.decision, at, Some(replayed.timeline), shown, None, nudges)
+            }
+        };
+        Ok(json_response(200, &view))
+    }
+
+    /// `GET /v1/customers/by-identity?channel=&handle=`
+    async fn by_identity(&self, q: &[(String, String)]) -> Answer {
+        let identity = identity_from(query_param(q, "channel"), query_param(q, "handle"), "query.", &self.engine.rules)?;
+        match self.store().find_customer(&identity).await.map_err(|e| store_problem(&e))? {
+            IdentityLookup::Customer(id) => self.get_customer(&id, &[]).await,
+            IdentityLookup::Erased | IdentityLookup::Unknown => Err(Problem::not_found("no customer has this identity")),
+        }
+    }
+
+    /// `GET /v1/customers?level=&at_risk=true&cursor=&limit=`
+    async fn list_customers(&self, q: &[(String, String)]) -> Answer {
+        let level = match query_param(q, "level") {
+            None => None,
+            Some(text) => Some(text.parse::<Level>().map_err(|_| {
+                Problem::invalid_field(
+                    "query.level",
+                    "must be one of observing, following, endorsing, contributing, owning, leading",
+                )
+            })?),
+        };
+        let at_risk = match query_param(q, "at_risk") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(Problem::invalid_field("query.at_risk", "must be true or false")),
+        };
+        let limit = limit(q, DEFAULT_LIMIT)?;
+        let listing = format!("customers:{}:{at_risk}", level.map_or("all", Level::name));
+        // Without a level, the listing walks the levels from the top; the cursor remembers where.
+        let (mut current, mut cursor) = match self.open_cursor(q, &listing)? {
+            Some(opened) => split_level_cursor(&opened)?,
+            None => (level.unwrap_or(Level::Leading), None),
+        };
+        let now = self.now();
+        let mut items = Vec::new();
+        loop {
+            let page = self
+                .store()
+                .customers_at_level(current, cursor, limit - items.len())
+                .await
+                .map_err(|e| store_problem(&e))?;
+            items.extend(
+                page.items
+                    .into_iter()
+                    .filter(|c| !at_risk || c.standing.at_risk_at.is_some_and(|t| t <= now))
+                    .map(|c| CustomerSummaryView::new(c, now)),
+            );
+            cursor = page.cursor;
+            let next_level = match (&cursor, level) {
+                (Some(_), _) => Some(current),
+                (None, None) => current.down(),
+                (None, Some(_)) => None,
+            };
+            match next_level {
+                Some(next) if items.len() < limit => current = next,
+                Some(next) => {
+                    let sealed = self.cursors.seal(&listing, &level_cursor(next, cursor.as_deref()));
+                    return Ok(json_response(
+                        200,
+                        &Listing {
+                            customers: items,
+                            cursor: Some(sealed),
+                        },
+                    ));
+                }
+                None => {
+                    return Ok(json_response(
+                        200,
+                        &Listing {
+                            customers: items,
+                            cursor: None,
+                        },
+                    ))
+                }
+            }
+        }
+    }
+
+    /// `GET /v1/pyramid`: customers per level (maintained counts) and movers over 7 and 30 days.
+    async fn pyramid(&self) -> Answer {
+        let now = self.now();
+        let counts = self.store().pyramid_counts().await.map_err(|e| store_problem(&e))?;
+        let week = self
+            .store()
+            .movers(now.minus_millis(7 * MILLIS_PER_DAY), now)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        let month = self
+            .store()
+            .movers(now.minus_millis(30 * MILLIS_PER_DAY), now)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        Ok(json_response(200, &PyramidView::new(&counts, &week, &month, now)))
+    }
+
+    /// `GET /v1/movers?since=&direction=up|down`
+    async fn movers(&self, q: &[(String, String)]) -> Answer {
+        let now = self.now();
+        let since = optional_time(q, "since")?.unwrap_or(now.minus_millis(7 * MILLIS_PER_DAY));
+        let direction = match query_param(q, "direction") {
+            None => None,
+            Some("up") => Some(Direction::Up),
+            Some("down") => Some(Direction::Down),
+            Some(_) => return Err(Problem::invalid_field("query.direction", "must be up or down")),
+        };
+        if since > now {
+            return Err(Problem::invalid_field("query.since", "must not be in the future"));
+        }
+        let movers = self.store().movers(since, now).await.map_err(|e| store_problem(&e))?;
+        Ok(json_response(200, &MoversView::new(&movers, since, now, direction)))
+    }
+
+    /// `POST /v1/customers/{id}/identities`: links an identity; if another customer has it, the
+    /// two merge into this one (evidence merged, strictest consent, the old id redirects here).
+    async fn link(&self, id: &CustomerId, request: &HttpRequest) -> Answer {
+        let body = json_body(request)?;
+        let identity = identity_from(
+            body.get("channel").and_then(Value::as_str),
+            body.get("handle").and_then(Value::as_str),
+            "",
+            &self.engine.rules,
+        )?;
+        if let Some(object) = body.as_object() {
+            let unknown: Vec<FieldError> = object
+                .keys()
+                .filter(|k| *k != "channel" && *k != "handle")
+                .map(|k| FieldError {
+                    path: k.clone(),
+                    reason: "unknown field".into(),
+                })
+                .collect();
+            if !unknown.is_empty() {
+                return Err(Problem::invalid(unknown));
+            }
+        }
+        let customer = self.load(id).await?;
+        let outcome = self
+            .store()
+            .link_identity(&customer.id, &identity, self.now())
+            .await
+            .map_err(|e| store_problem(&e))?;
+        if let LinkOutcome::Merged { merged } = &outcome {
+            tracing::info!(customer_id = %customer.id, merged = %merged, "customers merged");
+            // Merged evidence may lift the level: decide now rather than at the next sweep
+            // (the merge left the customer due, so a failure here is retried by the sweep).
+            if let Err(error) = self.engine.rescore(&customer.id).await {
+                tracing::warn!(%error, "merged customer not rescored yet; the sweep will");
+            }
+        }
+        let status = if outcome == LinkOutcome::AlreadyLinked { 200 } else { 201 };
+        Ok(json_response(status, &LinkView::new(&customer.id, &identity, &outcome)))
+    }
+
+    /// `PUT /v1/customers/{id}/consent/{channel}` with `{"granted": bool}`: recorded as a
+    /// consent interaction from source `api`, so it is scored, replayed and audited like any other.
+    async fn consent(&self, id: &CustomerId, channel: &str, request: &HttpRequest) -> Answer {
+        let channel = Channel::parse(channel).map_err(|e| Problem::invalid_field("path.channel", e.to_string()))?;
+        let body = json_body(request)?;
+        let granted = match body.get("granted") {
+            Some(Value::Bool(granted)) => *granted,
+            Some(_) => return Err(Problem::invalid_field("granted", "must be true or false")),
+            None => return Err(Problem::invalid_field("granted", "required")),
+        };
+        let customer = self.load(id).await?;
+        let Some(identity) = customer.identities.iter().find(|i| i.channel == channel) else {
+            return Err(Problem {
+                errors: vec![FieldError {
+                    path: "path.channel".into(),
+                    reason: format!("the customer has no identity on {channel}; link one first"),
+                }],
+                ..Problem::new(
+                    409,
+                    "no-identity-on-channel",
+                    "No identity on this channel",
+                    format!("customer {} has no {channel} identity", customer.id),
+                )
+            });
+        };
+        let now = self.now();
+        let kind = if granted { "consent_granted" } else { "consent_withdrawn" };
+        let interaction = Interaction {
+            id: format!("consent:{}:{channel}:{}", customer.id, now.millis()),
+            source: "api".into(),
+            customer: CustomerRef {
+                identity: identity.clone(),
+                also: Vec::new(),
+                name: None,
+            },
+            kind: kind.into(),
+            occurred_at: now,
+            properties: None,
+            weight: None,
+        };
+        let outcomes = self
+            .store()
+            .record_interactions(std::slice::from_ref(&interaction), now)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        let events = recorded_events(&outcomes, &[kind], now);
+        if let Err(error) = self.engine.bus.publish(&events).await {
+            tracing::warn!(%error, "consent recorded; Interaction Recorded not published, the sweep will rescore");
+        }
+        Ok(json_response(
+            200,
+            &serde_json::json!({"customer_id": customer.id, "channel": channel, "granted": granted, "at": now}),
+        ))
+    }
+
+    /// `DELETE /v1/customers/{id}`: GDPR erasure. Everything about the customer is removed, the
+    /// identities become salted-hash tombstones (re-ingestion is refused) and `Customer Erased`
+    /// tells the marketing tools to erase their copies.
+    async fn erase(&self, id: &CustomerId) -> Answer {
+        let customer = self.load(id).await?;
+        let now = self.now();
+        let erased = self
+            .store()
+            .erase_customer(&customer.id, now)
+            .await
+            .map_err(|e| store_problem(&e))?;
+        if !erased {
+            return Err(Problem::not_found(format!("no customer {id}")));
+        }
+        let event = DomainEvent::CustomerErased(CustomerErased {
+            schema_version: SCHEMA_VERSION,
+            customer_id: customer.id.clone(),
+            erased_at: now,
+        });
+        if let Err(error) = self.engine.bus.publish(std::slice::from_ref(&event)).await {
+            tracing::error!(customer_id = %customer.id, %error, "erased, but Customer Erased was not published");
+            return Err(Problem::unavailable(
+                "the customer is erased, but marketing tools were not told yet; retry this DELETE",
+            ));
+        }
+        tracing::info!(customer_id = %customer.id, "customer erased");
+        let mut response = http::Response::new(Vec::new());
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        Ok(response)
+    }
+
+    fn open_cursor(&self, q: &[(String, String)], listing: &str) -> Result<Option<String>, Problem> {
+        match query_param(q, "cursor") {
+            None => Ok(None),
+            Some(sealed) => self.cursors.open(listing, sealed).map(Some).ok_or_else(|| {
+                Problem::invalid_field(
+                    "query.cursor",
+                    "not a cursor this listing gave (it was changed, or belongs to another listing)",
+                )
+            }),
+        }
+    }
+}
+
+fn level_cursor(level: Level, store_cursor: Option<&str>) -> String {
+    format!("{}|{}", level.name(), store_cursor.unwrap_or(""))
+}
+
+fn split_level_cursor(opened: &str) -> Result<(Level, Option<String>), Problem> {
+    let invalid = || Problem::invalid_field("query.cursor", "not a cursor this listing gave");
+    let (level, rest) = opened.split_once('|').ok_or_else(invalid)?;
+    let level = level.parse::<Level>().map_err(|_| invalid())?;
+    Ok((level, (!rest.is_empty()).then(|| rest.to_string())))
+}
+
+fn optional_time(q: &[(String, String)], name: &str) -> Result<Option<Timestamp>, Problem> {
+    match query_param(q, name) {
+        None => Ok(None),
+        Some(text) => Timestamp::parse_rfc3339(text)
+            .map(Some)
+            .ok_or_else(|| Problem::invalid_field(&format!("query.{name}"), "must be an RFC 3339 time, e.g. 2026-03-01T00:00:00Z")),
+    }
+}
+
+fn limit(q: &[(String, String)], default: usize) -> Result<usize, Problem> {
+    match query_param(q, "limit") {
+        None => Ok(default),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(Problem::invalid_field(
+                "query.limit",
+                format!("must be a whole number from 1 to {MAX_LIMIT}"),
+            )),
+        },
+    }
+}
+
+fn json_body(request: &HttpRequest) -> Result<Value, Problem> {
+    if !has_json_body(request) {
+        return Err(Problem::unsupported_media_type());
+    }
+    let value: Value = serde_json::from_slice(request.body()).map_err(|e| Problem::invalid_field("", format!("not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Problem::invalid_field("", "must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// An identity from a channel and a handle, normalized as the rules say for that channel.
+fn identity_from(channel: Option<&str>, handle: Option<&str>, prefix: &str, rules: &engagement::Rules) -> Result<Identity, Problem> {
+    let mut errors = Vec::new();
+    let channel = match channel.map(Channel::parse) {
+        None => {
+            errors.push(FieldError {
+                path: format!("{prefix}channel"),
+                reason: "required".into(),
+            });
+            None
+        }
+        Some(Err(error)) => {
+            errors.push(FieldError {
+                path: format!("{prefix}channel"),
+                reason: error.to_string(),
+            });
+            None
+        }
+        Some(Ok(channel)) => Some(channel),
+    };
+    if handle.is_none() {
+        errors.push(FieldError {
+            path: format!("{prefix}handle"),
+            reason: "required".into(),
+        });
+    }
+    if let (Some(channel), Some(handle)) = (channel, handle) {
+        match Identity::new(channel.clone(), rules.handle_style(&channel), handle) {
+            Ok(identity) if errors.is_empty() => return Ok(identity),
+            Ok(_) => {}
+            Err(error) => errors.push(FieldError {
+                path: format!("{prefix}handle"),
+                reason: error.to_string(),
+            }),
+        }
+    }
+    Err(Problem::invalid(errors))
+}

@@ -1,0 +1,255 @@
+//! The JSON the API answers with. Field names follow the vocabulary (customer, identity, level,
+//! evidence, decision, nudge, consent); times are RFC 3339.
+
+use engagement::ports::{CustomerId, CustomerSummary, LinkOutcome, Movers, PyramidCounts, StoredCustomer, StoredNudge};
+use engagement::{ConsentRecord, Decision, Direction, Explanation, Identity, Interaction, Level, LevelChange, Timestamp, Trigger};
+use engagement::{NudgeOutcome, SuppressReason};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Serialize)]
+pub struct CustomerView {
+    pub id: CustomerId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub identities: Vec<Identity>,
+    /// Consent per channel: the latest decision and when it was made.
+    pub consent: BTreeMap<String, ConsentRecord>,
+    /// The decision: where the customer stands, since when, when that would change, and why.
+    pub level: Level,
+    pub since: Timestamp,
+    pub drops_at: Option<Timestamp>,
+    pub drops_to: Option<Level>,
+    pub at_risk_at: Option<Timestamp>,
+    pub at_risk: bool,
+    /// The explanation as a sentence.
+    pub summary: String,
+    pub explanation: Explanation,
+    /// The instant this view is as of (now, or `?at=`).
+    pub as_of: Timestamp,
+    /// With `?at=`: every change of level up to then, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<LevelChange>>,
+    /// Ids of customers merged into this one (they redirect here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_ids: Vec<CustomerId>,
+    /// The latest interactions, newest first; `cursor` fetches older ones.
+    pub interactions: InteractionPage,
+    pub nudges: Vec<NudgeView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InteractionPage {
+    pub items: Vec<Interaction>,
+    pub cursor: Option<String>,
+}
+
+impl CustomerView {
+    pub fn new(
+        customer: &StoredCustomer,
+        decision: &Decision,
+        as_of: Timestamp,
+        timeline: Option<Vec<LevelChange>>,
+        interactions: Vec<Interaction>,
+        cursor: Option<String>,
+        nudges: Vec<StoredNudge>,
+    ) -> CustomerView {
+        let mut nudges: Vec<NudgeView> = nudges.into_iter().map(NudgeView::from).collect();
+        nudges.sort_by_key(|n| std::cmp::Reverse(n.decided_at));
+        CustomerView {
+            id: customer.id.clone(),
+            name: customer.name.clone(),
+            identities: customer.identities.clone(),
+            consent: customer
+                .state
+                .consent
+                .0
+                .iter()
+                .map(|(channel, record)| (channel.to_string(), *record))
+                .collect(),
+            level: decision.level,
+            since: decision.since,
+            drops_at: decision.drops_at,
+            drops_to: decision.drops_to,
+            at_risk_at: decision.at_risk_at,
+            at_risk: decision.is_at_risk(as_of),
+            summary: decision.summary(),
+            explanation: decision.explanation.clone(),
+            as_of,
+            timeline,
+            merged_ids: customer.merged_ids.clone(),
+            interactions: InteractionPage {
+                items: interactions,
+                cursor,
+            },
+            nudges,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct NudgeView {
+    pub nudge_id: String,
+    pub playbook: String,
+    pub step: u32,
+    pub action: String,
+    pub channel: String,
+    pub outcome: NudgeOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SuppressReason>,
+    pub trigger: Trigger,
+    pub decided_at: Timestamp,
+}
+
+impl From<StoredNudge> for NudgeView {
+    fn from(nudge: StoredNudge) -> NudgeView {
+        NudgeView {
+            nudge_id: nudge.nudge_id,
+            playbook: nudge.decision.playbook,
+            step: nudge.decision.step,
+            action: nudge.decision.action,
+            channel: nudge.decision.channel.to_string(),
+            outcome: nudge.decision.outcome,
+            reason: nudge.decision.reason,
+            trigger: nudge.trigger,
+            decided_at: nudge.decided_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CustomerSummaryView {
+    pub id: CustomerId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub level: Level,
+    pub since: Timestamp,
+    pub drops_at: Option<Timestamp>,
+    pub at_risk_at: Option<Timestamp>,
+    pub at_risk: bool,
+}
+
+impl CustomerSummaryView {
+    pub fn new(summary: CustomerSummary, now: Timestamp) -> CustomerSummaryView {
+        let standing = summary.standing;
+        CustomerSummaryView {
+            id: summary.id,
+            name: summary.name,
+            level: standing.level,
+            since: standing.since,
+            drops_at: standing.drops_at,
+            at_risk_at: standing.at_risk_at,
+            at_risk: standing.at_risk_at.is_some_and(|t| t <= now),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Listing {
+    pub customers: Vec<CustomerSummaryView>,
+    /// Fetches the next page; absent on the last. A page may hold fewer than `limit` customers
+    /// (with `at_risk=true`, those not at risk are left out of each page read).
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LevelCount {
+    pub level: Level,
+    pub rung: u8,
+    pub title: &'static str,
+    pub customers: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MoverCounts {
+    /// Customers who rose to each level.
+    pub up: BTreeMap<Level, u64>,
+    /// Customers who dropped from each level.
+    pub down: BTreeMap<Level, u64>,
+}
+
+impl MoverCounts {
+    fn of(movers: &Movers) -> MoverCounts {
+        let per_level = |counts: &[u64; engagement::LEVEL_COUNT]| Level::ALL.iter().map(|l| (*l, counts[l.index()])).collect();
+        MoverCounts {
+            up: per_level(&movers.up),
+            down: per_level(&movers.down),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PyramidView {
+    /// Observing first, leading last.
+    pub levels: Vec<LevelCount>,
+    pub total: u64,
+    pub movers: BTreeMap<&'static str, MoverCounts>,
+    pub as_of: Timestamp,
+}
+
+impl PyramidView {
+    pub fn new(counts: &PyramidCounts, week: &Movers, month: &Movers, now: Timestamp) -> PyramidView {
+        PyramidView {
+            levels: Level::ALL
+                .iter()
+                .map(|l| LevelCount {
+                    level: *l,
+                    rung: l.rung(),
+                    title: l.title(),
+                    customers: counts.at(*l),
+                })
+                .collect(),
+            total: counts.0.iter().sum(),
+            movers: BTreeMap::from([("last_7_days", MoverCounts::of(week)), ("last_30_days", MoverCounts::of(month))]),
+            as_of: now,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct MoversView {
+    pub since: Timestamp,
+    pub until: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up: Option<BTreeMap<Level, u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down: Option<BTreeMap<Level, u64>>,
+}
+
+impl MoversView {
+    pub fn new(movers: &Movers, since: Timestamp, until: Timestamp, direction: Option<Direction>) -> MoversView {
+        let counts = MoverCounts::of(movers);
+        MoversView {
+            since,
+            until,
+            up: (direction != Some(Direction::Down)).then_some(counts.up),
+            down: (direction != Some(Direction::Up)).then_some(counts.down),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LinkView {
+    pub customer_id: CustomerId,
+    pub identity: Identity,
+    /// `linked`, `already_linked`, or `merged` (the identity's customer merged into this one).
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_customer_id: Option<CustomerId>,
+}
+
+impl LinkView {
+    pub fn new(customer_id: &CustomerId, identity: &Identity, outcome: &LinkOutcome) -> LinkView {
+        let (name, merged) = match outcome {
+            LinkOutcome::Linked => ("linked", None),
+            LinkOutcome::AlreadyLinked => ("already_linked", None),
+            LinkOutcome::Merged { merged } => ("merged", Some(merged.clone())),
+        };
+        LinkView {
+            customer_id: customer_id.clone(),
+            identity: identity.clone(),
+            outcome: name,
+            merged_customer_id: merged,
+        }
+    }
+}

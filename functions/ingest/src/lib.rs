@@ -1,0 +1,81 @@
+//! ingest: `POST /v1/interactions`. Validates the whole request first (one bad item rejects it
+//! and nothing is written), records each new interaction exactly once (resolving or creating its
+//! customer and marking it due for rescoring), then publishes one `Interaction Recorded` per
+//! customer. If publishing fails, the answer is still 202: the interactions are stored and the
+//! customers due, so the scheduled sweep rescores them and no effect is lost.
+
+use engagement::events::recorded_events;
+use engagement::interaction::parse_submission;
+use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, RecordOutcome};
+use engagement::Rules;
+use engagement_http::{has_json_body, json_response, route, store_problem, HttpRequest, HttpResponse, Problem};
+use serde::Serialize;
+use std::sync::Arc;
+use tracing::Instrument;
+
+pub struct Ingest<S, B, C> {
+    pub store: S,
+    pub bus: B,
+    pub clock: C,
+    pub rules: Arc<Rules>,
+}
+
+/// The 202 body: one outcome per interaction, in request order.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub interactions: Vec<RecordOutcome>,
+}
+
+impl<S: EngagementStore, B: EventBus, C: Clock> Ingest<S, B, C> {
+    /// Handles an HTTP request to the ingest route.
+    pub async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        let path = request.uri().path().to_string();
+        let routed = route(&request);
+        if routed.as_deref() != Some(&["interactions".to_string()][..]) {
+            return Problem::not_found(format!("no route {path}")).at(&path).response();
+        }
+        if request.method() != http::Method::POST {
+            return Problem::method_not_allowed(request.method().as_str(), &path).at(&path).response();
+        }
+        if !has_json_body(&request) {
+            return Problem::unsupported_media_type().at(&path).response();
+        }
+        let span = tracing::info_span!("ingest", interactions = tracing::field::Empty, customers = tracing::field::Empty);
+        match self.submit(request.body()).instrument(span).await {
+            Ok(accepted) => json_response(202, &accepted),
+            Err(problem) => problem.at(&path).response(),
+        }
+    }
+
+    /// Validates and records a request body; publishes what was recorded.
+    pub async fn submit(&self, body: &[u8]) -> Result<Accepted, Problem> {
+        let now = self.clock.now();
+        let interactions = parse_submission(body, &self.rules, now).map_err(|errors| Problem::invalid(errors.0))?;
+        let outcomes = self
+            .store
+            .record_interactions(&interactions, now)
+            .await
+            .map_err(|error| store_problem(&error))?;
+        let kinds: Vec<&str> = interactions.iter().map(|i| i.kind.as_str()).collect();
+        let events = recorded_events(&outcomes, &kinds, now);
+        let span = tracing::Span::current();
+        span.record("interactions", interactions.len());
+        span.record("customers", events.len());
+        for outcome in &outcomes {
+            // Ids only: handles and names are personal data.
+            tracing::info!(
+                interaction_id = %outcome.id,
+                customer_id = %outcome.customer_id.as_ref().map_or("", CustomerId::as_str),
+                status = ?outcome.status,
+                "interaction"
+            );
+        }
+        if !events.is_empty() {
+            if let Err(error) = self.bus.publish(&events).await {
+                // Stored and marked due: the scheduled sweep rescores these customers.
+                tracing::warn!(%error, "Interaction Recorded not published; the sweep will rescore");
+            }
+        }
+        Ok(Accepted { interactions: outcomes })
+    }
+}

@@ -1,0 +1,178 @@
+//! nudge: on `Level Changed` (up), `Engagement At Risk` and `Interaction Recorded` (kinds that
+//! trigger a playbook or are the outcome of a step sent), runs the core's playbook selection
+//! against the customer's consent and nudge history, records each decision once, and publishes
+//! `Nudge Requested` for those sent. Held-out and suppressed decisions are recorded with their
+//! reason, not published.
+//!
+//! Idempotent per trigger: each trigger has a stable id (the event id, or the interaction id),
+//! and a trigger already decided is not decided again; its sent nudges are published again with
+//! the same `nudge_id` (a redelivery after a failed publish), which receivers deduplicate on.
+
+use engagement::events::{DomainEvent, NudgeRequested, SCHEMA_VERSION};
+use engagement::ports::{BusError, Clock, EngagementStore, EventBus, StoreError, StoredCustomer, StoredNudge};
+use engagement::{decide, nudge_id, select_nudges, Direction, NudgeDecision, NudgeOutcome, Rules, SuppressReason, Trigger};
+use std::sync::Arc;
+use tracing::Instrument;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NudgeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("nudges are recorded but not yet requested (a retry requests them): {0}")]
+    Bus(#[from] BusError),
+    #[error("not an event nudge handles: {0}")]
+    UnexpectedEvent(String),
+}
+
+impl NudgeError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            NudgeError::Store(error) => error.is_retryable(),
+            NudgeError::Bus(_) => true,
+            NudgeError::UnexpectedEvent(_) => false,
+        }
+    }
+}
+
+/// What was decided for one trigger.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Decided {
+    pub nudge_id: String,
+    pub trigger: Trigger,
+    #[serde(flatten)]
+    pub decision: NudgeDecision,
+    /// False when the trigger had been decided before (a redelivery).
+    pub new: bool,
+}
+
+pub struct Nudger<S, B, C> {
+    pub store: S,
+    pub bus: B,
+    pub clock: C,
+    pub rules: Arc<Rules>,
+}
+
+/// The triggers an event carries, each with its stable id.
+pub fn triggers_of(event: &DomainEvent) -> Vec<(Trigger, String)> {
+    match event {
+        DomainEvent::LevelChanged(change) if change.direction == Direction::Up => {
+            vec![(Trigger::LevelReached(change.to), event.event_id())]
+        }
+        DomainEvent::EngagementAtRisk(risk) => vec![(Trigger::AtRisk(risk.level), event.event_id())],
+        DomainEvent::InteractionRecorded(recorded) => recorded
+            .interaction_ids
+            .iter()
+            .zip(&recorded.kinds)
+            .map(|(id, kind)| (Trigger::Interaction(kind.clone()), format!("interaction:{id}")))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
+    /// Handles one EventBridge event; returns the decisions as JSON.
+    pub async fn handle(
+        &self,
+        event: &aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value>,
+    ) -> Result<serde_json::Value, NudgeError> {
+        let domain = DomainEvent::from_parts(&event.detail_type, event.detail.clone())
+            .map_err(|error| NudgeError::UnexpectedEvent(error.to_string()))?;
+        let customer_id = domain.customer_id().clone();
+        let span = tracing::info_span!("nudge", customer_id = %customer_id, detail_type = domain.detail_type());
+        let decided = self.on_event(&domain).instrument(span).await?;
+        Ok(serde_json::json!({ "customer_id": customer_id, "nudges": decided }))
+    }
+
+    /// Decides the nudges an event triggers.
+    pub async fn on_event(&self, event: &DomainEvent) -> Result<Vec<Decided>, NudgeError> {
+        let triggers = triggers_of(event);
+        if triggers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(customer) = self.store.load_customer(event.customer_id()).await? else {
+            return Ok(Vec::new()); // unknown or erased: nobody to nudge
+        };
+        let mut history = self.store.nudges(&customer.id).await?;
+        let now = self.clock.now();
+        let mut decided = Vec::new();
+        let mut requests = Vec::new();
+        for (trigger, trigger_id) in triggers {
+            let earlier: Vec<&StoredNudge> = history.iter().filter(|n| n.trigger_id == trigger_id).collect();
+            if !earlier.is_empty() {
+                for nudge in earlier {
+                    if nudge.decision.outcome == NudgeOutcome::Sent {
+                        requests.extend(self.request(&customer, nudge, now));
+                    }
+                    decided.push(Decided {
+                        nudge_id: nudge.nudge_id.clone(),
+                        trigger: nudge.trigger.clone(),
+                        decision: nudge.decision.clone(),
+                        new: false,
+                    });
+                }
+                continue;
+            }
+            let records: Vec<_> = history.iter().map(StoredNudge::record).collect();
+            let decisions = select_nudges(&self.rules, customer.id.as_str(), &customer.state.consent, &records, &trigger, now);
+            for mut decision in decisions {
+                let reachable = customer.identities.iter().any(|i| i.channel == decision.channel);
+                if decision.outcome != NudgeOutcome::Suppressed && !reachable {
+                    decision.outcome = NudgeOutcome::Suppressed;
+                    decision.reason = Some(SuppressReason::NoHandle);
+                }
+                let nudge = StoredNudge {
+                    nudge_id: nudge_id(&trigger_id, &decision.playbook, decision.step),
+                    trigger: trigger.clone(),
+                    trigger_id: trigger_id.clone(),
+                    decision,
+                    decided_at: now,
+                };
+                // A concurrent delivery of the same trigger recorded it first: it requests it.
+                let new = self.store.record_nudge(&customer.id, &nudge).await?;
+                if new && nudge.decision.outcome == NudgeOutcome::Sent {
+                    requests.extend(self.request(&customer, &nudge, now));
+                }
+                tracing::info!(
+                    nudge_id = %nudge.nudge_id,
+                    playbook = %nudge.decision.playbook,
+                    step = nudge.decision.step,
+                    outcome = ?nudge.decision.outcome,
+                    reason = nudge.decision.reason.map(SuppressReason::name),
+                    new,
+                    "nudge decided"
+                );
+                decided.push(Decided {
+                    nudge_id: nudge.nudge_id.clone(),
+                    trigger: nudge.trigger.clone(),
+                    decision: nudge.decision.clone(),
+                    new,
+                });
+                history.push(nudge);
+            }
+        }
+        if !requests.is_empty() {
+            self.bus.publish(&requests).await?;
+        }
+        Ok(decided)
+    }
+
+    /// The `Nudge Requested` event for a sent nudge: what the marketing tool needs to act.
+    fn request(&self, customer: &StoredCustomer, nudge: &StoredNudge, now: engagement::Timestamp) -> Option<DomainEvent> {
+        let identity = customer.identities.iter().find(|i| i.channel == nudge.decision.channel)?;
+        let decision = decide(&self.rules, &customer.state, now);
+        Some(DomainEvent::NudgeRequested(NudgeRequested {
+            schema_version: SCHEMA_VERSION,
+            nudge_id: nudge.nudge_id.clone(),
+            customer_id: customer.id.clone(),
+            playbook: nudge.decision.playbook.clone(),
+            step: nudge.decision.step,
+            action: nudge.decision.action.clone(),
+            channel: nudge.decision.channel.clone(),
+            handle: identity.handle.clone(),
+            level: decision.level,
+            trigger: nudge.trigger.clone(),
+            explanation: decision.summary(),
+            requested_at: nudge.decided_at,
+        }))
+    }
+}

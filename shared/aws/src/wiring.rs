@@ -1,0 +1,71 @@
+//! What every Lambda's `main` does before handling anything: JSON logs, and the store, bus and
+//! rules from the environment. One place, so the four functions are wired alike.
+//!
+//! Environment: `TABLE_NAME`, `EVENT_BUS_NAME`, `IDENTITY_SALT` (a secret), optional
+//! `EVENT_SOURCE` (default `engagement`) and `RULES_FILE` (default: the shipped rules).
+
+use crate::{DynamoStore, EventBridgeBus, StoreConfig};
+use engagement::Rules;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("environment variable {0} is not set")]
+    MissingVariable(&'static str),
+    #[error("the rules file {path} could not be read: {reason}")]
+    Rules { path: String, reason: String },
+}
+
+/// The adapters of a deployment.
+pub struct Deployment {
+    pub rules: Arc<Rules>,
+    pub store: DynamoStore,
+    pub bus: EventBridgeBus,
+    /// The deployment's secret (identity hashes, cursor seals).
+    pub salt: String,
+}
+
+/// JSON logs for CloudWatch, one object per line, with the invocation's span fields.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_current_span(true)
+        .without_time()
+        .init();
+}
+
+fn variable(name: &'static str) -> Result<String, WiringError> {
+    std::env::var(name).map_err(|_| WiringError::MissingVariable(name))
+}
+
+/// Reads rules from `path`, or the shipped rules.
+pub fn load_rules(path: Option<&str>) -> Result<Rules, WiringError> {
+    let Some(path) = path else {
+        return Ok(Rules::default_rules());
+    };
+    let failed = |reason: String| WiringError::Rules {
+        path: path.to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+    Rules::from_toml(&text).map_err(|e| failed(e.to_string()))
+}
+
+pub async fn from_env() -> Result<Deployment, WiringError> {
+    let rules = Arc::new(load_rules(std::env::var("RULES_FILE").ok().as_deref())?);
+    let config = crate::client::aws_config_from_env().await;
+    let salt = variable("IDENTITY_SALT")?;
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        Arc::clone(&rules),
+        StoreConfig {
+            table: variable("TABLE_NAME")?,
+            salt: salt.clone(),
+            omit_request_tokens: false,
+        },
+    );
+    let source = std::env::var("EVENT_SOURCE").unwrap_or_else(|_| engagement::events::DEFAULT_SOURCE.to_string());
+    let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&config), variable("EVENT_BUS_NAME")?, source);
+    Ok(Deployment { rules, store, bus, salt })
+}
