@@ -1,0 +1,253 @@
+//! The engine as deployed, in one test process: the four functions' handlers over the DynamoDB
+//! store (dynoxide) and the EventBridge bus (moto). A rule on the bus routes every event of
+//! source `engagement` to an SQS queue; `deliver` reads the queue and hands each event to the
+//! functions the stack's rules target, as EventBridge would invoke them. HTTP requests go in as
+//! API Gateway (payload v2) events through `lambda_http`, exactly as in Lambda.
+
+use api::Api;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use engagement::events::{DomainEvent, DEFAULT_SOURCE, ENGAGEMENT_AT_RISK, INTERACTION_RECORDED, LEVEL_CHANGED};
+use engagement::{Rules, Timestamp};
+use engagement_aws::client::{local_dynamodb, local_eventbridge};
+use engagement_aws::{DynamoStore, EventBridgeBus, RequestCounter, StoreConfig};
+use engagement_http::lambda::{from_lambda, to_lambda};
+use engagement_http::CursorSigner;
+use engagement_testkit::{drain_queue, dynoxide_endpoint, local_sqs, moto_endpoint, route_to_queue, unique_name, ManualClock};
+use ingest::Ingest;
+use nudge::Nudger;
+use rescore::Rescorer;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type Store = DynamoStore;
+pub type Bus = EventBridgeBus;
+
+pub const SALT: &str = "e2e-salt";
+
+pub struct Engine {
+    pub clock: ManualClock,
+    pub rules: Arc<Rules>,
+    /// Counts every DynamoDB request the functions send.
+    pub requests: RequestCounter,
+    pub ingest: Ingest<Store, Bus, ManualClock>,
+    pub rescore: Rescorer<Store, Bus, ManualClock>,
+    pub nudge: Nudger<Store, Bus, ManualClock>,
+    pub api: Api<Store, Bus, ManualClock>,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+/// An HTTP answer: status, content type and JSON body (`null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Engine {
+    pub async fn start(now: Timestamp) -> Engine {
+        Engine::start_with(now, Rules::default_rules()).await
+    }
+
+    pub async fn start_with(now: Timestamp, rules: Rules) -> Engine {
+        let rules = Arc::new(rules);
+        let requests = RequestCounter::default();
+        let store = DynamoStore::new(
+            local_dynamodb(dynoxide_endpoint(), Some(requests.clone())),
+            Arc::clone(&rules),
+            StoreConfig {
+                table: unique_name("e2e"),
+                salt: SALT.into(),
+                omit_request_tokens: true,
+            },
+        );
+        store.create_table().await.expect("a table");
+        let (events, sqs) = (local_eventbridge(moto_endpoint()), local_sqs(moto_endpoint()));
+        let bus_name = unique_name("engagement");
+        let queue_url = route_to_queue(&events, &sqs, &bus_name, r#"{"source": ["engagement"]}"#).await;
+        let bus = EventBridgeBus::new(events, bus_name, DEFAULT_SOURCE);
+        let clock = ManualClock::at(now);
+        let parts = || (store.clone(), bus.clone(), clock.clone(), Arc::clone(&rules));
+        let (s, b, c, r) = parts();
+        let ingest = Ingest {
+            store: s,
+            bus: b,
+            clock: c,
+            rules: r,
+        };
+        let (s, b, c, r) = parts();
+        let rescore = Rescorer {
+            store: s,
+            bus: b,
+            clock: c,
+            rules: r,
+        };
+        let (s, b, c, r) = parts();
+        let nudge = Nudger {
+            store: s,
+            bus: b,
+            clock: c,
+            rules: r,
+        };
+        let (s, b, c, r) = parts();
+        let api = Api {
+            engine: Rescorer {
+                store: s,
+                bus: b,
+                clock: c,
+                rules: r,
+            },
+            cursors: CursorSigner::new(SALT),
+        };
+        requests.reset();
+        Engine {
+            clock,
+            rules,
+            requests,
+            ingest,
+            rescore,
+            nudge,
+            api,
+            sqs,
+            queue_url,
+        }
+    }
+
+    /// Sends an HTTP request as API Gateway would (payload v2), to the function its route
+    /// belongs to. `body` is sent as JSON unless it is `Value::Null`.
+    pub async fn http(&self, method: &str, path_and_query: &str, body: Value) -> Answer {
+        let body_text = if body.is_null() { None } else { Some(body.to_string()) };
+        self.http_raw(method, path_and_query, body_text.as_deref(), "application/json")
+            .await
+    }
+
+    pub async fn http_raw(&self, method: &str, path_and_query: &str, body: Option<&str>, content_type: &str) -> Answer {
+        let fixture = apigw_v2_request(method, path_and_query, body, content_type);
+        let request = lambda_http::request::from_str(&fixture).expect("an API Gateway v2 request");
+        let request = from_lambda(request);
+        let is_ingest = request.uri().path() == "/v1/interactions";
+        let response = if is_ingest {
+            self.ingest.handle(request).await
+        } else {
+            self.api.handle(request).await
+        };
+        // Through the Lambda response type too, as API Gateway would receive it.
+        let response = to_lambda(response);
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = if response.body().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(response.body()).expect("a JSON body")
+        };
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// Delivers every event on the bus to the functions the stack's rules target, until no new
+    /// event appears; returns them all, in the order they were read.
+    pub async fn deliver(&self) -> Vec<DomainEvent> {
+        let mut seen = Vec::new();
+        loop {
+            let envelopes = drain_queue(&self.sqs, &self.queue_url).await;
+            if envelopes.is_empty() {
+                return seen;
+            }
+            for envelope in envelopes {
+                let event: EventBridgeEvent<Value> = serde_json::from_value(envelope).expect("an EventBridge event");
+                match event.detail_type.as_str() {
+                    INTERACTION_RECORDED => {
+                        self.rescore.handle(&event, || Duration::from_secs(900)).await.expect("rescored");
+                        self.nudge.handle(&event).await.expect("nudged");
+                    }
+                    LEVEL_CHANGED | ENGAGEMENT_AT_RISK => {
+                        self.nudge.handle(&event).await.expect("nudged");
+                    }
+                    _ => {}
+                }
+                seen.push(DomainEvent::from_parts(&event.detail_type, event.detail).expect("a domain event"));
+            }
+        }
+    }
+
+    /// Events on the bus, read without delivering them to any function.
+    pub async fn take_events(&self) -> Vec<DomainEvent> {
+        drain_queue(&self.sqs, &self.queue_url)
+            .await
+            .into_iter()
+            .map(|envelope| {
+                DomainEvent::from_parts(envelope["detail-type"].as_str().expect("a detail-type"), envelope["detail"].clone())
+                    .expect("a domain event")
+            })
+            .collect()
+    }
+
+    /// The schedule fires: the rescore function sweeps the due customers.
+    pub async fn schedule(&self) -> Value {
+        let event: EventBridgeEvent<Value> = serde_json::from_value(scheduled_event()).expect("a scheduled event");
+        self.rescore.handle(&event, || Duration::from_secs(900)).await.expect("swept")
+    }
+}
+
+/// An API Gateway HTTP API (payload v2) request, as JSON text.
+pub fn apigw_v2_request(method: &str, path_and_query: &str, body: Option<&str>, content_type: &str) -> String {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"content-type": content_type, "host": "api.example.com"},
+        "requestContext": {
+            "routeKey": "$default",
+            "accountId": "123456789012",
+            "stage": "$default",
+            "requestId": "request-1",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "time": "25/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1795600000000u64,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "e2e"}
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+/// The event an EventBridge schedule delivers.
+pub fn scheduled_event() -> Value {
+    json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-25T10:00:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/rescore-schedule"],
+        "detail": {}
+    })
+}
+
+/// One interaction as a client sends it.
+pub fn interaction(id: &str, email: &str, kind: &str, occurred_at: Timestamp) -> Value {
+    json!({
+        "id": id,
+        "source": "e2e",
+        "customer": {"channel": "email", "handle": email},
+        "kind": kind,
+        "occurred_at": occurred_at.to_rfc3339(),
+    })
+}
