@@ -52,6 +52,15 @@ impl Engine {
     }
 
     pub async fn start_with(now: Timestamp, rules: Rules) -> Engine {
+        Engine::build(now, rules, true).await
+    }
+
+    /// An engine whose event bus does not exist: every publish fails (after its retries).
+    pub async fn start_without_bus(now: Timestamp) -> Engine {
+        Engine::build(now, Rules::default_rules(), false).await
+    }
+
+    async fn build(now: Timestamp, rules: Rules, bus_exists: bool) -> Engine {
         let rules = Arc::new(rules);
         let requests = RequestCounter::default();
         let store = DynamoStore::new(
@@ -66,7 +75,11 @@ impl Engine {
         store.create_table().await.expect("a table");
         let (events, sqs) = (local_eventbridge(moto_endpoint()), local_sqs(moto_endpoint()));
         let bus_name = unique_name("engagement");
-        let queue_url = route_to_queue(&events, &sqs, &bus_name, r#"{"source": ["engagement"]}"#).await;
+        let queue_url = if bus_exists {
+            route_to_queue(&events, &sqs, &bus_name, r#"{"source": ["engagement"]}"#).await
+        } else {
+            String::new()
+        };
         let bus = EventBridgeBus::new(events, bus_name, DEFAULT_SOURCE);
         let clock = ManualClock::at(now);
         let parts = || (store.clone(), bus.clone(), clock.clone(), Arc::clone(&rules));
@@ -178,6 +191,15 @@ impl Engine {
                 seen.push(DomainEvent::from_parts(&event.detail_type, event.detail).expect("a domain event"));
             }
         }
+    }
+
+    /// The raw EventBridge events on the bus (as a target receives them), not delivered.
+    pub async fn take_envelopes(&self) -> Vec<EventBridgeEvent<Value>> {
+        drain_queue(&self.sqs, &self.queue_url)
+            .await
+            .into_iter()
+            .map(|envelope| serde_json::from_value(envelope).expect("an EventBridge event"))
+            .collect()
     }
 
     /// Events on the bus, read without delivering them to any function.
