@@ -1,1 +1,284 @@
-//! todo
+//! The read and admin API, as a community manager's tools use it.
+
+use engagement::events::DomainEvent;
+use engagement_e2e::{interaction, Engine};
+use engagement_testkit::at;
+use serde_json::{json, Value};
+
+async fn record(engine: &Engine, items: Vec<Value>) -> Vec<String> {
+    let answer = engine.http("POST", "/v1/interactions", json!({ "interactions": items })).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    engine.deliver().await;
+    answer.body["interactions"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .map(|o| o["customer_id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_page_explains_the_level_and_travels_back_in_time() {
+    let start = at("2026-01-05T09:00:00Z");
+    // Her history is imported a month late, all at once.
+    let engine = Engine::start(start.plus_days(32.0)).await;
+    let ids = record(
+        &engine,
+        vec![
+            interaction("c-1", "kim@example.com", "newsletter_subscribed", start),
+            interaction("c-2", "kim@example.com", "testimonial_given", start.plus_days(30.0)),
+            interaction("c-3", "kim@example.com", "page_viewed", start.plus_days(31.0)),
+        ],
+    )
+    .await;
+    let id = &ids[0];
+    let now = engine.http("GET", &format!("/v1/customers/{id}?limit=2"), Value::Null).await;
+    assert_eq!(now.status, 200);
+    assert_eq!(now.body["level"], "endorsing");
+    // Learned in one batch, the rise is dated at the batch's latest interaction; the replayed
+    // timeline (`?at=`) dates it at the testimonial itself.
+    assert_eq!(now.body["since"], start.plus_days(31.0).to_rfc3339());
+    assert_eq!(now.body["identities"], json!([{"channel": "email", "handle": "kim@example.com"}]));
+    assert_eq!(now.body["consent"]["email"]["granted"], true);
+    assert!(
+        now.body["summary"].as_str().is_some_and(|s| s.contains("Endorsing")),
+        "{}",
+        now.body["summary"]
+    );
+    assert!(now.body["drops_at"].is_string() && now.body["at_risk_at"].is_string());
+    let page: Vec<&str> = now.body["interactions"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(page, ["c-3", "c-2"], "newest first, two per page");
+    let cursor = now.body["interactions"]["cursor"].as_str().expect("a next page");
+    let older = engine
+        .http("GET", &format!("/v1/customers/{id}?limit=2&cursor={cursor}"), Value::Null)
+        .await;
+    assert_eq!(older.body["interactions"]["items"][0]["id"], "c-1");
+
+    // As of a day after subscribing: following, before the testimonial.
+    let then = engine
+        .http(
+            "GET",
+            &format!("/v1/customers/{id}?at={}", start.plus_days(1.0).to_rfc3339()),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(then.body["level"], "following");
+    assert_eq!(then.body["as_of"], start.plus_days(1.0).to_rfc3339());
+    assert_eq!(then.body["interactions"]["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(then.body["timeline"][0]["to"], "following");
+    let replayed = engine
+        .http(
+            "GET",
+            &format!("/v1/customers/{id}?at={}", start.plus_days(32.0).to_rfc3339()),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        replayed.body["timeline"][1],
+        json!({"at": start.plus_days(30.0).to_rfc3339(), "from": "following", "to": "endorsing"})
+    );
+
+    let unknown = engine.http("GET", "/v1/customers/cus_nobody", Value::Null).await;
+    assert_eq!((unknown.status, unknown.content_type.as_str()), (404, "application/problem+json"));
+    let bad_time = engine.http("GET", &format!("/v1/customers/{id}?at=last-week"), Value::Null).await;
+    assert_eq!((bad_time.status, &bad_time.body["errors"][0]["path"]), (400, &json!("query.at")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_page_with_sealed_cursors_and_the_pyramid_counts_everyone() {
+    let start = at("2026-01-05T09:00:00Z");
+    let engine = Engine::start(start).await;
+    let mut items = Vec::new();
+    for n in 0..3 {
+        items.push(interaction(
+            &format!("l-{n}"),
+            &format!("f{n}@example.com"),
+            "newsletter_subscribed",
+            start,
+        ));
+    }
+    items.push(interaction("l-9", "lead@example.com", "meetup_organized", start));
+    record(&engine, items).await;
+    engine.clock.set(start.plus_days(1.0));
+
+    let first = engine.http("GET", "/v1/customers?level=following&limit=2", Value::Null).await;
+    assert_eq!(first.body["customers"].as_array().map(Vec::len), Some(2));
+    let cursor = first.body["cursor"].as_str().expect("a next page").to_string();
+    let second = engine
+        .http(
+            "GET",
+            &format!("/v1/customers?level=following&limit=2&cursor={cursor}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(second.body["customers"].as_array().map(Vec::len), Some(1));
+    assert!(second.body["cursor"].is_null());
+    let mut seen: Vec<String> = first.body["customers"]
+        .as_array()
+        .into_iter()
+        .chain(second.body["customers"].as_array())
+        .flatten()
+        .map(|c| c["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "every follower once");
+
+    let mut tampered = cursor.clone();
+    tampered.insert(3, 'x');
+    let refused = engine
+        .http(
+            "GET",
+            &format!("/v1/customers?level=following&limit=2&cursor={tampered}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!((refused.status, &refused.body["errors"][0]["path"]), (400, &json!("query.cursor")));
+    let elsewhere = engine
+        .http("GET", &format!("/v1/customers?level=leading&cursor={cursor}"), Value::Null)
+        .await;
+    assert_eq!(elsewhere.status, 400, "a cursor belongs to its listing");
+
+    // Without a level: everyone, from the top of the pyramid down.
+    let everyone = engine.http("GET", "/v1/customers?limit=10", Value::Null).await;
+    let levels: Vec<&str> = everyone.body["customers"]
+        .as_array()
+        .expect("customers")
+        .iter()
+        .map(|c| c["level"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(levels, ["leading", "following", "following", "following"]);
+    let bad = engine.http("GET", "/v1/customers?level=vip&limit=0", Value::Null).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body["detail"].as_str().is_some());
+
+    let pyramid = engine.http("GET", "/v1/pyramid", Value::Null).await;
+    let counts: Vec<u64> = pyramid.body["levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .map(|l| l["customers"].as_u64().unwrap_or(99))
+        .collect();
+    assert_eq!(counts, [0, 3, 0, 0, 0, 1]);
+    assert_eq!(pyramid.body["total"], 4);
+    assert_eq!(pyramid.body["movers"]["last_7_days"]["up"]["following"], 3);
+    assert_eq!(pyramid.body["movers"]["last_30_days"]["up"]["leading"], 1);
+    let movers = engine
+        .http("GET", &format!("/v1/movers?since={}&direction=up", start.to_rfc3339()), Value::Null)
+        .await;
+    assert_eq!(movers.body["up"]["following"], 3);
+    assert!(movers.body.get("down").is_none());
+    let wrong = engine.http("GET", "/v1/movers?direction=sideways", Value::Null).await;
+    assert_eq!(wrong.body["errors"][0]["path"], "query.direction");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linking_an_identity_of_another_customer_merges_them() {
+    let start = at("2026-01-05T09:00:00Z");
+    let engine = Engine::start(start).await;
+    let social = json!({"id": "m-1", "source": "e2e", "customer": {"channel": "twitter", "handle": "@lea"}, "kind": "testimonial_given", "occurred_at": start.to_rfc3339()});
+    let ids = record(
+        &engine,
+        vec![interaction("m-0", "lea@example.com", "newsletter_subscribed", start), social],
+    )
+    .await;
+    let (email_id, social_id) = (&ids[0], &ids[1]);
+    assert_ne!(email_id, social_id);
+    engine.clock.set(start.plus_days(1.0));
+    let linked = engine
+        .http(
+            "POST",
+            &format!("/v1/customers/{email_id}/identities"),
+            json!({"channel": "twitter", "handle": "@Lea"}),
+        )
+        .await;
+    assert_eq!(linked.status, 201, "{:?}", linked.body);
+    assert_eq!(linked.body["outcome"], "merged");
+    assert_eq!(linked.body["merged_customer_id"], social_id.as_str());
+    let merged = engine.http("GET", &format!("/v1/customers/{email_id}"), Value::Null).await;
+    assert_eq!(merged.body["level"], "endorsing", "the testimonial counts for her now");
+    assert_eq!(merged.body["identities"].as_array().map(Vec::len), Some(2));
+    let redirected = engine.http("GET", &format!("/v1/customers/{social_id}"), Value::Null).await;
+    assert_eq!(redirected.body["id"], email_id.as_str(), "the old id leads to the survivor");
+    let again = engine
+        .http(
+            "POST",
+            &format!("/v1/customers/{email_id}/identities"),
+            json!({"channel": "twitter", "handle": "lea"}),
+        )
+        .await;
+    assert_eq!((again.status, &again.body["outcome"]), (200, &json!("already_linked")));
+    let invalid = engine
+        .http(
+            "POST",
+            &format!("/v1/customers/{email_id}/identities"),
+            json!({"channel": "Not A Channel", "nick": 1}),
+        )
+        .await;
+    let paths: Vec<&str> = invalid.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["path"].as_str().unwrap_or_default())
+        .collect();
+    assert!(paths.contains(&"channel") && paths.contains(&"handle"), "{paths:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_is_granted_and_withdrawn_per_channel() {
+    let start = at("2026-01-05T09:00:00Z");
+    let engine = Engine::start(start).await;
+    let ids = record(&engine, vec![interaction("k-1", "max@example.com", "newsletter_subscribed", start)]).await;
+    let id = &ids[0];
+    engine.clock.set(start.plus_days(2.0));
+    let withdrawn = engine
+        .http("PUT", &format!("/v1/customers/{id}/consent/email"), json!({"granted": false}))
+        .await;
+    assert_eq!((withdrawn.status, &withdrawn.body["granted"]), (200, &json!(false)));
+    let events = engine.deliver().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, DomainEvent::LevelChanged(c) if c.to == engagement::Level::Observing)),
+        "following needs consent: {events:?}"
+    );
+    let view = engine.http("GET", &format!("/v1/customers/{id}"), Value::Null).await;
+    assert_eq!(view.body["consent"]["email"]["granted"], false);
+    assert_eq!(
+        view.body["interactions"]["items"][0]["source"], "api",
+        "the change is on the record"
+    );
+    let missing = engine
+        .http("PUT", &format!("/v1/customers/{id}/consent/sms"), json!({"granted": true}))
+        .await;
+    assert_eq!((missing.status, &missing.body["errors"][0]["path"]), (409, &json!("path.channel")));
+    let malformed = engine
+        .http("PUT", &format!("/v1/customers/{id}/consent/email"), json!({"granted": "yes"}))
+        .await;
+    assert_eq!((malformed.status, &malformed.body["errors"][0]["path"]), (400, &json!("granted")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erasure_removes_the_customer_and_tells_the_marketing_tools() {
+    let start = at("2026-01-05T09:00:00Z");
+    let engine = Engine::start(start).await;
+    let ids = record(&engine, vec![interaction("x-1", "ned@example.com", "newsletter_subscribed", start)]).await;
+    let id = &ids[0];
+    let erased = engine.http("DELETE", &format!("/v1/customers/{id}"), Value::Null).await;
+    assert_eq!((erased.status, &erased.body), (204, &Value::Null));
+    let events = engine.take_events().await;
+    assert!(matches!(events.as_slice(), [DomainEvent::CustomerErased(e)] if e.customer_id.as_str() == id));
+    assert_eq!(engine.http("GET", &format!("/v1/customers/{id}"), Value::Null).await.status, 404);
+    assert_eq!(engine.http("DELETE", &format!("/v1/customers/{id}"), Value::Null).await.status, 404);
+    let pyramid = engine.http("GET", "/v1/pyramid", Value::Null).await;
+    assert_eq!(pyramid.body["total"], 0, "counts follow erasure");
+    let nowhere = engine.http("PATCH", &format!("/v1/customers/{id}"), Value::Null).await;
+    assert_eq!(nowhere.status, 405);
+    let no_route = engine.http("GET", "/v1/segments", Value::Null).await;
+    assert_eq!((no_route.status, no_route.content_type.as_str()), (404, "application/problem+json"));
+}
