@@ -10,7 +10,7 @@ mod views;
 
 use engagement::events::{recorded_events, CustomerErased, DomainEvent, SCHEMA_VERSION};
 use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, IdentityLookup, LinkOutcome, StoredCustomer};
-use engagement::{replay, Channel, CustomerRef, Direction, FieldError, Identity, Interaction, Level, Timestamp, MILLIS_PER_DAY};
+use engagement::{replay, validate_interaction, Channel, Direction, FieldError, Identity, Interaction, Level, Timestamp, MILLIS_PER_DAY};
 use engagement_http::{
     has_json_body, json_response, query, query_param, route, store_problem, CursorSigner, HttpRequest, HttpResponse, Problem,
 };
@@ -336,19 +336,23 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         };
         let now = self.now();
         let kind = if granted { "consent_granted" } else { "consent_withdrawn" };
-        let interaction = Interaction {
-            id: format!("consent:{}:{channel}:{}", customer.id, now.millis()),
-            source: "api".into(),
-            customer: CustomerRef {
-                identity: identity.clone(),
-                also: Vec::new(),
-                name: None,
-            },
-            kind: kind.into(),
-            occurred_at: now,
-            properties: None,
-            weight: None,
-        };
+        // Through the same validation as ingest: rules without these kinds refuse it here.
+        let submitted = serde_json::json!({
+            "id": format!("consent:{}:{channel}:{}:{kind}", customer.id, now.millis()),
+            "source": "api",
+            "customer": {"channel": channel, "handle": identity.handle},
+            "kind": kind,
+            "occurred_at": now,
+        });
+        let interaction = validate_interaction(&submitted, &self.engine.rules, now).map_err(|errors| {
+            tracing::error!(%errors, "the rules refuse consent interactions");
+            Problem::new(
+                500,
+                "rules",
+                "Rules without consent kinds",
+                "the deployed rules have no consent_granted/consent_withdrawn kind",
+            )
+        })?;
         let outcomes = self
             .store()
             .record_interactions(std::slice::from_ref(&interaction), now)
@@ -370,6 +374,19 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
     async fn erase(&self, id: &CustomerId) -> Answer {
         let customer = self.load(id).await?;
         let now = self.now();
+        // Told first, erased second: if telling fails nothing is erased yet and the DELETE can be
+        // retried; if erasing fails after telling, a retry tells again (same event id) and erases.
+        let event = DomainEvent::CustomerErased(CustomerErased {
+            schema_version: SCHEMA_VERSION,
+            customer_id: customer.id.clone(),
+            erased_at: now,
+        });
+        if let Err(error) = self.engine.bus.publish(std::slice::from_ref(&event)).await {
+            tracing::error!(customer_id = %customer.id, %error, "Customer Erased not published; nothing erased");
+            return Err(Problem::unavailable(
+                "marketing tools could not be told; nothing was erased, retry this DELETE",
+            ));
+        }
         let erased = self
             .store()
             .erase_customer(&customer.id, now)
@@ -377,17 +394,6 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             .map_err(|e| store_problem(&e))?;
         if !erased {
             return Err(Problem::not_found(format!("no customer {id}")));
-        }
-        let event = DomainEvent::CustomerErased(CustomerErased {
-            schema_version: SCHEMA_VERSION,
-            customer_id: customer.id.clone(),
-            erased_at: now,
-        });
-        if let Err(error) = self.engine.bus.publish(std::slice::from_ref(&event)).await {
-            tracing::error!(customer_id = %customer.id, %error, "erased, but Customer Erased was not published");
-            return Err(Problem::unavailable(
-                "the customer is erased, but marketing tools were not told yet; retry this DELETE",
-            ));
         }
         tracing::info!(customer_id = %customer.id, "customer erased");
         let mut response = http::Response::new(Vec::new());

@@ -147,8 +147,8 @@ impl CustomerSummaryView {
 #[derive(Debug, Serialize)]
 pub struct Listing {
     pub customers: Vec<CustomerSummaryView>,
-    /// Fetches the next page; absent on the last. A page may hold fewer than `limit` customers
-    /// (with `at_risk=true`, those not at risk are left out of each page read).
+    /// Fetches the next page; `null` on the last. With `at_risk=true` the listing reads on until
+    /// the page is full or the levels run out.
     pub cursor: Option<String>,
 }
 

@@ -40,6 +40,17 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Ingest<S, B, C> {
         if !has_json_body(&request) {
             return Problem::unsupported_media_type().at(&path).response();
         }
+        if request.body().len() > engagement::interaction::MAX_BODY_BYTES {
+            return Problem {
+                errors: vec![engagement::FieldError {
+                    path: String::new(),
+                    reason: "the request body is larger than 1 MiB; send at most 500 interactions per request".into(),
+                }],
+                ..Problem::new(413, "too-large", "Request too large", "the body is larger than 1 MiB")
+            }
+            .at(&path)
+            .response();
+        }
         let span = tracing::info_span!("ingest", interactions = tracing::field::Empty, customers = tracing::field::Empty);
         match self.submit(request.body()).instrument(span).await {
             Ok(accepted) => json_response(202, &accepted),

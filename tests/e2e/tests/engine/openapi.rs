@@ -1,1 +1,274 @@
-//! todo
+//! The OpenAPI file against the real answers: every operation the file lists is exercised, every
+//! answer's status is documented for its operation, and every body validates against the
+//! documented schema (JSON Schema 2020-12, `additionalProperties: false` on responses, so a field
+//! the file forgot fails too).
+
+use engagement_e2e::{interaction, Answer, Engine};
+use engagement_testkit::{at, workspace_root};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+struct Spec {
+    document: Value,
+    exercised: BTreeSet<(String, String)>,
+    problems: Vec<String>,
+}
+
+impl Spec {
+    fn load() -> Spec {
+        let text = std::fs::read_to_string(workspace_root().join("functions/api/openapi.yaml")).expect("the OpenAPI file");
+        let document: Value = serde_norway::from_str(&text).expect("valid YAML");
+        assert_eq!(document["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
+        Spec {
+            document,
+            exercised: BTreeSet::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// Checks one answer against the operation at `template` (`/v1/customers/{id}`).
+    fn check(&mut self, method: &str, template: &str, answer: &Answer) {
+        let operation = &self.document["paths"][template][method.to_lowercase()];
+        if operation.is_null() {
+            self.problems.push(format!("{method} {template} is not in the file"));
+            return;
+        }
+        self.exercised.insert((method.to_lowercase(), template.to_string()));
+        let response = &operation["responses"][answer.status.to_string()];
+        if response.is_null() {
+            self.problems.push(format!(
+                "{method} {template} answered {} which the file does not list",
+                answer.status
+            ));
+            return;
+        }
+        if answer.body.is_null() {
+            if !response["content"].is_null() {
+                self.problems
+                    .push(format!("{method} {template} {}: the file promises a body", answer.status));
+            }
+            return;
+        }
+        let schema = &response["content"][&answer.content_type]["schema"];
+        if schema.is_null() {
+            self.problems.push(format!(
+                "{method} {template} {}: no schema for {}",
+                answer.status, answer.content_type
+            ));
+            return;
+        }
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": self.document["components"],
+            "allOf": [schema],
+        });
+        let validator = jsonschema::draft202012::new(&root).expect("a valid schema");
+        for error in validator.iter_errors(&answer.body) {
+            self.problems.push(format!(
+                "{method} {template} {}: {} at {}",
+                answer.status,
+                error,
+                error.instance_path()
+            ));
+        }
+    }
+
+    fn operations(&self) -> BTreeSet<(String, String)> {
+        let mut all = BTreeSet::new();
+        for (path, item) in self.document["paths"].as_object().expect("paths") {
+            for method in ["get", "post", "put", "delete", "patch"] {
+                if item.get(method).is_some() {
+                    all.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        all
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_matches_the_openapi_file() {
+    let mut spec = Spec::load();
+    let start = at("2026-01-05T09:00:00Z");
+    let engine = Engine::start(start.plus_days(40.0)).await;
+    let social = json!({"id": "o-3", "source": "e2e", "customer": {"channel": "twitter", "handle": "@oli", "name": "Oli"}, "kind": "testimonial_given", "occurred_at": start.plus_days(2.0).to_rfc3339(), "properties": {"url": "https://example.com/r/1"}});
+    let batch = json!({"interactions": [
+        interaction("o-1", "oli@example.com", "newsletter_subscribed", start),
+        interaction("o-2", "oli@example.com", "event_attended", start.plus_days(1.0)),
+        social,
+    ]});
+    let accepted = engine.http("POST", "/v1/interactions", batch.clone()).await;
+    spec.check("POST", "/v1/interactions", &accepted);
+    spec.check("POST", "/v1/interactions", &engine.http("POST", "/v1/interactions", batch).await);
+    spec.check(
+        "POST",
+        "/v1/interactions",
+        &engine.http("POST", "/v1/interactions", json!({"interactions": []})).await,
+    );
+    spec.check(
+        "POST",
+        "/v1/interactions",
+        &engine.http_raw("POST", "/v1/interactions", Some("a=1"), "text/plain").await,
+    );
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(1_100_000));
+    spec.check(
+        "POST",
+        "/v1/interactions",
+        &engine.http_raw("POST", "/v1/interactions", Some(&huge), "application/json").await,
+    );
+    engine.deliver().await;
+    let email_id = accepted.body["interactions"][0]["customer_id"].as_str().expect("an id").to_string();
+    let social_id = accepted.body["interactions"][2]["customer_id"].as_str().expect("an id").to_string();
+
+    let customer = format!("/v1/customers/{email_id}");
+    spec.check("GET", "/v1/customers/{id}", &engine.http("GET", &customer, Value::Null).await);
+    spec.check(
+        "GET",
+        "/v1/customers/{id}",
+        &engine.http("GET", &format!("{customer}?limit=1"), Value::Null).await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers/{id}",
+        &engine
+            .http("GET", &format!("{customer}?at={}", start.plus_days(1.5).to_rfc3339()), Value::Null)
+            .await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers/{id}",
+        &engine.http("GET", &format!("{customer}?limit=nope"), Value::Null).await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers/{id}",
+        &engine.http("GET", "/v1/customers/cus_unknown", Value::Null).await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers/by-identity",
+        &engine
+            .http("GET", "/v1/customers/by-identity?channel=twitter&handle=%40oli", Value::Null)
+            .await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers/by-identity",
+        &engine.http("GET", "/v1/customers/by-identity?channel=email", Value::Null).await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers/by-identity",
+        &engine
+            .http(
+                "GET",
+                "/v1/customers/by-identity?channel=email&handle=nobody@example.com",
+                Value::Null,
+            )
+            .await,
+    );
+    let page = engine.http("GET", "/v1/customers?limit=1", Value::Null).await;
+    spec.check("GET", "/v1/customers", &page);
+    let cursor = page.body["cursor"].as_str().expect("a next page");
+    spec.check(
+        "GET",
+        "/v1/customers",
+        &engine
+            .http("GET", &format!("/v1/customers?limit=1&cursor={cursor}"), Value::Null)
+            .await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers",
+        &engine.http("GET", "/v1/customers?level=following&at_risk=true", Value::Null).await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers",
+        &engine.http("GET", "/v1/customers?cursor=forged", Value::Null).await,
+    );
+    spec.check("GET", "/v1/pyramid", &engine.http("GET", "/v1/pyramid", Value::Null).await);
+    spec.check("GET", "/v1/movers", &engine.http("GET", "/v1/movers", Value::Null).await);
+    spec.check(
+        "GET",
+        "/v1/movers",
+        &engine.http("GET", "/v1/movers?direction=down", Value::Null).await,
+    );
+    spec.check("GET", "/v1/movers", &engine.http("GET", "/v1/movers?since=soon", Value::Null).await);
+
+    let identities = format!("{customer}/identities");
+    let link = json!({"channel": "twitter", "handle": "@oli"});
+    spec.check(
+        "POST",
+        "/v1/customers/{id}/identities",
+        &engine.http("POST", &identities, link.clone()).await,
+    );
+    spec.check(
+        "POST",
+        "/v1/customers/{id}/identities",
+        &engine.http("POST", &identities, link).await,
+    );
+    spec.check(
+        "POST",
+        "/v1/customers/{id}/identities",
+        &engine
+            .http("POST", &identities, json!({"channel": "sms", "handle": "+44 20 7946 0000"}))
+            .await,
+    );
+    spec.check(
+        "POST",
+        "/v1/customers/{id}/identities",
+        &engine.http("POST", &identities, json!({"handle": 1})).await,
+    );
+    spec.check(
+        "POST",
+        "/v1/customers/{id}/identities",
+        &engine
+            .http(
+                "POST",
+                "/v1/customers/cus_unknown/identities",
+                json!({"channel": "sms", "handle": "+1 555 0100"}),
+            )
+            .await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers/{id}",
+        &engine.http("GET", &format!("/v1/customers/{social_id}"), Value::Null).await,
+    );
+
+    let consent = format!("{customer}/consent/email");
+    spec.check(
+        "PUT",
+        "/v1/customers/{id}/consent/{channel}",
+        &engine.http("PUT", &consent, json!({"granted": false})).await,
+    );
+    spec.check(
+        "PUT",
+        "/v1/customers/{id}/consent/{channel}",
+        &engine.http("PUT", &consent, json!({})).await,
+    );
+    spec.check(
+        "PUT",
+        "/v1/customers/{id}/consent/{channel}",
+        &engine
+            .http("PUT", &format!("{customer}/consent/whatsapp"), json!({"granted": true}))
+            .await,
+    );
+    spec.check(
+        "PUT",
+        "/v1/customers/{id}/consent/{channel}",
+        &engine
+            .http_raw("PUT", &consent, Some("granted=true"), "application/x-www-form-urlencoded")
+            .await,
+    );
+    engine.deliver().await;
+    spec.check("GET", "/v1/customers/{id}", &engine.http("GET", &customer, Value::Null).await);
+    spec.check("GET", "/v1/customers/{id}", &engine.http("POST", &customer, Value::Null).await);
+    spec.check("DELETE", "/v1/customers/{id}", &engine.http("DELETE", &customer, Value::Null).await);
+    spec.check("DELETE", "/v1/customers/{id}", &engine.http("DELETE", &customer, Value::Null).await);
+
+    let missing: Vec<_> = spec.operations().difference(&spec.exercised).cloned().collect();
+    assert!(missing.is_empty(), "operations in the file that no request exercised: {missing:?}");
+    assert!(spec.problems.is_empty(), "{}", spec.problems.join("\n"));
+}
