@@ -261,6 +261,15 @@ impl DynamoStore {
 
     /// Creates the table with its indexes (tests and the one-machine mode; the deployed stack
     /// declares the same in `infra/template.yaml`). An existing table is left as it is.
+    /// Whether the table exists (the one-machine mode creates it on first start).
+    pub async fn table_exists(&self) -> Result<bool, StoreError> {
+        match self.client.describe_table().table_name(self.table()).send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(false),
+            Err(error) => Err(unavailable("DescribeTable", error)),
+        }
+    }
+
     pub async fn create_table(&self) -> Result<(), StoreError> {
         let attribute =
             |name: &str, kind: ScalarAttributeType| AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build();

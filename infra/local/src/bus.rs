@@ -1,0 +1,101 @@
+//! The in-process event bus: `EventBus` for the handlers, routing each event by the template's
+//! rules to the rescore and nudge handlers and to the webhooks, as EventBridge would.
+
+use crate::routing::{Router, Target};
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use engagement::events::DomainEvent;
+use engagement::ports::{BusError, EventBus};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// One event on its way to one target.
+pub struct Delivery {
+    pub target: Target,
+    pub event: EventBridgeEvent<Value>,
+}
+
+#[derive(Clone)]
+pub struct LocalBus {
+    router: Arc<Router>,
+    source: String,
+    queue: mpsc::UnboundedSender<Delivery>,
+    published: Arc<AtomicU64>,
+}
+
+impl LocalBus {
+    /// A bus and the receiving end its dispatcher reads.
+    pub fn new(router: Arc<Router>, source: &str) -> (LocalBus, mpsc::UnboundedReceiver<Delivery>) {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        (
+            LocalBus {
+                router,
+                source: source.to_string(),
+                queue,
+                published: Arc::default(),
+            },
+            receiver,
+        )
+    }
+
+    /// Events published so far.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// The envelope EventBridge would deliver.
+    pub fn envelope(&self, event: &DomainEvent) -> Value {
+        json!({
+            "version": "0",
+            "id": event.event_id(),
+            "detail-type": event.detail_type(),
+            "source": self.source,
+            "account": "000000000000",
+            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "region": "local",
+            "resources": [format!("customer/{}", event.customer_id())],
+            "detail": serde_json::from_str::<Value>(&event.detail_json()).unwrap_or(Value::Null),
+        })
+    }
+}
+
+impl EventBus for LocalBus {
+    async fn publish(&self, events: &[DomainEvent]) -> Result<(), BusError> {
+        let mut failed = 0;
+        for event in events {
+            let envelope = self.envelope(event);
+            for target in self.router.targets(&envelope) {
+                let Ok(parsed) = serde_json::from_value::<EventBridgeEvent<Value>>(envelope.clone()) else {
+                    failed += 1;
+                    continue;
+                };
+                if self.queue.send(Delivery { target, event: parsed }).is_err() {
+                    failed += 1;
+                }
+            }
+            self.published.fetch_add(1, Ordering::Relaxed);
+        }
+        if failed > 0 {
+            return Err(BusError::NotPublished {
+                failed,
+                total: events.len(),
+                reason: "the local dispatcher has stopped".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A bus that publishes nothing: history imports set levels without nudging anyone.
+#[derive(Clone, Default)]
+pub struct QuietBus {
+    pub swallowed: Arc<AtomicU64>,
+}
+
+impl EventBus for QuietBus {
+    async fn publish(&self, events: &[DomainEvent]) -> Result<(), BusError> {
+        self.swallowed.fetch_add(events.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}

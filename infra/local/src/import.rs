@@ -1,0 +1,241 @@
+//! `pyramid import`: streams files of interactions (JSON lines or CSV) into the store in batches,
+//! with constant memory; every bad line is reported with its number and reason and skipped; the
+//! levels are then decided by the sweep, quietly (a history import nudges nobody).
+
+use crate::bus::QuietBus;
+use engagement::ports::{EngagementStore, RecordStatus};
+use engagement::{validate_interaction, Interaction, Rules, Timestamp};
+use engagement_aws::{DynamoStore, SystemClock};
+use futures::StreamExt as _;
+use rescore::Rescorer;
+use serde_json::{json, Value};
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, IsTerminal as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Interactions per `record_interactions` call (ingest's own limit).
+const BATCH: usize = 500;
+/// Batches in flight at once: enough to keep the store busy, few enough to keep memory flat.
+const IN_FLIGHT: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ImportReport {
+    pub lines: u64,
+    pub recorded: u64,
+    pub duplicate: u64,
+    pub conflict: u64,
+    pub erased: u64,
+    pub rejected: u64,
+    pub rescored: u64,
+    pub seconds: f64,
+}
+
+/// One line turned into an interaction, or why not.
+fn parse_line(
+    format: Format,
+    line: &str,
+    headers: Option<&csv::StringRecord>,
+    rules: &Rules,
+    now: Timestamp,
+) -> Result<Interaction, String> {
+    let value: Value = match format {
+        Format::Jsonl => serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?,
+        Format::Csv => {
+            let headers = headers.ok_or("no header line")?;
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(line.as_bytes());
+            let record = reader
+                .records()
+                .next()
+                .ok_or("empty line")?
+                .map_err(|e| format!("not valid CSV: {e}"))?;
+            let field = |name: &str| {
+                headers
+                    .iter()
+                    .position(|h| h == name)
+                    .and_then(|i| record.get(i))
+                    .filter(|v| !v.is_empty())
+            };
+            let mut customer = json!({"channel": field("channel"), "handle": field("handle")});
+            if let Some(name) = field("name") {
+                customer["name"] = json!(name);
+            }
+            let mut value = json!({
+                "id": field("id"),
+                "source": field("source"),
+                "customer": customer,
+                "kind": field("kind"),
+                "occurred_at": field("occurred_at"),
+            });
+            if let Some(weight) = field("weight") {
+                value["weight"] = json!(weight.parse::<f64>().map_err(|_| "weight: not a number")?);
+            }
+            if let Some(properties) = field("properties") {
+                value["properties"] = serde_json::from_str(properties).map_err(|e| format!("properties: not JSON: {e}"))?;
+            }
+            value
+        }
+    };
+    validate_interaction(&value, rules, now).map_err(|errors| errors.to_string())
+}
+
+fn format_of(path: &Path, forced: Option<Format>) -> Format {
+    forced.unwrap_or(if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        Format::Csv
+    } else {
+        Format::Jsonl
+    })
+}
+
+/// Progress on a terminal (a bar with rate and ETA) or as plain lines (logs, CI).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_line: Instant,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(total_bytes: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total_bytes);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta}) {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            last_line: Instant::now(),
+            started: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, bytes: u64, report: &ImportReport) {
+        let rate = report.lines as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(bytes);
+                bar.set_message(format!("{} lines, {:.0}/s, {} rejected", report.lines, rate, report.rejected));
+            }
+            None if self.last_line.elapsed() >= Duration::from_secs(5) => {
+                eprintln!(
+                    "imported {} lines ({:.0}/s): {} recorded, {} duplicate, {} rejected",
+                    report.lines, rate, report.recorded, report.duplicate, report.rejected
+                );
+                self.last_line = Instant::now();
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Imports files into the store, then decides every touched customer's level quietly.
+pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], forced: Option<Format>) -> anyhow::Result<ImportReport> {
+    let started = Instant::now();
+    let now = Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
+    let total_bytes = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let mut progress = Progress::new(total_bytes);
+    let mut report = ImportReport::default();
+    // Shared between the reading iterator and the recording loop.
+    let (bytes_done, lines_read, rejected) = (Cell::new(0u64), Cell::new(0u64), Cell::new(0u64));
+    for path in files {
+        let format = format_of(path, forced);
+        let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut lines = BufReader::with_capacity(1 << 20, file).lines();
+        let headers = match format {
+            Format::Csv => {
+                let header = lines.next().transpose()?.unwrap_or_default();
+                bytes_done.set(bytes_done.get() + header.len() as u64 + 1);
+                let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(header.as_bytes());
+                Some(reader.records().next().transpose()?.unwrap_or_default())
+            }
+            Format::Jsonl => None,
+        };
+        let first_line = if headers.is_some() { 2 } else { 1 };
+        // Batches are validated here and recorded `IN_FLIGHT` at a time.
+        let batches = {
+            let rules = Arc::clone(rules);
+            let path = path.display().to_string();
+            let (bytes_done, lines_read, rejected) = (&bytes_done, &lines_read, &rejected);
+            let mut numbered = lines.enumerate();
+            std::iter::from_fn(move || {
+                let mut batch = Vec::with_capacity(BATCH);
+                for (index, line) in numbered.by_ref() {
+                    let number = index + first_line;
+                    let line = match line {
+                        Ok(line) => line,
+                        Err(error) => {
+                            eprintln!("{path}:{number}: unreadable: {error}");
+                            rejected.set(rejected.get() + 1);
+                            continue;
+                        }
+                    };
+                    bytes_done.set(bytes_done.get() + line.len() as u64 + 1);
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    lines_read.set(lines_read.get() + 1);
+                    match parse_line(format, &line, headers.as_ref(), &rules, now) {
+                        Ok(interaction) => batch.push(interaction),
+                        Err(reason) => {
+                            eprintln!("{path}:{number}: {reason}");
+                            rejected.set(rejected.get() + 1);
+                        }
+                    }
+                    if batch.len() == BATCH {
+                        break;
+                    }
+                }
+                (!batch.is_empty()).then_some(batch)
+            })
+        };
+        let mut recorded = futures::stream::iter(batches)
+            .map(|batch| async move { store.record_interactions(&batch, now).await })
+            .buffered(IN_FLIGHT);
+        while let Some(outcomes) = recorded.next().await {
+            for outcome in outcomes? {
+                match outcome.status {
+                    RecordStatus::Recorded => report.recorded += 1,
+                    RecordStatus::Duplicate => report.duplicate += 1,
+                    RecordStatus::Conflict => report.conflict += 1,
+                    RecordStatus::Erased => report.erased += 1,
+                }
+            }
+            report.lines = lines_read.get();
+            report.rejected = rejected.get();
+            progress.update(bytes_done.get(), &report);
+        }
+    }
+    report.lines = lines_read.get();
+    report.rejected = rejected.get();
+    progress.finish();
+    report.rescored = settle(store, rules).await?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Decides the level of every customer due, publishing nothing.
+pub async fn settle(store: &DynamoStore, rules: &Arc<Rules>) -> anyhow::Result<u64> {
+    let quiet = Rescorer {
+        store: store.clone(),
+        bus: QuietBus::default(),
+        clock: SystemClock,
+        rules: Arc::clone(rules),
+    };
+    let report = quiet.sweep(500, || true).await?;
+    Ok(report.examined as u64)
+}

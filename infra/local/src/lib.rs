@@ -1,0 +1,12 @@
+//! The one-machine mode: `pyramid serve`, `import`, `demo`, `rescore --at` and `whatif`, running
+//! the Lambda functions' handlers over the embedded store and an in-process bus routed by the
+//! deployed stack's own rules (`infra/template.yaml`).
+
+pub mod bus;
+pub mod community;
+pub mod import;
+pub mod local;
+pub mod report;
+pub mod routing;
+pub mod serve;
+pub mod webhooks;

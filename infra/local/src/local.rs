@@ -1,0 +1,238 @@
+//! The engine on one machine: the four functions' handlers over the embedded store (dynoxide on
+//! SQLite, file-backed in the data directory, reached through the same DynamoDB adapter as in
+//! the cloud) and the in-process bus routed by the template's rules.
+
+use crate::bus::{Delivery, LocalBus};
+use crate::routing::{Router, Target};
+use crate::webhooks::Webhooks;
+use anyhow::Context as _;
+use api::Api;
+use engagement::ports::Clock;
+use engagement::{Rules, Timestamp};
+use engagement_aws::client::local_dynamodb;
+use engagement_aws::{DynamoStore, StoreConfig, SystemClock};
+use engagement_http::CursorSigner;
+use ingest::Ingest;
+use nudge::Nudger;
+use rescore::Rescorer;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const TABLE: &str = "engagement";
+
+/// A clock fixed at one instant (`pyramid rescore --at`).
+#[derive(Clone, Copy)]
+pub struct FixedClock(pub Timestamp);
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        self.0
+    }
+}
+
+/// The data directory: the database, the token, the secrets, the webhook outbox and logs.
+pub struct DataDir {
+    pub path: PathBuf,
+    /// Held while this process uses the directory: a second process is refused, not corrupting.
+    _lock: std::fs::File,
+}
+
+impl DataDir {
+    pub fn open(path: &Path) -> anyhow::Result<DataDir> {
+        std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join("lock"))?;
+        lock.try_lock()
+            .map_err(|_| anyhow::anyhow!("{} is in use by another pyramid process (stop it first)", path.display()))?;
+        Ok(DataDir {
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// A secret kept in the directory, made on first use.
+    pub fn secret(&self, name: &str) -> anyhow::Result<String> {
+        let path = self.path.join(name);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Ok(text.trim().to_string());
+        }
+        let value: String = (0..32).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
+        std::fs::write(&path, &value)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(value)
+    }
+}
+
+/// Opens the embedded database and serves it to the DynamoDB adapter on a loopback port.
+pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<DynamoStore> {
+    let file = dir.path.join("engagement.db");
+    let database = dynoxide::Database::new(&file.to_string_lossy()).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = dynoxide::server::serve_with_shutdown(listener, database, std::future::pending()).await;
+    });
+    let salt = dir.secret("identity-salt")?;
+    let store = DynamoStore::new(
+        local_dynamodb(&endpoint, None),
+        rules,
+        StoreConfig {
+            table: TABLE.into(),
+            salt,
+            omit_request_tokens: true,
+        },
+    );
+    if !store.table_exists().await? {
+        store.create_table().await?;
+    }
+    Ok(store)
+}
+
+pub type LocalRescorer<C = SystemClock> = Rescorer<DynamoStore, LocalBus, C>;
+
+/// Everything `serve` runs.
+pub struct Engine {
+    pub rules: Arc<Rules>,
+    pub store: DynamoStore,
+    pub bus: LocalBus,
+    pub router: Arc<Router>,
+    pub ingest: Arc<Ingest<DynamoStore, LocalBus, SystemClock>>,
+    pub api: Arc<Api<DynamoStore, LocalBus, SystemClock>>,
+    pub rescore: Arc<LocalRescorer>,
+    pub nudge: Arc<Nudger<DynamoStore, LocalBus, SystemClock>>,
+    pub webhooks: Arc<Webhooks>,
+}
+
+pub struct Options {
+    pub webhooks: Vec<String>,
+    pub webhook_backoff: Duration,
+    pub source: String,
+}
+
+impl Engine {
+    pub async fn start(dir: &DataDir, rules: Arc<Rules>, router: Router, options: Options) -> anyhow::Result<Engine> {
+        let store = embedded_store(dir, Arc::clone(&rules)).await?;
+        let router = Arc::new(router);
+        let (bus, deliveries) = LocalBus::new(Arc::clone(&router), &options.source);
+        let salt = dir.secret("identity-salt")?;
+        let parts = || (store.clone(), bus.clone(), SystemClock, Arc::clone(&rules));
+        let (s, b, c, r) = parts();
+        let ingest = Arc::new(Ingest {
+            store: s,
+            bus: b,
+            clock: c,
+            rules: r,
+        });
+        let (s, b, c, r) = parts();
+        let rescore = Arc::new(Rescorer {
+            store: s,
+            bus: b,
+            clock: c,
+            rules: r,
+        });
+        let (s, b, c, r) = parts();
+        let nudge = Arc::new(Nudger {
+            store: s,
+            bus: b,
+            clock: c,
+            rules: r,
+        });
+        let (s, b, c, r) = parts();
+        let api = Arc::new(Api {
+            engine: Rescorer {
+                store: s,
+                bus: b,
+                clock: c,
+                rules: r,
+            },
+            cursors: CursorSigner::new(&salt),
+        });
+        let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);
+        let engine = Engine {
+            rules,
+            store,
+            bus,
+            router,
+            ingest,
+            api,
+            rescore,
+            nudge,
+            webhooks,
+        };
+        engine.dispatch(deliveries);
+        let webhooks = Arc::clone(&engine.webhooks);
+        tokio::spawn(async move { webhooks.run().await });
+        Ok(engine)
+    }
+
+    /// Hands each routed event to its target, as EventBridge invokes a function: a few
+    /// attempts with backoff, then logged (a customer left due is swept on schedule).
+    fn dispatch(&self, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
+        let (rescore, nudge, webhooks) = (Arc::clone(&self.rescore), Arc::clone(&self.nudge), Arc::clone(&self.webhooks));
+        let permits = Arc::new(tokio::sync::Semaphore::new(8));
+        tokio::spawn(async move {
+            while let Some(delivery) = deliveries.recv().await {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    return;
+                };
+                let (rescore, nudge, webhooks) = (Arc::clone(&rescore), Arc::clone(&nudge), Arc::clone(&webhooks));
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    for attempt in 0..3u32 {
+                        let outcome = match delivery.target {
+                            Target::Rescore => rescore
+                                .handle(&delivery.event, || Duration::from_secs(60))
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| e.to_string()),
+                            Target::Nudge => nudge.handle(&delivery.event).await.map(|_| ()).map_err(|e| e.to_string()),
+                            Target::Webhooks => {
+                                let envelope = serde_json::to_value(&delivery.event).unwrap_or_default();
+                                webhooks.enqueue(&envelope).map_err(|e| e.to_string())
+                            }
+                        };
+                        match outcome {
+                            Ok(()) => return,
+                            Err(error) => {
+                                tracing::warn!(target = ?delivery.target, attempt, %error, detail_type = %delivery.event.detail_type, "delivery failed");
+                                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    /// Runs the sweep at the template's rate (or `every`), forever.
+    pub fn schedule(&self, every: Option<Duration>) {
+        let Some(every) = every.or(self.router.sweep_every) else {
+            tracing::warn!("the template has no schedule for the sweep; drops are noticed only on new interactions");
+            return;
+        };
+        let rescore = Arc::clone(&self.rescore);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                match rescore.sweep(100, || true).await {
+                    Ok(report) => tracing::info!(examined = report.examined, changed = report.changed, "swept"),
+                    Err(error) => tracing::warn!(%error, "sweep stopped; the next one continues"),
+                }
+            }
+        });
+    }
+}
+
+/// The data directory's default place.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("pyramid-data")
+}

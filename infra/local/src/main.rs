@@ -1,0 +1,246 @@
+//! `pyramid`: the engagement engine on one machine. See `pyramid --help`.
+
+// The handlers' futures nest deeply (SDK calls inside retries inside the sweep).
+#![recursion_limit = "256"]
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use engagement::ports::EngagementStore;
+use engagement::{Level, Rules, Timestamp};
+use pyramid::import::{import, Format};
+use pyramid::local::{embedded_store, DataDir, Engine, Options};
+use pyramid::routing::Router;
+use pyramid::serve::{app, Served};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "pyramid",
+    version,
+    about = "The engagement engine on one machine: places every customer on the Engagement Pyramid from what they do, and nudges them up.",
+    long_about = "The engagement engine on one machine. It runs the same handlers as the AWS Lambda functions, with an embedded store (SQLite, in --data) and an in-process event bus routed by the rules of infra/template.yaml.\n\nStart with `pyramid demo`: a synthetic community, served on http://127.0.0.1:8080."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The data directory: database, token, secrets, webhook outbox, nudges.jsonl.
+    #[arg(long, default_value = "pyramid-data", env = "PYRAMID_DATA")]
+    data: PathBuf,
+    /// Rules (TOML) instead of the shipped ones.
+    #[arg(long, env = "PYRAMID_RULES")]
+    rules: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Where to listen (loopback by default: the API holds personal data).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// A URL to deliver nudges (and erasures) to, signed per Standard Webhooks; repeatable.
+    #[arg(long = "webhook", value_name = "URL")]
+    webhooks: Vec<String>,
+    /// Run the sweep this often (seconds) instead of the template's schedule.
+    #[arg(long, value_name = "SECONDS")]
+    sweep_every: Option<u64>,
+    /// The first webhook retry waits about this long (milliseconds), doubling each time.
+    #[arg(long, default_value_t = 1000, hide = true)]
+    webhook_backoff_ms: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the same routes, JSON and problems as the Lambda functions).
+    Serve(ServeArgs),
+    /// Import interactions from JSON-lines or CSV files (re-running it changes nothing).
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// Files to import; `.csv` files are read as CSV, anything else as JSON lines.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Read every file in this format, whatever its name.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Serve a synthetic community (made on first run) to look around in.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// How many customers the synthetic community has.
+        #[arg(long, default_value_t = 3000)]
+        customers: usize,
+    },
+    /// How levels would stand at another time (replayed from history; nothing is written).
+    Rescore {
+        #[command(flatten)]
+        common: Common,
+        /// The instant, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+        #[arg(long)]
+        at: String,
+    },
+    /// How levels would change under other rules (replayed from history; nothing is written).
+    Whatif {
+        #[command(flatten)]
+        common: Common,
+        /// The rules to compare with the current ones.
+        #[arg(long = "with", value_name = "NEW.toml")]
+        with: PathBuf,
+        /// As of this instant instead of now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+fn load_rules(path: Option<&Path>) -> anyhow::Result<Arc<Rules>> {
+    let rules = engagement_aws::wiring::load_rules(path.map(|p| p.to_string_lossy()).as_deref())?;
+    Ok(Arc::new(rules))
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(chrono::Utc::now().timestamp_millis())
+}
+
+fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
+    Timestamp::parse_rfc3339(text).with_context(|| format!("{text:?} is not an RFC 3339 time (e.g. 2027-01-01T00:00:00Z)"))
+}
+
+async fn print_pyramid(store: &impl EngagementStore) -> anyhow::Result<()> {
+    let counts = store.pyramid_counts().await?;
+    for level in Level::ALL.iter().rev() {
+        println!("  {:>2} {:<13}{:>9}", level.rung(), level.name(), counts.at(*level));
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs, dir: DataDir, banner: impl FnOnce(&str, &str)) -> anyhow::Result<()> {
+    let rules = load_rules(args.common.rules.as_deref())?;
+    let router = Router::shipped()?;
+    let engine = Engine::start(
+        &dir,
+        rules,
+        router,
+        Options {
+            webhooks: args.webhooks,
+            webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
+            source: engagement::events::DEFAULT_SOURCE.to_string(),
+        },
+    )
+    .await?;
+    engine.schedule(args.sweep_every.map(Duration::from_secs));
+    let token = dir.secret("token")?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    banner(&url, &token);
+    let served = Served {
+        engine: Arc::new(engine),
+        token: Arc::new(token),
+    };
+    axum::serve(listener, app(served)).await?;
+    Ok(())
+}
+
+fn serve_banner(url: &str, token: &str, dir: &Path) {
+    println!("pyramid is serving {url}  (data in {})", dir.display());
+    println!("token: {token}  (also in {})", dir.join("token").display());
+    // Tests and scripts read this line.
+    println!("listening on {url}");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PYRAMID_LOG").unwrap_or_else(|_| "warn,pyramid=info,dynoxide=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .compact()
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let dir = DataDir::open(&args.common.data)?;
+            let path = dir.path.clone();
+            serve(args, dir, |url, token| serve_banner(url, token, &path)).await
+        }
+        Command::Import { common, files, format } => {
+            let dir = DataDir::open(&common.data)?;
+            let rules = load_rules(common.rules.as_deref())?;
+            let store = embedded_store(&dir, Arc::clone(&rules)).await?;
+            let report = import(&store, &rules, &files, format).await?;
+            println!(
+                "{} lines in {:.1} s: {} recorded, {} duplicate, {} conflict, {} erased, {} rejected; {} customers rescored",
+                report.lines,
+                report.seconds,
+                report.recorded,
+                report.duplicate,
+                report.conflict,
+                report.erased,
+                report.rejected,
+                report.rescored
+            );
+            println!("customers by level:");
+            print_pyramid(&store).await
+        }
+        Command::Demo { serve: args, customers } => {
+            let dir = DataDir::open(&args.common.data)?;
+            let rules = load_rules(args.common.rules.as_deref())?;
+            let store = embedded_store(&dir, Arc::clone(&rules)).await?;
+            if store.pyramid_counts().await?.0.iter().sum::<u64>() == 0 {
+                let file = dir.path.join("demo.jsonl");
+                let mut lines = String::new();
+                for item in pyramid::community::synthetic(42, customers, now()) {
+                    lines.push_str(&item.to_string());
+                    lines.push('\n');
+                }
+                std::fs::write(&file, lines)?;
+                eprintln!("making a synthetic community of {customers} customers…");
+                let report = import(&store, &rules, &[file], Some(Format::Jsonl)).await?;
+                eprintln!("{} interactions recorded in {:.1} s", report.recorded, report.seconds);
+            }
+            println!("the community:");
+            print_pyramid(&store).await?;
+            drop(store);
+            let path = dir.path.clone();
+            serve(args, dir, |url, token| {
+                serve_banner(url, token, &path);
+                println!("\ntry:");
+                println!("  curl -s -H 'Authorization: Bearer {token}' {url}/v1/pyramid");
+                println!("  curl -s -H 'Authorization: Bearer {token}' '{url}/v1/customers?level=leading&limit=5'");
+                println!(
+                    "  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' {url}/v1/interactions \\\n    -d '{{\"id\": \"try-1\", \"source\": \"curl\", \"customer\": {{\"channel\": \"email\", \"handle\": \"you@example.com\"}}, \"kind\": \"newsletter_subscribed\", \"occurred_at\": \"{}\"}}'",
+                    now().to_rfc3339()
+                );
+            })
+            .await
+        }
+        Command::Rescore { common, at } => {
+            let at = parse_time(&at)?;
+            let dir = DataDir::open(&common.data)?;
+            let rules = load_rules(common.rules.as_deref())?;
+            let store = embedded_store(&dir, Arc::clone(&rules)).await?;
+            let transitions = pyramid::report::compare(&store, &rules, at).await?;
+            print!("{}", transitions.render(&format!("levels at {}", at.to_rfc3339())));
+            Ok(())
+        }
+        Command::Whatif { common, with, at } => {
+            let at = at.as_deref().map(parse_time).transpose()?.unwrap_or_else(now);
+            let dir = DataDir::open(&common.data)?;
+            let rules = load_rules(common.rules.as_deref())?;
+            let new_rules = load_rules(Some(&with))?;
+            let store = embedded_store(&dir, rules).await?;
+            let transitions = pyramid::report::compare(&store, &new_rules, at).await?;
+            print!("{}", transitions.render(&format!("under {}", with.display())));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! `pyramid serve`: the functions' HTTP API on one port, behind a bearer token.
+
+use crate::local::Engine;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use engagement_http::{HttpResponse, Problem};
+use std::sync::Arc;
+
+/// Bodies larger than this are refused before they are read (ingest's own limit is 1 MiB, and
+/// it answers 413 with a problem for anything between).
+const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct Served {
+    pub engine: Arc<Engine>,
+    pub token: Arc<String>,
+}
+
+fn to_axum(response: HttpResponse) -> Response {
+    response.map(Body::from)
+}
+
+fn authorized(request: &http::Request<Body>, token: &str) -> bool {
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Constant-time comparison: the token is the only thing between a laptop's port and its data.
+    presented.len() == token.len() && presented.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn handle(State(served): State<Served>, request: http::Request<Body>) -> Response {
+    let path = request.uri().path().to_string();
+    if path == "/healthz" {
+        return to_axum(engagement_http::json_response(200, &serde_json::json!({"status": "ok"})));
+    }
+    if !authorized(&request, &served.token) {
+        let mut response = Problem::new(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "send the token pyramid printed at start (also in DATA_DIR/token) as `Authorization: Bearer <token>`",
+        )
+        .at(&path)
+        .response();
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        return to_axum(response);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return to_axum(
+                Problem::new(413, "too-large", "Request too large", "the body is larger than 1 MiB")
+                    .at(&path)
+                    .response(),
+            )
+        }
+    };
+    let request = http::Request::from_parts(parts, bytes.to_vec());
+    let response = if path == "/v1/interactions" || path == "/v1/interactions/" {
+        served.engine.ingest.handle(request).await
+    } else {
+        served.engine.api.handle(request).await
+    };
+    to_axum(response)
+}
+
+pub fn app(served: Served) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(served)
+}
