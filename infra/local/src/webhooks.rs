@@ -60,9 +60,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
+/// Appends one line in one write (concurrent appenders never interleave within a line).
 fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    static APPENDING: Mutex<()> = Mutex::new(());
+    let _guard = APPENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    writeln!(file, "{line}")?;
+    file.write_all(format!("{line}\n").as_bytes())?;
     file.sync_data()
 }
 

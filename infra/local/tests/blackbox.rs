@@ -1,0 +1,293 @@
+//! The real `pyramid` binary, driven from outside as a user would: started on a free port with a
+//! temporary data directory, over HTTP, restarted, killed, importing files, delivering webhooks.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_pyramid")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pyramid-{name}-{}-{}", std::process::id(), fastrand::u32(..)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    dir
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `pyramid serve` and waits for the line that says it listens (its readiness).
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(binary())
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(extra)
+            .env("PYRAMID_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("pyramid starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut url = None;
+        let mut line = String::new();
+        while reader.read_line(&mut line).expect("a line") > 0 {
+            if let Some(rest) = line.trim().strip_prefix("listening on ") {
+                url = Some(rest.to_string());
+                break;
+            }
+            line.clear();
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in reader.lines() {});
+        let token = std::fs::read_to_string(data.join("token")).expect("the token file");
+        Server {
+            child,
+            url: url.expect("pyramid said where it listens"),
+            token: token.trim().to_string(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.expect("an answer");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Polls until `check` holds (the engine works asynchronously after a 202).
+    async fn until(&self, what: &str, mut check: impl AsyncFnMut(&Server) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check(self).await {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill(); // SIGKILL: no shutdown, no flush
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn interaction(id: &str, email: &str, kind: &str) -> Value {
+    json!({"id": id, "source": "blackbox", "customer": {"channel": "email", "handle": email}, "kind": kind, "occurred_at": now_text()})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_with_the_token_and_keeps_data_across_restarts_and_kills() {
+    let data = temp_dir("serve");
+    let server = Server::start(&data, &[]);
+    let health = reqwest::get(format!("{}/healthz", server.url)).await.expect("health");
+    assert_eq!(health.status(), 200);
+    let anonymous = reqwest::get(format!("{}/v1/pyramid", server.url)).await.expect("an answer");
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(
+        anonymous.headers()["content-type"],
+        "application/problem+json",
+        "refused with a problem"
+    );
+
+    let (status, body) = server
+        .post("/v1/interactions", interaction("bb-1", "ada@example.com", "newsletter_subscribed"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let customer = body["interactions"][0]["customer_id"].as_str().expect("an id").to_string();
+    let path = format!("/v1/customers/{customer}");
+    server
+        .until("she is following", async |s: &Server| s.get(&path).await.1["level"] == "following")
+        .await;
+    let (status, problem) = server.post("/v1/interactions", json!({"interactions": []})).await;
+    assert_eq!((status, &problem["errors"][0]["path"]), (400, &json!("interactions")));
+
+    // Acknowledged batches, then SIGKILL: every acknowledged interaction is there after restart.
+    let mut acknowledged = Vec::new();
+    for batch in 0..5 {
+        let items: Vec<Value> = (0..100)
+            .map(|n| interaction(&format!("k-{batch}-{n}"), &format!("c{n}@example.com"), "page_viewed"))
+            .collect();
+        let (status, _) = server.post("/v1/interactions", json!({ "interactions": items })).await;
+        assert_eq!(status, 202);
+        acknowledged.extend(items);
+    }
+    server.kill();
+
+    let server = Server::start(&data, &[]);
+    assert_eq!(server.get(&path).await.1["level"], "following", "data survived the restart");
+    for chunk in acknowledged.chunks(500) {
+        let (_, body) = server.post("/v1/interactions", json!({ "interactions": chunk })).await;
+        let statuses: Vec<&str> = body["interactions"]
+            .as_array()
+            .expect("outcomes")
+            .iter()
+            .map(|o| o["status"].as_str().unwrap_or_default())
+            .collect();
+        assert!(statuses.iter().all(|s| *s == "duplicate"), "lost after kill -9: {statuses:?}");
+    }
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn import_reports_bad_lines_and_a_second_run_changes_nothing() {
+    let data = temp_dir("import");
+    let file = data.join("history.jsonl");
+    let lines = [
+        interaction("i-1", "bo@example.com", "newsletter_subscribed").to_string(),
+        interaction("i-2", "bo@example.com", "review_posted").to_string(),
+        "{not json".to_string(),
+        interaction("i-3", "cy@example.com", "page_viewed").to_string(),
+        json!({"id": "i-4", "source": "x", "customer": {"channel": "email", "handle": "dee@example.com"}, "kind": "page_viewed", "occurred_at": "soon"}).to_string(),
+    ];
+    std::fs::write(&file, lines.join("\n")).expect("a file");
+    let csv = data.join("events.csv");
+    std::fs::write(
+        &csv,
+        format!("id,source,channel,handle,kind,occurred_at,name\nc-1,eventbrite,email,eve@example.com,event_attended,{},Eve\nc-2,eventbrite,email,,event_attended,{},\n", now_text(), now_text()),
+    )
+    .expect("a csv");
+    let run = || {
+        Command::new(binary())
+            .args(["import", "--data"])
+            .arg(data.join("db"))
+            .arg(&file)
+            .arg(&csv)
+            .env("PYRAMID_LOG", "error")
+            .output()
+            .expect("pyramid import runs")
+    };
+    let first = run();
+    let (stdout, stderr) = (String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&first.stderr));
+    assert!(first.status.success(), "{stderr}");
+    assert!(stderr.contains("history.jsonl:3: not valid JSON"), "{stderr}");
+    assert!(stderr.contains("history.jsonl:5: occurred_at"), "{stderr}");
+    assert!(stderr.contains("events.csv:3: customer.handle"), "{stderr}");
+    assert!(
+        stdout.contains("4 recorded, 0 duplicate, 0 conflict, 0 erased, 3 rejected"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("following"), "customers by level: {stdout}");
+    let second = run();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(stdout.contains("0 recorded, 4 duplicate"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A marketing tool's webhook endpoint that is down for the first `failures` deliveries.
+#[derive(Default)]
+struct Receiver {
+    failures_left: Mutex<u32>,
+    accepted: Mutex<Vec<(String, Value)>>,
+    bad_signatures: Mutex<u32>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nudges_reach_a_flaky_webhook_signed_and_exactly_once() {
+    let data = temp_dir("webhook");
+    let receiver = Arc::new(Receiver {
+        failures_left: Mutex::new(3),
+        ..Receiver::default()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let hook = format!("http://{}/hooks", listener.local_addr().expect("an address"));
+    let secret_path = data.join("webhook-secret");
+    let state = Arc::clone(&receiver);
+    let app = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move |headers: http::HeaderMap, body: String| {
+            let state = Arc::clone(&state);
+            let secret_path = secret_path.clone();
+            async move {
+                {
+                    let mut left = state.failures_left.lock().expect("lock");
+                    if *left > 0 {
+                        *left -= 1;
+                        return http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                }
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+                let secret = std::fs::read_to_string(&secret_path).unwrap_or_default();
+                let expected = pyramid::webhooks::sign(secret.trim(), &id, timestamp.parse().unwrap_or(0), &body);
+                if header("webhook-signature") != expected || expected.is_empty() {
+                    *state.bad_signatures.lock().expect("lock") += 1;
+                    return http::StatusCode::UNAUTHORIZED;
+                }
+                let parsed = serde_json::from_str(&body).unwrap_or(Value::Null);
+                state.accepted.lock().expect("lock").push((id, parsed));
+                http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let server = Server::start(&data, &["--webhook", &hook, "--webhook-backoff-ms", "20"]);
+    // Ten subscribers: each is welcomed (unless in the holdout).
+    let items: Vec<Value> = (0..10)
+        .map(|n| interaction(&format!("w-{n}"), &format!("w{n}@example.com"), "newsletter_subscribed"))
+        .collect();
+    assert_eq!(server.post("/v1/interactions", json!({ "interactions": items })).await.0, 202);
+    let nudges_file = data.join("nudges.jsonl");
+    server
+        .until("the nudges are requested and delivered", async |_s: &Server| {
+            let requested = std::fs::read_to_string(&nudges_file).unwrap_or_default().lines().count();
+            let outbox_empty = std::fs::read_dir(data.join("outbox")).map(|d| d.count() == 0).unwrap_or(false);
+            requested >= 8 && outbox_empty && receiver.accepted.lock().map(|a| a.len() >= requested).unwrap_or(false)
+        })
+        .await;
+    let requested: Vec<Value> = std::fs::read_to_string(&nudges_file)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a nudge per line"))
+        .collect();
+    let accepted = receiver.accepted.lock().expect("lock").clone();
+    assert_eq!(*receiver.bad_signatures.lock().expect("lock"), 0);
+    assert_eq!(*receiver.failures_left.lock().expect("lock"), 0, "the first deliveries failed");
+    let mut ids: Vec<&str> = accepted.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(before, ids.len(), "each webhook-id arrived once");
+    assert_eq!(accepted.len(), requested.len(), "every nudge arrived");
+    for (_, body) in &accepted {
+        assert_eq!(body["type"], "Nudge Requested");
+        assert_eq!(body["data"]["action"], "send_welcome_series");
+        assert!(body["data"]["handle"].as_str().is_some_and(|h| h.ends_with("@example.com")));
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
