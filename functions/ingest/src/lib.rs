@@ -6,7 +6,7 @@
 
 use engagement::events::recorded_events;
 use engagement::interaction::parse_submission;
-use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, RecordOutcome};
+use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, RecordOutcome, RecordStatus};
 use engagement::Rules;
 use engagement_http::{has_json_body, json_response, route, store_problem, HttpRequest, HttpResponse, Problem};
 use serde::Serialize;
@@ -81,6 +81,17 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Ingest<S, B, C> {
                 "interaction"
             );
         }
+        let count = |status: RecordStatus| outcomes.iter().filter(|o| o.status == status).count() as u64;
+        engagement_aws::metrics::emit(
+            "ingest",
+            &[],
+            &[
+                ("InteractionsRecorded", count(RecordStatus::Recorded)),
+                ("Duplicates", count(RecordStatus::Duplicate)),
+                ("Conflicts", count(RecordStatus::Conflict)),
+                ("ErasedRefused", count(RecordStatus::Erased)),
+            ],
+        );
         if !events.is_empty() {
             if let Err(error) = self.bus.publish(&events).await {
                 // Stored and marked due: the scheduled sweep rescores these customers.

@@ -141,6 +141,14 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
                     new,
                     "nudge decided"
                 );
+                if new {
+                    let outcome = match nudge.decision.outcome {
+                        NudgeOutcome::Sent => "sent",
+                        NudgeOutcome::HeldOut => "held_out",
+                        NudgeOutcome::Suppressed => "suppressed",
+                    };
+                    engagement_aws::metrics::emit("nudge", &[("Outcome", outcome)], &[("Nudges", 1)]);
+                }
                 decided.push(Decided {
                     nudge_id: nudge.nudge_id.clone(),
                     trigger: nudge.trigger.clone(),

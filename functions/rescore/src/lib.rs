@@ -256,6 +256,12 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
             return Err(RescoreError::Bus(error));
         }
         tracing::info!(customer_id = %customer.id, level = %decision.level, changed = direction.is_some(), "rescored");
+        if let Some(direction) = direction {
+            engagement_aws::metrics::emit("rescore", &[("Direction", direction.name())], &[("LevelChanges", 1)]);
+        }
+        if notify_risk {
+            engagement_aws::metrics::emit("rescore", &[], &[("AtRiskNotices", 1)]);
+        }
         Ok(Some(Rescored {
             customer_id: customer.id.clone(),
             level: decision.level,

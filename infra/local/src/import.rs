@@ -20,6 +20,13 @@ const BATCH: usize = 500;
 /// Batches in flight at once: enough to keep the store busy, few enough to keep memory flat.
 const IN_FLIGHT: usize = 4;
 
+fn in_flight() -> usize {
+    std::env::var("PYRAMID_IMPORT_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(IN_FLIGHT)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Jsonl,
@@ -205,7 +212,7 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
         };
         let mut recorded = futures::stream::iter(batches)
             .map(|batch| async move { store.record_interactions(&batch, now).await })
-            .buffered(IN_FLIGHT);
+            .buffered(in_flight());
         while let Some(outcomes) = recorded.next().await {
             for outcome in outcomes? {
                 match outcome.status {

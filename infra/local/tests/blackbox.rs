@@ -204,6 +204,39 @@ fn import_reports_bad_lines_and_a_second_run_changes_nothing() {
     let second = run();
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(stdout.contains("0 recorded, 4 duplicate"), "{stdout}");
+
+    // Two years on, with nothing new, everyone has faded: reported, not written.
+    let later = (chrono::Utc::now() + chrono::Duration::days(730)).to_rfc3339();
+    let report = Command::new(binary())
+        .args(["rescore", "--at", &later, "--data"])
+        .arg(data.join("db"))
+        .env("PYRAMID_LOG", "error")
+        .output()
+        .expect("pyramid rescore runs");
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    assert!(text.contains("3 customers, 0 would move up, 1 down"), "{text}");
+    let stricter = data.join("stricter.toml");
+    let rules = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/rules/default.toml")).expect("the rules");
+    std::fs::write(&stricter, rules.replacen("threshold = 2 ", "threshold = 20 ", 1)).expect("rules");
+    let whatif = Command::new(binary())
+        .args(["whatif", "--with"])
+        .arg(&stricter)
+        .arg("--data")
+        .arg(data.join("db"))
+        .env("PYRAMID_LOG", "error")
+        .output()
+        .expect("pyramid whatif runs");
+    let text = String::from_utf8_lossy(&whatif.stdout);
+    assert!(
+        text.contains("0 would move up, 1 down"),
+        "a follower falls back to observing: {text}"
+    );
+    let unchanged = run();
+    assert!(
+        String::from_utf8_lossy(&unchanged.stdout).contains("following"),
+        "nothing was written"
+    );
     let _ = std::fs::remove_dir_all(&data);
 }
 

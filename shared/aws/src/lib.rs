@@ -7,6 +7,7 @@ pub mod clock;
 pub mod cursor;
 pub mod item;
 pub mod keys;
+pub mod metrics;
 pub mod retry;
 pub mod store;
 pub mod wiring;
