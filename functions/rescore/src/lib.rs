@@ -13,6 +13,7 @@
 use engagement::events::{DomainEvent, EngagementAtRisk, EventExplanation, LevelChanged, SCHEMA_VERSION};
 use engagement::ports::{BusError, Clock, CustomerId, EngagementStore, EventBus, StandingWrite, StoreError, StoredCustomer, WriteOutcome};
 use engagement::{decide, era_start, Direction, Level, LevelChange, Rules};
+use futures::StreamExt as _;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,9 @@ use tracing::Instrument;
 pub const SCHEDULED_EVENT: &str = "Scheduled Event";
 /// A sweep stops starting pages when less than this is left before the Lambda deadline.
 pub const SWEEP_MARGIN: Duration = Duration::from_secs(10);
+
+/// Customers a sweep rescores at once.
+const SWEEP_CONCURRENCY: usize = 4;
 
 /// Conflicting writes tolerated before giving up (each is a fresh read and decision).
 const MAX_ATTEMPTS: u32 = 8;
@@ -283,14 +287,21 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
                 return Ok(report);
             }
             let page = self.store.due_customers(now, cursor, page_size).await?;
-            for customer in &page.items {
+            // Customers are independent: several at once keep the store busy while each waits.
+            let results: Vec<Result<Option<Rescored>, RescoreError>> = futures::stream::iter(&page.items)
+                .map(|customer| async move {
+                    // The index's copy may be stale: on a conflict, read it again.
+                    match self.rescore_loaded(customer, &mut HashSet::new()).await? {
+                        Some(done) => Ok(Some(done)),
+                        None => self.rescore(&customer.id).await,
+                    }
+                })
+                .buffer_unordered(SWEEP_CONCURRENCY)
+                .collect()
+                .await;
+            for done in results {
                 report.examined += 1;
-                // The index's copy may be stale: on a conflict, read it again.
-                let done = match self.rescore_loaded(customer, &mut HashSet::new()).await? {
-                    Some(done) => Some(done),
-                    None => self.rescore(&customer.id).await?,
-                };
-                if let Some(done) = done {
+                if let Some(done) = done? {
                     report.changed += usize::from(done.direction.is_some());
                     report.published += done.published.len();
                 }
