@@ -73,6 +73,8 @@ pub struct StoredCustomer {
     pub merged_ids: Vec<CustomerId>,
     /// Events decided but not yet known to be published (the outbox), by event id.
     pub outbox: Vec<(String, DomainEvent)>,
+    /// An erasure is under way: nothing may be decided, published or sent about this customer.
+    pub erasing: bool,
 }
 
 /// What listings show of a customer.

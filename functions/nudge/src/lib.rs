@@ -92,6 +92,9 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
         let Some(customer) = self.store.load_customer(event.customer_id()).await? else {
             return Ok(Vec::new()); // unknown or erased: nobody to nudge
         };
+        if customer.erasing {
+            return Ok(Vec::new());
+        }
         let mut history = self.store.nudges(&customer.id).await?;
         let now = self.clock.now();
         let mut decided = Vec::new();
@@ -100,7 +103,9 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
             let earlier: Vec<&StoredNudge> = history.iter().filter(|n| n.trigger_id == trigger_id).collect();
             if !earlier.is_empty() {
                 for nudge in earlier {
-                    if nudge.decision.outcome == NudgeOutcome::Sent {
+                    // Requested again only if the customer still consents on that channel.
+                    let consents = customer.state.consent.granted(&nudge.decision.channel);
+                    if nudge.decision.outcome == NudgeOutcome::Sent && consents {
                         requests.extend(self.request(&customer, nudge, now));
                     }
                     decided.push(Decided {

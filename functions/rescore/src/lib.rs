@@ -13,7 +13,6 @@
 use engagement::events::{DomainEvent, EngagementAtRisk, EventExplanation, LevelChanged, SCHEMA_VERSION};
 use engagement::ports::{BusError, Clock, CustomerId, EngagementStore, EventBus, StandingWrite, StoreError, StoredCustomer, WriteOutcome};
 use engagement::{decide, era_start, Direction, Level, LevelChange, Rules};
-use futures::StreamExt as _;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +70,8 @@ pub struct SweepReport {
     pub examined: usize,
     pub changed: usize,
     pub published: usize,
+    /// Customers that could not be rescored (they stay due).
+    pub failed: usize,
     /// True when it stopped for the deadline before reaching the end.
     pub unfinished: bool,
 }
@@ -131,12 +132,16 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
 
     /// Rescores one customer (after `Interaction Recorded`). `None` if unknown or erased.
     pub async fn rescore(&self, id: &CustomerId) -> Result<Option<Rescored>, RescoreError> {
-        let mut published = HashSet::new();
+        self.rescore_with(id, &mut HashSet::new()).await
+    }
+
+    /// [`Rescorer::rescore`], remembering what this invocation already published.
+    async fn rescore_with(&self, id: &CustomerId, published: &mut HashSet<String>) -> Result<Option<Rescored>, RescoreError> {
         for _ in 0..MAX_ATTEMPTS {
             let Some(customer) = self.store.load_customer(id).await? else {
                 return Ok(None);
             };
-            if let Some(done) = self.rescore_loaded(&customer, &mut published).await? {
+            if let Some(done) = self.rescore_loaded(&customer, published).await? {
                 return Ok(Some(done));
             }
         }
@@ -153,6 +158,16 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
     ) -> Result<Option<Rescored>, RescoreError> {
         let now = self.clock.now();
         let mut published = Vec::new();
+        if customer.erasing {
+            // Being erased: nothing more is said about them (Customer Erased went out first).
+            return Ok(Some(Rescored {
+                customer_id: customer.id.clone(),
+                level: customer.state.standing.map_or(Level::Observing, |s| s.level),
+                direction: None,
+                published,
+                wrote: false,
+            }));
+        }
         // First, what an earlier run decided but may not have published.
         if !customer.outbox.is_empty() {
             let events: Vec<DomainEvent> = customer.outbox.iter().map(|(_, e)| e.clone()).collect();
@@ -275,6 +290,16 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
         }))
     }
 
+    /// Rescores a customer read from the due index, whose copy may be stale: on a conflict, it
+    /// reads it again.
+    async fn rescore_due(&self, customer: &StoredCustomer) -> Result<Option<Rescored>, RescoreError> {
+        let mut published = HashSet::new();
+        match self.rescore_loaded(customer, &mut published).await? {
+            Some(done) => Ok(Some(done)),
+            None => self.rescore_with(&customer.id, &mut published).await,
+        }
+    }
+
     /// Rescores every customer due by now, a page at a time, while `keep_going()` says there
     /// is time (a Lambda stops before its deadline and the next schedule continues).
     pub async fn sweep(&self, page_size: usize, mut keep_going: impl FnMut() -> bool) -> Result<SweepReport, RescoreError> {
@@ -288,20 +313,26 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
             }
             let page = self.store.due_customers(now, cursor, page_size).await?;
             // Customers are independent: several at once keep the store busy while each waits.
-            let results: Vec<Result<Option<Rescored>, RescoreError>> = futures::stream::iter(&page.items)
-                .map(|customer| async move {
-                    // The index's copy may be stale: on a conflict, read it again.
-                    match self.rescore_loaded(customer, &mut HashSet::new()).await? {
-                        Some(done) => Ok(Some(done)),
-                        None => self.rescore(&customer.id).await,
-                    }
-                })
-                .buffer_unordered(SWEEP_CONCURRENCY)
-                .collect()
-                .await;
+            let mut results = Vec::with_capacity(page.items.len());
+            for group in page.items.chunks(SWEEP_CONCURRENCY) {
+                let rescores: Vec<_> = group.iter().map(|customer| self.rescore_due(customer)).collect();
+                results.extend(futures::future::join_all(rescores).await);
+            }
             for done in results {
                 report.examined += 1;
-                if let Some(done) = done? {
+                let done = match done {
+                    Ok(done) => done,
+                    // The bus is down: every customer would fail the same way; stop here.
+                    Err(error @ RescoreError::Bus(_)) => return Err(error),
+                    // One customer's trouble must not stall the others: it stays due and the
+                    // next sweep tries again.
+                    Err(error) => {
+                        tracing::warn!(%error, "customer not rescored; still due");
+                        report.failed += 1;
+                        continue;
+                    }
+                };
+                if let Some(done) = done {
                     report.changed += usize::from(done.direction.is_some());
                     report.published += done.published.len();
                 }

@@ -3,7 +3,7 @@
 //! levels are then decided by the sweep, quietly (a history import nudges nobody).
 
 use crate::bus::QuietBus;
-use engagement::ports::{EngagementStore, RecordStatus};
+use engagement::ports::{CustomerId, EngagementStore, RecordStatus};
 use engagement::{validate_interaction, Interaction, Rules, Timestamp};
 use engagement_aws::{DynamoStore, SystemClock};
 use futures::StreamExt as _;
@@ -159,6 +159,7 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
     let mut report = ImportReport::default();
     // Shared between the reading iterator and the recording loop.
     let (bytes_done, lines_read, rejected) = (Cell::new(0u64), Cell::new(0u64), Cell::new(0u64));
+    let mut touched = std::collections::BTreeSet::new();
     for path in files {
         let format = format_of(path, forced);
         let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -216,7 +217,10 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
         while let Some(outcomes) = recorded.next().await {
             for outcome in outcomes? {
                 match outcome.status {
-                    RecordStatus::Recorded => report.recorded += 1,
+                    RecordStatus::Recorded => {
+                        report.recorded += 1;
+                        touched.extend(outcome.customer_id);
+                    }
                     RecordStatus::Duplicate => report.duplicate += 1,
                     RecordStatus::Conflict => report.conflict += 1,
                     RecordStatus::Erased => report.erased += 1,
@@ -230,19 +234,26 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
     report.lines = lines_read.get();
     report.rejected = rejected.get();
     progress.finish();
-    report.rescored = settle(store, rules).await?;
+    report.rescored = settle(store, rules, &touched).await?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-/// Decides the level of every customer due, publishing nothing.
-pub async fn settle(store: &DynamoStore, rules: &Arc<Rules>) -> anyhow::Result<u64> {
+/// Decides the level of the customers this import touched, publishing nothing. (Not a sweep:
+/// other customers' pending events and at-risk notices are left for `serve` to send.)
+pub async fn settle(store: &DynamoStore, rules: &Arc<Rules>, touched: &std::collections::BTreeSet<CustomerId>) -> anyhow::Result<u64> {
     let quiet = Rescorer {
         store: store.clone(),
         bus: QuietBus::default(),
         clock: SystemClock,
         rules: Arc::clone(rules),
     };
-    let report = quiet.sweep(500, || true).await?;
-    Ok(report.examined as u64)
+    let ids: Vec<&CustomerId> = touched.iter().collect();
+    let mut rescored = 0;
+    for group in ids.chunks(IN_FLIGHT) {
+        for done in futures::future::join_all(group.iter().map(|id| quiet.rescore(id))).await {
+            rescored += u64::from(done?.is_some());
+        }
+    }
+    Ok(rescored)
 }

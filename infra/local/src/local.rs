@@ -54,25 +54,50 @@ impl DataDir {
         })
     }
 
-    /// A secret kept in the directory, made on first use.
+    /// A secret kept in the directory, made on first use (readable by its owner only). A
+    /// secret that is there but too short is refused: an empty token would let anyone in.
     pub fn secret(&self, name: &str) -> anyhow::Result<String> {
         let path = self.path.join(name);
         if let Ok(text) = std::fs::read_to_string(&path) {
-            return Ok(text.trim().to_string());
+            let text = text.trim().to_string();
+            anyhow::ensure!(
+                text.len() >= 32,
+                "{} holds fewer than 32 characters; delete it to make a new one",
+                path.display()
+            );
+            return Ok(text);
         }
+        // The identity salt keys every stored identity: a new one would orphan the data.
+        anyhow::ensure!(
+            name != "identity-salt" || !self.path.join("engagement.db").exists(),
+            "{} is missing but the database exists: restore it from a backup (a new salt would orphan every customer)",
+            path.display()
+        );
         let value: String = (0..32).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
-        std::fs::write(&path, &value)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        }
+        write_private(&path, value.as_bytes())?;
         Ok(value)
     }
 }
 
+/// Writes a new file only its owner can read, durably.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// Opens the embedded database and serves it to the DynamoDB adapter on a loopback port.
 pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<DynamoStore> {
+    // Before the database file exists on a first start (a missing salt later is an error).
+    let salt = dir.secret("identity-salt")?;
     let file = dir.path.join("engagement.db");
     let database = dynoxide::Database::new(&file.to_string_lossy()).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
     // A 64 MB page cache and memory-mapped reads instead of SQLite's 2 MB default, and no fsync
@@ -86,7 +111,6 @@ pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<
     tokio::spawn(async move {
         let _ = dynoxide::server::serve_with_shutdown(listener, database, std::future::pending()).await;
     });
-    let salt = dir.secret("identity-salt")?;
     let store = DynamoStore::new(
         local_dynamodb(&endpoint, None),
         rules,
@@ -126,6 +150,17 @@ pub struct Options {
 impl Engine {
     pub async fn start(dir: &DataDir, rules: Arc<Rules>, router: Router, options: Options) -> anyhow::Result<Engine> {
         let store = embedded_store(dir, Arc::clone(&rules)).await?;
+        Engine::with_store(dir, store, rules, router, options).await
+    }
+
+    /// The engine over a store already open (the demo imports first, then serves the same one).
+    pub async fn with_store(
+        dir: &DataDir,
+        store: DynamoStore,
+        rules: Arc<Rules>,
+        router: Router,
+        options: Options,
+    ) -> anyhow::Result<Engine> {
         let router = Arc::new(router);
         let (bus, deliveries) = LocalBus::new(Arc::clone(&router), &options.source);
         let salt = dir.secret("identity-salt")?;
@@ -202,7 +237,12 @@ impl Engine {
                             Target::Nudge => nudge.handle(&delivery.event).await.map(|_| ()).map_err(|e| e.to_string()),
                             Target::Webhooks => {
                                 let envelope = serde_json::to_value(&delivery.event).unwrap_or_default();
-                                webhooks.enqueue(&envelope).map_err(|e| e.to_string())
+                                // Files and fsyncs: off the async workers.
+                                let webhooks = Arc::clone(&webhooks);
+                                tokio::task::spawn_blocking(move || webhooks.enqueue(&envelope))
+                                    .await
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|done| done.map_err(|e| e.to_string()))
                             }
                         };
                         match outcome {

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use engagement::ports::EngagementStore;
 use engagement::{Level, Rules, Timestamp};
+use engagement_aws::DynamoStore;
 use pyramid::import::{import, Format};
 use pyramid::local::{embedded_store, DataDir, Engine, Options};
 use pyramid::routing::Router;
@@ -121,20 +122,18 @@ async fn print_pyramid(store: &impl EngagementStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs, dir: DataDir, banner: impl FnOnce(&str, &str)) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner: impl FnOnce(&str, &str)) -> anyhow::Result<()> {
     let rules = load_rules(args.common.rules.as_deref())?;
     let router = Router::shipped()?;
-    let engine = Engine::start(
-        &dir,
-        rules,
-        router,
-        Options {
-            webhooks: args.webhooks,
-            webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
-            source: engagement::events::DEFAULT_SOURCE.to_string(),
-        },
-    )
-    .await?;
+    let options = Options {
+        webhooks: args.webhooks,
+        webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
+        source: engagement::events::DEFAULT_SOURCE.to_string(),
+    };
+    let engine = match store {
+        Some(store) => Engine::with_store(&dir, store, rules, router, options).await?,
+        None => Engine::start(&dir, rules, router, options).await?,
+    };
     engine.schedule(args.sweep_every.map(Duration::from_secs));
     let token = dir.secret("token")?;
     let listener = tokio::net::TcpListener::bind(args.addr)
@@ -170,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let dir = DataDir::open(&args.common.data)?;
             let path = dir.path.clone();
-            serve(args, dir, |url, token| serve_banner(url, token, &path)).await
+            serve(args, dir, None, |url, token| serve_banner(url, token, &path)).await
         }
         Command::Import { common, files, format } => {
             let dir = DataDir::open(&common.data)?;
@@ -209,9 +208,8 @@ async fn main() -> anyhow::Result<()> {
             }
             println!("the community:");
             print_pyramid(&store).await?;
-            drop(store);
             let path = dir.path.clone();
-            serve(args, dir, |url, token| {
+            serve(args, dir, Some(store), |url, token| {
                 serve_banner(url, token, &path);
                 println!("\ntry:");
                 println!("  curl -s -H 'Authorization: Bearer {token}' {url}/v1/pyramid");

@@ -53,7 +53,8 @@ fn digest_hex(text: &str) -> String {
 
 /// Writes a file so that a crash leaves either the old or the new content, never half.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp");
+    // A name of its own: two writers of one path never share a temporary file.
+    let temporary = path.with_extension(format!("{:016x}.tmp", fastrand::u64(..)));
     let mut file = std::fs::File::create(&temporary)?;
     file.write_all(bytes)?;
     file.sync_all()?;
@@ -77,7 +78,7 @@ pub fn secret(dir: &Path) -> std::io::Result<String> {
     }
     let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
     let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
-    write_atomically(&path, secret.as_bytes())?;
+    crate::local::write_private(&path, secret.as_bytes())?;
     Ok(secret)
 }
 
@@ -188,14 +189,26 @@ impl Webhooks {
             if path.extension().is_none_or(|x| x != "json") {
                 continue;
             }
-            let Ok(mut pending) = std::fs::read(&path)
+            let mut pending = match std::fs::read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| serde_json::from_slice::<Pending>(&bytes).map_err(|e| e.to_string()))
-            else {
-                continue;
+            {
+                Ok(pending) => pending,
+                Err(error) => {
+                    // Set aside, not retried forever in silence.
+                    tracing::error!(file = %path.display(), %error, "unreadable outbox entry set aside");
+                    let _ = std::fs::rename(&path, path.with_extension("unreadable"));
+                    continue;
+                }
             };
             if pending.next_attempt_ms > now_ms() {
                 next = Some(next.map_or(pending.next_attempt_ms, |n| n.min(pending.next_attempt_ms)));
+                continue;
+            }
+            let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            if self.delivered.lock().map(|d| d.contains(&key)).unwrap_or(false) {
+                // Delivered before a crash removed the file: not again.
+                let _ = std::fs::remove_file(&path);
                 continue;
             }
             let timestamp = now_ms() / 1000;
@@ -209,7 +222,6 @@ impl Webhooks {
                 .body(pending.body.clone())
                 .send()
                 .await;
-            let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
             match result {
                 Ok(response) if response.status().is_success() => {
                     let _ = self.remember(&key);

@@ -147,6 +147,7 @@ pub fn customer_from_item(rules: &Rules, item: &Item) -> Result<StoredCustomer, 
         due_at: get_ts(item, DUE_AT),
         merged_ids,
         outbox: outbox_of(item),
+        erasing: item.contains_key("erasing"),
     })
 }
 
