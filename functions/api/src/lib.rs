@@ -63,15 +63,15 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let q = query(request);
         let method = request.method();
-        let wrong_method = || Err(Problem::method_not_allowed(method.as_str(), path));
+        let wrong_method = |allowed: &[&str]| Err(Problem::method_not_allowed_but(method.as_str(), path, allowed));
         match segments.as_slice() {
             ["customers"] => match *method {
                 Method::GET => self.list_customers(&q).await,
-                _ => wrong_method(),
+                _ => wrong_method(&["GET"]),
             },
             ["customers", "by-identity"] => match *method {
                 Method::GET => self.by_identity(&q).await,
-                _ => wrong_method(),
+                _ => wrong_method(&["GET"]),
             },
             ["customers", id] => {
                 tracing::Span::current().record("customer_id", *id);
@@ -79,30 +79,43 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
                 match *method {
                     Method::GET => self.get_customer(&id, &q).await,
                     Method::DELETE => self.erase(&id).await,
-                    _ => wrong_method(),
+                    _ => wrong_method(&["GET", "DELETE"]),
                 }
             }
             ["customers", id, "identities"] => match *method {
                 Method::POST => self.link(&CustomerId(id.to_string()), request).await,
-                _ => wrong_method(),
+                _ => wrong_method(&["POST"]),
             },
             ["customers", id, "consent", channel] => match *method {
                 Method::PUT => self.consent(&CustomerId(id.to_string()), channel, request).await,
-                _ => wrong_method(),
+                _ => wrong_method(&["PUT"]),
             },
             ["pyramid"] => match *method {
                 Method::GET => self.pyramid().await,
-                _ => wrong_method(),
+                _ => wrong_method(&["GET"]),
             },
             ["movers"] => match *method {
                 Method::GET => self.movers(&q).await,
-                _ => wrong_method(),
+                _ => wrong_method(&["GET"]),
             },
             _ => Err(Problem::not_found(format!("no route {path}"))),
         }
     }
 
     async fn load(&self, id: &CustomerId) -> Result<StoredCustomer, Problem> {
+        // Ids the engine never gives out are not looked up (a 2 KB "id" would be the store's
+        // validation error, not the client's 404).
+        let plausible = id.as_str().len() <= 64
+            && id
+                .as_str()
+                .strip_prefix("cus_")
+                .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !plausible {
+            return Err(Problem::not_found(format!(
+                "no customer {}",
+                id.as_str().chars().take(64).collect::<String>()
+            )));
+        }
         self.store()
             .load_customer(id)
             .await

@@ -35,7 +35,9 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Ingest<S, B, C> {
             return Problem::not_found(format!("no route {path}")).at(&path).response();
         }
         if request.method() != http::Method::POST {
-            return Problem::method_not_allowed(request.method().as_str(), &path).at(&path).response();
+            return Problem::method_not_allowed_but(request.method().as_str(), &path, &["POST"])
+                .at(&path)
+                .response();
         }
         if !has_json_body(&request) {
             return Problem::unsupported_media_type().at(&path).response();

@@ -22,6 +22,9 @@ pub struct Problem {
     /// Seconds to wait before retrying (also sent as `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
+    /// The methods a path takes, for 405 (sent as the `Allow` header, not in the body).
+    #[serde(skip)]
+    pub allow: Option<String>,
 }
 
 impl Problem {
@@ -34,6 +37,7 @@ impl Problem {
             instance: None,
             errors: Vec::new(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -70,6 +74,15 @@ impl Problem {
         )
     }
 
+    /// 405 naming the methods the path takes (sent as `Allow` too, as RFC 9110 asks).
+    pub fn method_not_allowed_but(method: &str, path: &str, allowed: &[&str]) -> Problem {
+        Problem {
+            allow: Some(allowed.join(", ")),
+            detail: format!("{method} is not allowed on {path}; use {}", allowed.join(" or ")),
+            ..Problem::method_not_allowed(method, path)
+        }
+    }
+
     pub fn unsupported_media_type() -> Problem {
         Problem {
             errors: vec![FieldError {
@@ -102,6 +115,9 @@ impl Problem {
         let mut response = respond(self.status, PROBLEM_JSON, body);
         if let Some(seconds) = self.retry_after.and_then(|s| http::HeaderValue::from_str(&s.to_string()).ok()) {
             response.headers_mut().insert(http::header::RETRY_AFTER, seconds);
+        }
+        if let Some(allow) = self.allow.as_deref().and_then(|a| http::HeaderValue::from_str(a).ok()) {
+            response.headers_mut().insert(http::header::ALLOW, allow);
         }
         response
     }

@@ -43,6 +43,8 @@ pub struct Engine {
 pub struct Answer {
     pub status: u16,
     pub content_type: String,
+    /// The `Allow` header (405 answers name the methods a path takes).
+    pub allow: Option<String>,
     pub body: Value,
 }
 
@@ -155,6 +157,7 @@ impl Engine {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        let allow = response.headers().get("allow").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = if response.body().is_empty() {
             Value::Null
         } else {
@@ -163,6 +166,7 @@ impl Engine {
         Answer {
             status,
             content_type,
+            allow,
             body,
         }
     }

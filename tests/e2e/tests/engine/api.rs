@@ -278,7 +278,11 @@ async fn erasure_removes_the_customer_and_tells_the_marketing_tools() {
     let pyramid = engine.http("GET", "/v1/pyramid", Value::Null).await;
     assert_eq!(pyramid.body["total"], 0, "counts follow erasure");
     let nowhere = engine.http("PATCH", &format!("/v1/customers/{id}"), Value::Null).await;
-    assert_eq!(nowhere.status, 405);
+    assert_eq!((nowhere.status, nowhere.allow.as_deref()), (405, Some("GET, DELETE")));
+    let absurd = engine
+        .http("GET", &format!("/v1/customers/cus_{}", "x".repeat(2048)), Value::Null)
+        .await;
+    assert_eq!(absurd.status, 404, "an id the engine never gave out is simply not found");
     let no_route = engine.http("GET", "/v1/segments", Value::Null).await;
     assert_eq!((no_route.status, no_route.content_type.as_str()), (404, "application/problem+json"));
 }
