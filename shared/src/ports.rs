@@ -266,7 +266,11 @@ pub trait EngagementStore: Send + Sync {
     /// recorded (a redelivered event), and then nothing is written.
     fn record_nudge(&self, customer: &CustomerId, nudge: &StoredNudge) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// The nudge history of a customer by id (read first, to follow merges).
     fn nudges(&self, customer: &CustomerId) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;
+
+    /// The nudge history of a customer already read: its own and that of those merged into it.
+    fn nudges_of(&self, customer: &StoredCustomer) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;
 
     /// Links an identity to a customer; if it belongs to another, merges that one into this one.
     fn link_identity(

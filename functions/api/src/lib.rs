@@ -130,7 +130,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         let customer = self.load(id).await?;
         let rules = &self.engine.rules;
         let now = self.now();
-        let nudges = self.store().nudges(&customer.id).await.map_err(|e| store_problem(&e))?;
+        let nudges = self.store().nudges_of(&customer).await.map_err(|e| store_problem(&e))?;
         let view = match at {
             None => {
                 let page = self

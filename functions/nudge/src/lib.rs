@@ -95,7 +95,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
         if customer.erasing {
             return Ok(Vec::new());
         }
-        let mut history = self.store.nudges(&customer.id).await?;
+        let mut history = self.store.nudges_of(&customer).await?;
         let now = self.clock.now();
         let mut decided = Vec::new();
         let mut requests = Vec::new();

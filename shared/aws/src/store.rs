@@ -261,6 +261,21 @@ impl DynamoStore {
 
     /// Creates the table with its indexes (tests and the one-machine mode; the deployed stack
     /// declares the same in `infra/template.yaml`). An existing table is left as it is.
+    /// The nudges stored under each of these customer ids.
+    async fn nudges_of_owners(&self, owners: &[CustomerId]) -> Result<Vec<StoredNudge>, StoreError> {
+        let mut items = Vec::new();
+        for owner in owners {
+            let values = HashMap::from([(":pk".to_string(), s(customer_pk(owner))), (":prefix".to_string(), s("NUDGE#"))]);
+            items.extend(self.query_all(None, "pk = :pk AND begins_with(sk, :prefix)", values, None).await?);
+        }
+        items
+            .iter()
+            .map(|item| {
+                serde_json::from_str(get_s(item, "content").unwrap_or("{}")).map_err(|e| StoreError::Corrupt(format!("nudge: {e}")))
+            })
+            .collect()
+    }
+
     /// Whether the table exists (the one-machine mode creates it on first start).
     pub async fn table_exists(&self) -> Result<bool, StoreError> {
         match self.client.describe_table().table_name(self.table()).send().await {
@@ -1329,24 +1344,19 @@ impl EngagementStore for DynamoStore {
     }
 
     async fn nudges(&self, customer: &CustomerId) -> Result<Vec<StoredNudge>, StoreError> {
+        match self.load_customer(customer).await? {
+            Some(stored) => self.nudges_of(&stored).await,
+            // Unknown or erased: whatever is left under the id itself.
+            None => self.nudges_of_owners(std::slice::from_ref(customer)).await,
+        }
+    }
+
+    async fn nudges_of(&self, customer: &StoredCustomer) -> Result<Vec<StoredNudge>, StoreError> {
         // A merged customer keeps the nudge history of those merged into it: ladders and caps
         // carry over, so no step is sent twice.
-        let mut owners = vec![customer.clone()];
-        if let Some(stored) = self.load_customer(customer).await? {
-            owners = vec![stored.id.clone()];
-            owners.extend(stored.merged_ids.iter().cloned());
-        }
-        let mut items = Vec::new();
-        for owner in &owners {
-            let values = HashMap::from([(":pk".to_string(), s(customer_pk(owner))), (":prefix".to_string(), s("NUDGE#"))]);
-            items.extend(self.query_all(None, "pk = :pk AND begins_with(sk, :prefix)", values, None).await?);
-        }
-        items
-            .iter()
-            .map(|item| {
-                serde_json::from_str(get_s(item, "content").unwrap_or("{}")).map_err(|e| StoreError::Corrupt(format!("nudge: {e}")))
-            })
-            .collect()
+        let mut owners = vec![customer.id.clone()];
+        owners.extend(customer.merged_ids.iter().cloned());
+        self.nudges_of_owners(&owners).await
     }
 
     async fn link_identity(&self, customer: &CustomerId, identity: &Identity, now: Timestamp) -> Result<LinkOutcome, StoreError> {
