@@ -8,6 +8,7 @@ pub mod customer;
 pub mod decide;
 pub mod events;
 pub mod evidence;
+pub mod flow;
 pub mod identity;
 pub mod interaction;
 pub mod level;
@@ -23,7 +24,9 @@ pub use evidence::{era_start, Contribution, Evidence, EvidenceDelta};
 pub use identity::{Channel, HandleStyle, Identity, IdentityError};
 pub use interaction::{parse_submission, validate_interaction, CustomerRef, FieldError, Interaction, ValidationErrors};
 pub use level::{Direction, Level, LEVEL_COUNT};
-pub use playbook::{in_holdout, nudge_id, select_nudges, NudgeDecision, NudgeOutcome, NudgeRecord, SuppressReason};
+pub use playbook::{
+    in_holdout, nudge_id, rise_follows, select_nudges, NudgeDecision, NudgeOutcome, NudgeRecord, SuppressReason, ATTRIBUTION_DAYS,
+};
 pub use replay::{replay, replay_scored, settle_drops, LevelChange, Replay};
 pub use rules::{ConsentEffect, KindId, Playbook, Rules, RulesError, Step, Trigger, UnknownKinds};
 pub use time::{Timestamp, MILLIS_PER_DAY};

@@ -57,6 +57,17 @@ pub struct NudgeRecord {
     pub decided_at: Timestamp,
 }
 
+/// A rise this many days or fewer after a nudge counts toward that nudge's step (for sent and
+/// held-out nudges alike, so the two rates compare).
+pub const ATTRIBUTION_DAYS: i64 = 30;
+
+/// Whether a rise at `rose_at` counts as "moved up after" this nudge.
+pub fn rise_follows(nudge: &NudgeRecord, rose_at: Timestamp) -> bool {
+    matches!(nudge.outcome, NudgeOutcome::Sent | NudgeOutcome::HeldOut)
+        && nudge.decided_at < rose_at
+        && rose_at.millis() - nudge.decided_at.millis() <= ATTRIBUTION_DAYS * MILLIS_PER_DAY
+}
+
 /// The decision for one playbook that a trigger matched.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NudgeDecision {

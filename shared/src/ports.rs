@@ -5,9 +5,10 @@
 use crate::customer::{CustomerState, Standing};
 use crate::events::{DomainEvent, NudgeRequested};
 use crate::evidence::Evidence;
+use crate::flow::{Day, DayFlow};
 use crate::identity::Identity;
 use crate::interaction::Interaction;
-use crate::level::{Level, LEVEL_COUNT};
+use crate::level::{Direction, Level, LEVEL_COUNT};
 use crate::playbook::{NudgeDecision, NudgeRecord};
 use crate::replay::LevelChange;
 use crate::rules::Trigger;
@@ -83,6 +84,8 @@ pub struct CustomerSummary {
     pub id: CustomerId,
     pub name: Option<String>,
     pub standing: Standing,
+    /// Which way the latest level change went (none yet: still at observing since joining).
+    pub moved: Option<Direction>,
 }
 
 /// A level decision to store, conditional on the version it was decided from.
@@ -156,6 +159,21 @@ pub struct Movers {
     pub up: [u64; LEVEL_COUNT],
     /// Customers who dropped *from* each level.
     pub down: [u64; LEVEL_COUNT],
+}
+
+/// What became of one playbook step's nudges, counted as they are decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOutcomes {
+    pub playbook: String,
+    pub step: u32,
+    pub sent: u64,
+    pub held_out: u64,
+    /// Suppressed, by reason (`no_consent`, `cool_down`, …).
+    pub suppressed: std::collections::BTreeMap<String, u64>,
+    /// Customers who rose a level within the attribution window after a sent nudge…
+    pub sent_moved_up: u64,
+    /// …and after a held-out one: the baseline the uplift is measured against.
+    pub held_out_moved_up: u64,
 }
 
 /// A recorded nudge decision with its id and trigger.
@@ -241,18 +259,21 @@ pub trait EngagementStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Page<StoredCustomer>, StoreError>> + Send;
 
-    /// Customers at a level, a page at a time.
+    /// Customers at a level, newest `since` first, a page at a time; with `since_from`, only
+    /// those at the level since then.
     fn customers_at_level(
         &self,
         level: Level,
+        since_from: Option<Timestamp>,
         cursor: Option<String>,
         limit: usize,
     ) -> impl Future<Output = Result<Page<CustomerSummary>, StoreError>> + Send;
 
     fn pyramid_counts(&self) -> impl Future<Output = Result<PyramidCounts, StoreError>> + Send;
 
-    /// Level changes from `since` (inclusive, whole days) to now.
-    fn movers(&self, since: Timestamp, now: Timestamp) -> impl Future<Output = Result<Movers, StoreError>> + Send;
+    /// What moved in the pyramid on each UTC day of `first..=last` (days with nothing left out),
+    /// oldest first.
+    fn flows(&self, first: Day, last: Day) -> impl Future<Output = Result<Vec<DayFlow>, StoreError>> + Send;
 
     /// The customer's interactions, newest first.
     fn interactions(
@@ -265,6 +286,18 @@ pub trait EngagementStore: Send + Sync {
     /// Records a nudge decision once per (trigger_id, playbook): returns false if it was already
     /// recorded (a redelivered event), and then nothing is written.
     fn record_nudge(&self, customer: &CustomerId, nudge: &StoredNudge) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Counts a rise of the customer after one of its nudges (sent or held out) toward that
+    /// step's outcomes, once per nudge: returns false if this nudge already counted a rise.
+    fn record_rise_after(
+        &self,
+        customer: &CustomerId,
+        nudge: &StoredNudge,
+        rose_at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Outcomes per playbook step, over every nudge decided so far.
+    fn nudge_outcomes(&self) -> impl Future<Output = Result<Vec<StepOutcomes>, StoreError>> + Send;
 
     /// The nudge history of a customer by id (read first, to follow merges).
     fn nudges(&self, customer: &CustomerId) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;

@@ -6,9 +6,11 @@
 // A `Problem` is built at most once per request, on the error path: boxing it buys nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod dashboard;
 mod views;
 
 use engagement::events::{recorded_events, CustomerErased, DomainEvent, SCHEMA_VERSION};
+use engagement::flow::{self, day_of, end_of_day, Day, DayFlow};
 use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, IdentityLookup, LinkOutcome, StoredCustomer};
 use engagement::{replay, validate_interaction, Channel, Direction, FieldError, Identity, Interaction, Level, Timestamp, MILLIS_PER_DAY};
 use engagement_http::{
@@ -26,6 +28,10 @@ const MAX_LIMIT: usize = 500;
 const DEFAULT_INTERACTIONS: usize = 20;
 /// Interactions read per page when replaying a whole history (`?at=`).
 const REPLAY_PAGE: usize = 500;
+/// The weekly series goes back at most five years.
+const MAX_WEEKS: u32 = 260;
+/// Periods (transitions, movers) span at most about ten years.
+const MAX_PERIOD_DAYS: i64 = 3660;
 
 pub struct Api<S, B, C> {
     /// The ports, and the rescore handler: a merge is rescored at once.
@@ -48,6 +54,14 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
     pub async fn handle(&self, request: HttpRequest) -> HttpResponse {
         let path = request.uri().path().to_string();
         let method = request.method().clone();
+        if !path.contains("/v1") && dashboard::is_asset_path(&path) {
+            return match method {
+                Method::GET | Method::HEAD => dashboard::asset(&path).unwrap_or_else(|| Problem::not_found("no such asset").response()),
+                _ => Problem::method_not_allowed_but(method.as_str(), &path, &["GET", "HEAD"])
+                    .at(&path)
+                    .response(),
+            };
+        }
         let span = tracing::info_span!("api", method = %method, customer_id = tracing::field::Empty);
         match self.dispatch(&request).instrument(span).await {
             Ok(response) => response,
@@ -91,7 +105,19 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
                 _ => wrong_method(&["PUT"]),
             },
             ["pyramid"] => match *method {
-                Method::GET => self.pyramid().await,
+                Method::GET => self.pyramid(&q).await,
+                _ => wrong_method(&["GET"]),
+            },
+            ["pyramid", "weekly"] => match *method {
+                Method::GET => self.weekly(&q).await,
+                _ => wrong_method(&["GET"]),
+            },
+            ["transitions"] => match *method {
+                Method::GET => self.transitions(&q).await,
+                _ => wrong_method(&["GET"]),
+            },
+            ["nudges", "outcomes"] => match *method {
+                Method::GET => self.nudge_outcomes().await,
                 _ => wrong_method(&["GET"]),
             },
             ["movers"] => match *method {
@@ -179,7 +205,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         }
     }
 
-    /// `GET /v1/customers?level=&at_risk=true&cursor=&limit=`
+    /// `GET /v1/customers?level=&at_risk=true&moved=up|down&since=&cursor=&limit=`
     async fn list_customers(&self, q: &[(String, String)]) -> Answer {
         let level = match query_param(q, "level") {
             None => None,
@@ -195,25 +221,42 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             Some("true") => true,
             Some(_) => return Err(Problem::invalid_field("query.at_risk", "must be true or false")),
         };
+        let now = self.now();
+        let moved = match query_param(q, "moved") {
+            None => None,
+            Some("up") => Some(Direction::Up),
+            Some("down") => Some(Direction::Down),
+            Some(_) => return Err(Problem::invalid_field("query.moved", "must be up or down")),
+        };
+        let since = match (moved, optional_time(q, "since")?) {
+            (None, Some(_)) => return Err(Problem::invalid_field("query.since", "only with moved=up or moved=down")),
+            (None, None) => None,
+            (Some(_), since) => Some(since.unwrap_or(now.minus_millis(30 * MILLIS_PER_DAY))),
+        };
         let limit = limit(q, DEFAULT_LIMIT)?;
-        let listing = format!("customers:{}:{at_risk}", level.map_or("all", Level::name));
+        let listing = format!(
+            "customers:{}:{at_risk}:{}:{}",
+            level.map_or("all", Level::name),
+            moved.map_or("any", Direction::name),
+            since.map_or(0, Timestamp::millis)
+        );
         // Without a level, the listing walks the levels from the top; the cursor remembers where.
         let (mut current, mut cursor) = match self.open_cursor(q, &listing)? {
             Some(opened) => split_level_cursor(&opened)?,
             None => (level.unwrap_or(Level::Leading), None),
         };
-        let now = self.now();
         let mut items = Vec::new();
         loop {
             let page = self
                 .store()
-                .customers_at_level(current, cursor, limit - items.len())
+                .customers_at_level(current, since, cursor, limit - items.len())
                 .await
                 .map_err(|e| store_problem(&e))?;
             items.extend(
                 page.items
                     .into_iter()
                     .filter(|c| !at_risk || c.standing.at_risk_at.is_some_and(|t| t <= now))
+                    .filter(|c| moved.is_none() || c.moved == moved)
                     .map(|c| CustomerSummaryView::new(c, now)),
             );
             cursor = page.cursor;
@@ -247,37 +290,119 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         }
     }
 
-    /// `GET /v1/pyramid`: customers per level (maintained counts) and movers over 7 and 30 days.
-    async fn pyramid(&self) -> Answer {
+    /// The flows of `first..` up to tomorrow (a rise is dated at its interaction, which may be
+    /// a few minutes ahead of this clock).
+    async fn flows_from(&self, first: Day) -> Result<Vec<DayFlow>, Problem> {
+        let last = day_of(self.now()) + 1;
+        self.store().flows(first, last).await.map_err(|e| store_problem(&e))
+    }
+
+    /// `GET /v1/pyramid[?at=]`: customers per level, now (the maintained counts) or at the end
+    /// of the day of `at` (today's counts with each later day's flow undone), and movers over the
+    /// 7 and 30 days up to then.
+    async fn pyramid(&self, q: &[(String, String)]) -> Answer {
         let now = self.now();
-        let counts = self.store().pyramid_counts().await.map_err(|e| store_problem(&e))?;
-        let week = self
-            .store()
-            .movers(now.minus_millis(7 * MILLIS_PER_DAY), now)
-            .await
-            .map_err(|e| store_problem(&e))?;
-        let month = self
-            .store()
-            .movers(now.minus_millis(30 * MILLIS_PER_DAY), now)
-            .await
-            .map_err(|e| store_problem(&e))?;
-        Ok(json_response(200, &PyramidView::new(&counts, &week, &month, now)))
+        let at = optional_time(q, "at")?;
+        if at.is_some_and(|at| at > now) {
+            return Err(Problem::invalid_field("query.at", "must not be in the future"));
+        }
+        let day = day_of(at.unwrap_or(now));
+        let current = self.store().pyramid_counts().await.map_err(|e| store_problem(&e))?;
+        let flows = self.flows_from(day - 29).await?;
+        let counts = match at {
+            None => current,
+            Some(_) => flow::counts_at_end_of(&current, &flows, day),
+        };
+        let week = flow::movers(&flows, day - 6, day);
+        let month = flow::movers(&flows, day - 29, day);
+        let as_of = at.map_or(now, |_| end_of_day(day));
+        Ok(json_response(200, &PyramidView::new(&counts, &week, &month, as_of)))
+    }
+
+    /// `GET /v1/pyramid/weekly?weeks=&at=`: the pyramid at the end of each week, oldest first.
+    async fn weekly(&self, q: &[(String, String)]) -> Answer {
+        let now = self.now();
+        let at = optional_time(q, "at")?.unwrap_or(now);
+        if at > now {
+            return Err(Problem::invalid_field("query.at", "must not be in the future"));
+        }
+        let weeks = match query_param(q, "weeks") {
+            None => 52,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=MAX_WEEKS).contains(&n) => n,
+                _ => {
+                    return Err(Problem::invalid_field(
+                        "query.weeks",
+                        format!("must be a whole number from 1 to {MAX_WEEKS}"),
+                    ))
+                }
+            },
+        };
+        let last = day_of(at);
+        let current = self.store().pyramid_counts().await.map_err(|e| store_problem(&e))?;
+        let flows = self.flows_from(last - 7 * i64::from(weeks)).await?;
+        let series = flow::weekly(&current, &flows, last, weeks);
+        Ok(json_response(
+            200,
+            &WeeklyView::new(&series, if at == now { now } else { end_of_day(last) }),
+        ))
+    }
+
+    /// `GET /v1/transitions?from=&to=`: who moved from which level to which in a period (whole
+    /// UTC days), who joined and who left, with the pyramid at its start and end.
+    async fn transitions(&self, q: &[(String, String)]) -> Answer {
+        let now = self.now();
+        let to = optional_time(q, "to")?.unwrap_or(now);
+        let from = optional_time(q, "from")?.unwrap_or(to.minus_millis(29 * MILLIS_PER_DAY));
+        if to > now {
+            return Err(Problem::invalid_field("query.to", "must not be in the future"));
+        }
+        if from > to {
+            return Err(Problem::invalid_field("query.from", "must not be after query.to"));
+        }
+        let (first, last) = (day_of(from), day_of(to));
+        if last - first >= MAX_PERIOD_DAYS {
+            return Err(Problem::invalid_field(
+                "query.from",
+                format!("the period must be at most {MAX_PERIOD_DAYS} days"),
+            ));
+        }
+        let current = self.store().pyramid_counts().await.map_err(|e| store_problem(&e))?;
+        let flows = self.flows_from(first).await?;
+        let view = TransitionsView::new(
+            end_of_day(first - 1).plus_millis(1),
+            end_of_day(last),
+            &flow::counts_at_end_of(&current, &flows, first - 1),
+            &flow::counts_at_end_of(&current, &flows, last),
+            &flow::total(&flows, first, last),
+        );
+        Ok(json_response(200, &view))
+    }
+
+    /// `GET /v1/nudges/outcomes`: per playbook step, what was decided and who rose afterwards,
+    /// sent against held out.
+    async fn nudge_outcomes(&self) -> Answer {
+        let steps = self.store().nudge_outcomes().await.map_err(|e| store_problem(&e))?;
+        Ok(json_response(200, &OutcomesView::new(steps, &self.engine.rules)))
     }
 
     /// `GET /v1/movers?since=&direction=up|down`
     async fn movers(&self, q: &[(String, String)]) -> Answer {
         let now = self.now();
         let since = optional_time(q, "since")?.unwrap_or(now.minus_millis(7 * MILLIS_PER_DAY));
-        let direction = match query_param(q, "direction") {
-            None => None,
-            Some("up") => Some(Direction::Up),
-            Some("down") => Some(Direction::Down),
-            Some(_) => return Err(Problem::invalid_field("query.direction", "must be up or down")),
-        };
+        let direction = direction_param(q)?;
         if since > now {
             return Err(Problem::invalid_field("query.since", "must not be in the future"));
         }
-        let movers = self.store().movers(since, now).await.map_err(|e| store_problem(&e))?;
+        let (first, last) = (day_of(since), day_of(now));
+        if last - first >= MAX_PERIOD_DAYS {
+            return Err(Problem::invalid_field(
+                "query.since",
+                format!("the period must be at most {MAX_PERIOD_DAYS} days"),
+            ));
+        }
+        let flows = self.flows_from(first).await?;
+        let movers = flow::movers(&flows, first, last + 1);
         Ok(json_response(200, &MoversView::new(&movers, since, now, direction)))
     }
 
@@ -436,6 +561,15 @@ fn split_level_cursor(opened: &str) -> Result<(Level, Option<String>), Problem> 
     let (level, rest) = opened.split_once('|').ok_or_else(invalid)?;
     let level = level.parse::<Level>().map_err(|_| invalid())?;
     Ok((level, (!rest.is_empty()).then(|| rest.to_string())))
+}
+
+fn direction_param(q: &[(String, String)]) -> Result<Option<Direction>, Problem> {
+    match query_param(q, "direction") {
+        None => Ok(None),
+        Some("up") => Ok(Some(Direction::Up)),
+        Some("down") => Ok(Some(Direction::Down)),
+        Some(_) => Err(Problem::invalid_field("query.direction", "must be up or down")),
+    }
 }
 
 fn optional_time(q: &[(String, String)], name: &str) -> Result<Option<Timestamp>, Problem> {

@@ -1,9 +1,10 @@
 //! The JSON the API answers with. Field names follow the vocabulary (customer, identity, level,
 //! evidence, decision, nudge, consent); times are RFC 3339.
 
-use engagement::ports::{CustomerId, CustomerSummary, LinkOutcome, Movers, PyramidCounts, StoredCustomer, StoredNudge};
+use engagement::flow::{end_of_day, Day, DayFlow};
+use engagement::ports::{CustomerId, CustomerSummary, LinkOutcome, Movers, PyramidCounts, StepOutcomes, StoredCustomer, StoredNudge};
 use engagement::{ConsentRecord, Decision, Direction, Explanation, Identity, Interaction, Level, LevelChange, Timestamp, Trigger};
-use engagement::{NudgeOutcome, SuppressReason};
+use engagement::{NudgeOutcome, Rules, SuppressReason, ATTRIBUTION_DAYS};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -127,6 +128,9 @@ pub struct CustomerSummaryView {
     pub drops_at: Option<Timestamp>,
     pub at_risk_at: Option<Timestamp>,
     pub at_risk: bool,
+    /// Which way the latest level change went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved: Option<Direction>,
 }
 
 impl CustomerSummaryView {
@@ -140,6 +144,7 @@ impl CustomerSummaryView {
             drops_at: standing.drops_at,
             at_risk_at: standing.at_risk_at,
             at_risk: standing.at_risk_at.is_some_and(|t| t <= now),
+            moved: summary.moved,
         }
     }
 }
@@ -250,6 +255,135 @@ impl LinkView {
             identity: identity.clone(),
             outcome: name,
             merged_customer_id: merged,
+        }
+    }
+}
+
+fn per_level(counts: &PyramidCounts) -> BTreeMap<Level, u64> {
+    Level::ALL.iter().map(|l| (*l, counts.at(*l))).collect()
+}
+
+#[derive(Debug, Serialize)]
+pub struct WeekView {
+    /// The end of the week's last day.
+    pub ends_at: Timestamp,
+    pub levels: BTreeMap<Level, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WeeklyView {
+    pub as_of: Timestamp,
+    /// Oldest first.
+    pub weeks: Vec<WeekView>,
+}
+
+impl WeeklyView {
+    pub fn new(series: &[(Day, PyramidCounts)], as_of: Timestamp) -> WeeklyView {
+        WeeklyView {
+            as_of,
+            weeks: series
+                .iter()
+                .map(|(day, counts)| WeekView {
+                    ends_at: end_of_day(*day),
+                    levels: per_level(counts),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct MoveCount {
+    pub from: Level,
+    pub to: Level,
+    pub customers: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TransitionsView {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// The pyramid when the period began, and when it ended.
+    pub start: BTreeMap<Level, u64>,
+    pub end: BTreeMap<Level, u64>,
+    /// New customers in the period.
+    pub joined: u64,
+    /// Customers who left the pyramid (erased, or merged into another), by the level they left.
+    pub left: BTreeMap<Level, u64>,
+    /// Level changes in the period (a customer who rose twice counts in both), nonzero only.
+    pub moves: Vec<MoveCount>,
+}
+
+impl TransitionsView {
+    pub fn new(from: Timestamp, to: Timestamp, start: &PyramidCounts, end: &PyramidCounts, flow: &DayFlow) -> TransitionsView {
+        let mut moves = Vec::new();
+        for from_level in Level::ALL {
+            for to_level in Level::ALL {
+                let customers = flow.moved[from_level.index()][to_level.index()];
+                if customers > 0 {
+                    moves.push(MoveCount {
+                        from: from_level,
+                        to: to_level,
+                        customers,
+                    });
+                }
+            }
+        }
+        TransitionsView {
+            from,
+            to,
+            start: per_level(start),
+            end: per_level(end),
+            joined: flow.joined,
+            left: Level::ALL.iter().map(|l| (*l, flow.left[l.index()])).collect(),
+            moves,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepOutcomesView {
+    pub playbook: String,
+    pub step: u32,
+    /// The step's action, as the rules name it now (absent if the rules no longer have it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    pub sent: u64,
+    pub held_out: u64,
+    pub suppressed: BTreeMap<String, u64>,
+    pub sent_moved_up: u64,
+    pub held_out_moved_up: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutcomesView {
+    /// A rise counts toward a nudge when it came this many days or fewer after it.
+    pub attribution_days: i64,
+    pub steps: Vec<StepOutcomesView>,
+}
+
+impl OutcomesView {
+    pub fn new(steps: Vec<StepOutcomes>, rules: &Rules) -> OutcomesView {
+        OutcomesView {
+            attribution_days: ATTRIBUTION_DAYS,
+            steps: steps
+                .into_iter()
+                .map(|s| StepOutcomesView {
+                    action: rules
+                        .playbooks
+                        .iter()
+                        .find(|p| p.name == s.playbook)
+                        .and_then(|p| p.steps.get((s.step as usize).wrapping_sub(1)))
+                        .map(|step| step.action.clone()),
+                    playbook: s.playbook,
+                    step: s.step,
+                    sent: s.sent,
+                    held_out: s.held_out,
+                    suppressed: s.suppressed,
+                    sent_moved_up: s.sent_moved_up,
+                    held_out_moved_up: s.held_out_moved_up,
+                })
+                .collect(),
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use engagement::events::{DomainEvent, NudgeRequested, SCHEMA_VERSION};
 use engagement::ports::{BusError, Clock, EngagementStore, EventBus, StoreError, StoredCustomer, StoredNudge};
-use engagement::{decide, nudge_id, select_nudges, Direction, NudgeDecision, NudgeOutcome, Rules, SuppressReason, Trigger};
+use engagement::{decide, nudge_id, rise_follows, select_nudges, Direction, NudgeDecision, NudgeOutcome, Rules, SuppressReason, Trigger};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -96,6 +96,15 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
             return Ok(Vec::new());
         }
         let mut history = self.store.nudges_of(&customer).await?;
+        if let DomainEvent::LevelChanged(change) = event {
+            if change.direction == Direction::Up {
+                // The rise counts toward the nudges that came shortly before it (once each):
+                // the sent ones against the held-out ones is the playbook's uplift.
+                for nudge in history.iter().filter(|n| rise_follows(&n.record(), change.since)) {
+                    self.store.record_rise_after(&customer.id, nudge, change.since).await?;
+                }
+            }
+        }
         let now = self.clock.now();
         let mut decided = Vec::new();
         let mut requests = Vec::new();

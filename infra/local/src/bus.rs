@@ -99,3 +99,35 @@ impl EventBus for QuietBus {
         Ok(())
     }
 }
+
+/// A bus that keeps what is published, for a caller to hand on (history played week by week).
+#[derive(Clone, Default)]
+pub struct CollectingBus {
+    events: Arc<std::sync::Mutex<Vec<DomainEvent>>>,
+}
+
+impl CollectingBus {
+    /// Everything published since the last take.
+    pub fn take(&self) -> Vec<DomainEvent> {
+        self.events
+            .lock()
+            .map(|mut events| std::mem::take(&mut *events))
+            .unwrap_or_default()
+    }
+}
+
+impl EventBus for CollectingBus {
+    async fn publish(&self, events: &[DomainEvent]) -> Result<(), BusError> {
+        match self.events.lock() {
+            Ok(mut kept) => {
+                kept.extend_from_slice(events);
+                Ok(())
+            }
+            Err(_) => Err(BusError::NotPublished {
+                failed: events.len(),
+                total: events.len(),
+                reason: "the collecting bus was poisoned".into(),
+            }),
+        }
+    }
+}

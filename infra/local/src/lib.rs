@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod community;
+pub mod history;
 pub mod import;
 pub mod local;
 pub mod report;

@@ -152,6 +152,8 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
 fn serve_banner(url: &str, token: &str, dir: &Path) {
     println!("pyramid is serving {url}  (data in {})", dir.display());
     println!("token: {token}  (also in {})", dir.join("token").display());
+    // The token travels in the fragment, which browsers never send to the server.
+    println!("dashboard: {url}/#token={token}");
     // Tests and scripts read this line.
     println!("listening on {url}");
 }
@@ -195,16 +197,19 @@ async fn main() -> anyhow::Result<()> {
             let rules = load_rules(args.common.rules.as_deref())?;
             let store = embedded_store(&dir, Arc::clone(&rules)).await?;
             if store.pyramid_counts().await?.0.iter().sum::<u64>() == 0 {
-                let file = dir.path.join("demo.jsonl");
-                let mut lines = String::new();
-                for item in pyramid::community::synthetic(42, customers, now()) {
-                    lines.push_str(&item.to_string());
-                    lines.push('\n');
-                }
-                std::fs::write(&file, lines)?;
-                eprintln!("making a synthetic community of {customers} customers…");
-                let report = import(&store, &rules, &[file], Some(Format::Jsonl)).await?;
-                eprintln!("{} interactions recorded in {:.1} s", report.recorded, report.seconds);
+                eprintln!("making a synthetic community of {customers} customers, two years played week by week…");
+                let started = std::time::Instant::now();
+                let until = now();
+                let history = pyramid::community::synthetic(42, customers, until).collect();
+                let report = pyramid::history::play(&store, &rules, history, until).await?;
+                eprintln!(
+                    "{} interactions recorded, {} level changes and {} nudges over {} weeks, in {:.1} s",
+                    report.recorded,
+                    report.level_changes,
+                    report.nudges,
+                    report.weeks,
+                    started.elapsed().as_secs_f64()
+                );
             }
             println!("the community:");
             print_pyramid(&store).await?;

@@ -60,7 +60,7 @@ pub async fn compare(store: &DynamoStore, rules: &Rules, at: Timestamp) -> anyho
     for level in Level::ALL {
         let mut cursor = None;
         loop {
-            let page = store.customers_at_level(level, cursor, 500).await?;
+            let page = store.customers_at_level(level, None, cursor, 500).await?;
             for summary in &page.items {
                 let mut history = Vec::new();
                 let mut interactions = None;

@@ -37,6 +37,12 @@ async fn handle(State(served): State<Served>, request: http::Request<Body>) -> R
     if path == "/healthz" {
         return to_axum(engagement_http::json_response(200, &serde_json::json!({"status": "ok"})));
     }
+    // The dashboard's page and assets hold no data: the page asks for the token and sends it
+    // with each API call.
+    if api::dashboard::is_asset_path(&path) {
+        let (parts, _) = request.into_parts();
+        return to_axum(served.engine.api.handle(http::Request::from_parts(parts, Vec::new())).await);
+    }
     if !authorized(&request, &served.token) {
         let mut response = Problem::new(
             401,

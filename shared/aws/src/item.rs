@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use engagement::customer::{ConsentRecord, Consents, CustomerState, Standing};
 use engagement::ports::{CustomerId, CustomerSummary, StoreError, StoredCustomer};
 use engagement::rules::OTHER_KIND;
-use engagement::{Channel, Evidence, Identity, KindId, Level, Rules, Timestamp};
+use engagement::{Channel, Direction, Evidence, Identity, KindId, Level, Rules, Timestamp};
 use std::collections::HashMap;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -182,6 +182,11 @@ pub fn summary_from_item(item: &Item) -> Result<CustomerSummary, StoreError> {
         id: CustomerId(id.to_string()),
         name: get_s(item, "name").map(str::to_string),
         standing: standing_of(item).ok_or_else(|| corrupt(id, "no standing"))?,
+        moved: match get_s(item, MOVED) {
+            Some("up") => Some(Direction::Up),
+            Some("down") => Some(Direction::Down),
+            _ => None,
+        },
     })
 }
 

@@ -15,6 +15,10 @@ pub const DUE_AT: &str = "due_at";
 pub const LEVEL_INDEX: &str = "level";
 pub const LEVEL_SHARD: &str = "level_shard";
 pub const LEVEL_SINCE: &str = "level_since";
+/// Which way the latest level change went (`up` / `down`).
+pub const MOVED: &str = "moved";
+/// What the level index holds of a customer (enough for a listing row).
+pub const LEVEL_PROJECTION: [&str; 7] = ["customer_id", "name", "level", "since", "drops_at", "at_risk_at", MOVED];
 /// GSI over interactions by customer, newest first.
 pub const HISTORY_INDEX: &str = "history";
 pub const HISTORY_PK: &str = "history_pk";
@@ -24,9 +28,11 @@ pub const HISTORY_SK: &str = "history_sk";
 /// each index partition far below its 1 000 writes/s.
 pub const DUE_SHARDS: u32 = 16;
 pub const LEVEL_SHARDS: u32 = 16;
-/// Every level change adds to a pyramid counter and a movers counter.
+/// Every level change adds to a pyramid counter and to the day's flow counter.
 pub const PYRAMID_SHARDS: u32 = 8;
-pub const MOVES_SHARDS: u32 = 4;
+pub const FLOW_SHARDS: u32 = 4;
+/// Every nudge decision adds to its step's outcome counter.
+pub const OUTCOME_SHARDS: u32 = 4;
 
 pub const PROFILE: &str = "PROFILE";
 pub const COUNTS: &str = "COUNTS";
@@ -109,13 +115,22 @@ pub fn pyramid_pk(shard: u32) -> String {
     format!("PYRAMID#{shard}")
 }
 
-/// Movers are counted per UTC day (and shard), so "the last 30 days" is 30 × shards small reads.
-pub fn moves_pk(day: i64, shard: u32) -> String {
-    format!("MOVES#{day}#{shard}")
+/// The flow is counted per UTC day in a few shard partitions, so a year of it is one query per
+/// shard (`sk` between two days).
+pub fn flow_pk(shard: u32) -> String {
+    format!("FLOW#{shard}")
 }
 
-pub fn day_of(at: Timestamp) -> i64 {
-    at.millis().div_euclid(engagement::time::MILLIS_PER_DAY)
+pub fn flow_sk(day: engagement::flow::Day) -> String {
+    format!("DAY#{:07}", day.max(0))
+}
+
+pub fn outcomes_pk(shard: u32) -> String {
+    format!("OUTCOMES#{shard}")
+}
+
+pub fn outcomes_sk(playbook: &str, step: u32) -> String {
+    format!("STEP#{playbook}#{step:03}")
 }
 
 /// Attribute names of the per-level evidence sums.
@@ -136,22 +151,16 @@ pub const COUNT: [&str; 6] = [
     "n_owning",
     "n_leading",
 ];
-pub const UP: [&str; 6] = [
-    "up_observing",
-    "up_following",
-    "up_endorsing",
-    "up_contributing",
-    "up_owning",
-    "up_leading",
-];
-pub const DOWN: [&str; 6] = [
-    "down_observing",
-    "down_following",
-    "down_endorsing",
-    "down_contributing",
-    "down_owning",
-    "down_leading",
-];
+/// Attribute names of the flow counters.
+pub const JOINED: &str = "joined";
+
+pub fn moved_attribute(from: Level, to: Level) -> String {
+    format!("m_{from}_{to}")
+}
+
+pub fn left_attribute(level: Level) -> String {
+    format!("left_{level}")
+}
 
 /// Per-kind evidence and count attributes: `ke_<kind>`, `kc_<kind>`.
 pub fn kind_evidence_attr(kind: &str) -> String {

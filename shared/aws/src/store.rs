@@ -19,8 +19,11 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use engagement::customer::{CustomerState, Standing};
 use engagement::events::SCHEMA_VERSION;
+use engagement::flow::{day_of, Day, DayFlow, FlowEntry};
 use engagement::ports::*;
-use engagement::{era_start, Evidence, Identity, Interaction, Level, Rules, Timestamp, LEVEL_COUNT};
+use engagement::{
+    era_start, Direction, Evidence, Identity, Interaction, Level, NudgeOutcome, Rules, SuppressReason, Timestamp, LEVEL_COUNT,
+};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -301,12 +304,7 @@ impl DynamoStore {
         let all = Projection::builder().projection_type(ProjectionType::All).build();
         let summary = Projection::builder()
             .projection_type(ProjectionType::Include)
-            .set_non_key_attributes(Some(
-                ["customer_id", "name", "level", "since", "drops_at", "at_risk_at"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            ))
+            .set_non_key_attributes(Some(LEVEL_PROJECTION.iter().map(|s| s.to_string()).collect()))
             .build();
         let mut request = self
             .client
@@ -615,6 +613,39 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// Adds changes to the pyramid to the day's flow (one shard, chosen by `id`).
+    fn flow_update(&self, id: &CustomerId, at: Timestamp, entries: &[FlowEntry]) -> Result<TransactWriteItem, StoreError> {
+        let mut by_attribute: BTreeMap<String, i64> = BTreeMap::new();
+        for entry in entries {
+            let attribute = match *entry {
+                FlowEntry::Joined => JOINED.to_string(),
+                FlowEntry::Moved { from, to } => moved_attribute(from, to),
+                FlowEntry::Left(level) => left_attribute(level),
+            };
+            *by_attribute.entry(attribute).or_default() += 1;
+        }
+        let mut expr = Expr::default();
+        for (attribute, by) in by_attribute {
+            expr.add(&attribute, n_int(by));
+        }
+        expr.set("day", n_int(day_of(at)));
+        let update = expr.update(self.table(), key(flow_pk(shard(id, FLOW_SHARDS)), &flow_sk(day_of(at))), None)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Adds one to a playbook step's outcome counter (one shard, chosen by the customer).
+    fn outcome_update(&self, customer: &CustomerId, nudge: &StoredNudge, outcome: &str) -> Result<TransactWriteItem, StoreError> {
+        let mut expr = Expr::default();
+        expr.add(outcome, n_int(1));
+        expr.set("playbook", s(nudge.decision.playbook.clone()));
+        expr.set("step", n_int(i64::from(nudge.decision.step)));
+        let key = key(
+            outcomes_pk(shard(customer, OUTCOME_SHARDS)),
+            &outcomes_sk(&nudge.decision.playbook, nudge.decision.step),
+        );
+        Ok(TransactWriteItem::builder().update(expr.update(self.table(), key, None)?).build())
+    }
+
     /// Writes one customer's chunk of a round.
     async fn write_chunk(
         &self,
@@ -669,6 +700,8 @@ impl DynamoStore {
                 .map_err(invalid_request)?;
             actions.push(TransactWriteItem::builder().put(put).build());
             actions.push(self.count_update(&chunk.customer, &[(Level::Observing, 1)])?);
+            // Joined on the day of their first interaction, so the past pyramid has them then.
+            actions.push(self.flow_update(&chunk.customer, earliest, &[FlowEntry::Joined])?);
         } else {
             let mut expr = Expr::default();
             let needed_epoch = era_start(latest);
@@ -1079,6 +1112,10 @@ impl EngagementStore for DynamoStore {
         if let Some(evidence) = &write.rebased {
             expr.replace_evidence(&self.rules, evidence, None);
         }
+        if let Some(direction) = write.change.as_ref().and_then(|c| Direction::between(c.from, c.to)) {
+            // Projected into the level index: "who moved up lately" is a listing, not a scan.
+            expr.set(MOVED, s(direction.name()));
+        }
         if !write.outbox.is_empty() {
             let outbox = expr.name("outbox");
             for event in &write.outbox {
@@ -1136,18 +1173,14 @@ impl EngagementStore for DynamoStore {
                     )
                     .build(),
             );
-            let mut expr = Expr::default();
-            if change.to > change.from {
-                expr.add(UP[change.to.index()], n_int(1));
-            } else {
-                expr.add(DOWN[change.from.index()], n_int(1));
-            }
-            let moves_key = key(moves_pk(day_of(change.at), shard(id, MOVES_SHARDS)), COUNTS);
-            actions.push(
-                TransactWriteItem::builder()
-                    .update(expr.update(self.table(), moves_key, None)?)
-                    .build(),
-            );
+            actions.push(self.flow_update(
+                id,
+                change.at,
+                &[FlowEntry::Moved {
+                    from: change.from,
+                    to: change.to,
+                }],
+            )?);
         }
         for attempt in 0..MAX_ATTEMPTS {
             match self.transact(actions.clone()).await? {
@@ -1237,14 +1270,20 @@ impl EngagementStore for DynamoStore {
         })
     }
 
-    async fn customers_at_level(&self, level: Level, cursor: Option<String>, limit: usize) -> Result<Page<CustomerSummary>, StoreError> {
+    async fn customers_at_level(
+        &self,
+        level: Level,
+        since_from: Option<Timestamp>,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<CustomerSummary>, StoreError> {
         let page = self
             .query_partitions(
                 PartitionQuery {
                     index: LEVEL_INDEX,
                     hash_name: LEVEL_SHARD,
                     partitions: &(0..LEVEL_SHARDS).map(|k| format!("LEVEL#{level}#{k}")).collect::<Vec<_>>(),
-                    range: None,
+                    range: since_from.map(|from| ("level_since >= :bound", n_int(from.millis()))),
                     newest_first: true,
                 },
                 cursor,
@@ -1268,20 +1307,34 @@ impl EngagementStore for DynamoStore {
         Ok(PyramidCounts(counts))
     }
 
-    async fn movers(&self, since: Timestamp, now: Timestamp) -> Result<Movers, StoreError> {
-        let (first, last) = (day_of(since), day_of(now));
-        let first = first.max(last - 400);
-        let keys = (first..=last)
-            .flat_map(|day| (0..MOVES_SHARDS).map(move |k| key(moves_pk(day, k), COUNTS)))
-            .collect();
-        let mut movers = Movers::default();
-        for item in self.batch_get(keys, None).await? {
-            for level in Level::ALL {
-                movers.up[level.index()] += get_i64(&item, UP[level.index()]).unwrap_or(0).max(0) as u64;
-                movers.down[level.index()] += get_i64(&item, DOWN[level.index()]).unwrap_or(0).max(0) as u64;
+    async fn flows(&self, first: Day, last: Day) -> Result<Vec<DayFlow>, StoreError> {
+        let mut by_day: BTreeMap<Day, DayFlow> = BTreeMap::new();
+        for k in 0..FLOW_SHARDS {
+            let values = HashMap::from([
+                (":pk".to_string(), s(flow_pk(k))),
+                (":first".to_string(), s(flow_sk(first))),
+                (":last".to_string(), s(flow_sk(last))),
+            ]);
+            for item in self
+                .query_all(None, "pk = :pk AND sk BETWEEN :first AND :last", values, None)
+                .await?
+            {
+                let Some(day) = get_i64(&item, "day") else {
+                    return Err(StoreError::Corrupt("a flow counter without its day".into()));
+                };
+                let count = |name: &str| get_i64(&item, name).unwrap_or(0).max(0) as u64;
+                let mut flow = DayFlow::empty(day);
+                flow.joined = count(JOINED);
+                for from in Level::ALL {
+                    flow.left[from.index()] = count(&left_attribute(from));
+                    for to in Level::ALL {
+                        flow.moved[from.index()][to.index()] = count(&moved_attribute(from, to));
+                    }
+                }
+                by_day.entry(day).or_insert_with(|| DayFlow::empty(day)).add(&flow);
             }
         }
-        Ok(movers)
+        Ok(by_day.into_values().collect())
     }
 
     async fn interactions(&self, id: &CustomerId, cursor: Option<String>, limit: usize) -> Result<Page<Interaction>, StoreError> {
@@ -1328,19 +1381,94 @@ impl EngagementStore for DynamoStore {
             ("playbook".to_string(), s(nudge.decision.playbook.clone())),
             ("decided_at".to_string(), n_int(nudge.decided_at.millis())),
         ]);
-        let result = self
-            .client
-            .put_item()
+        let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
-            Err(error) => Err(unavailable("PutItem", error)),
+            .build()
+            .map_err(invalid_request)?;
+        // The step's outcome counter moves in the same transaction: counted once per nudge.
+        let outcome = match (nudge.decision.outcome, nudge.decision.reason) {
+            (NudgeOutcome::Sent, _) => "sent".to_string(),
+            (NudgeOutcome::HeldOut, _) => "held_out".to_string(),
+            (NudgeOutcome::Suppressed, reason) => format!("s_{}", reason.map_or("other", SuppressReason::name)),
+        };
+        let counter = self.outcome_update(customer, nudge, &outcome)?;
+        let actions = vec![TransactWriteItem::builder().put(put).build(), counter];
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.transact(actions.clone()).await? {
+                Ok(()) => return Ok(true),
+                Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(false),
+                Err(reasons) if reasons.iter().any(|r| r.code == "TransactionConflict") => backoff(attempt).await,
+                Err(reasons) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "nudge not recorded: {:?}",
+                        reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
+                    )))
+                }
+            }
         }
+        Err(StoreError::Contention(format!("nudge outcomes of {}", nudge.decision.playbook)))
+    }
+
+    async fn record_rise_after(&self, customer: &CustomerId, nudge: &StoredNudge, rose_at: Timestamp) -> Result<bool, StoreError> {
+        let outcome = match nudge.decision.outcome {
+            NudgeOutcome::Sent => "sent_moved_up",
+            NudgeOutcome::HeldOut => "held_out_moved_up",
+            NudgeOutcome::Suppressed => return Ok(false),
+        };
+        let mut expr = Expr::default();
+        expr.set("rose_at", n_int(rose_at.millis()));
+        let mark = expr.update(
+            self.table(),
+            key(customer_pk(customer), &nudge_sk(&nudge.nudge_id)),
+            Some("attribute_exists(pk) AND attribute_not_exists(rose_at)"),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().update(mark).build(),
+            self.outcome_update(customer, nudge, outcome)?,
+        ];
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.transact(actions.clone()).await? {
+                Ok(()) => return Ok(true),
+                Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(false),
+                Err(reasons) if reasons.iter().any(|r| r.code == "TransactionConflict") => backoff(attempt).await,
+                Err(reasons) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "rise not counted: {:?}",
+                        reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
+                    )))
+                }
+            }
+        }
+        Err(StoreError::Contention(format!("nudge outcomes of {}", nudge.decision.playbook)))
+    }
+
+    async fn nudge_outcomes(&self) -> Result<Vec<StepOutcomes>, StoreError> {
+        let mut steps: BTreeMap<(String, u32), StepOutcomes> = BTreeMap::new();
+        for k in 0..OUTCOME_SHARDS {
+            let values = HashMap::from([(":pk".to_string(), s(outcomes_pk(k)))]);
+            for item in self.query_all(None, "pk = :pk", values, None).await? {
+                let (Some(playbook), Some(step)) = (get_s(&item, "playbook"), get_i64(&item, "step")) else {
+                    return Err(StoreError::Corrupt("an outcome counter without its step".into()));
+                };
+                let step = u32::try_from(step).map_err(|_| StoreError::Corrupt("a step out of range".into()))?;
+                let count = |name: &str| get_i64(&item, name).unwrap_or(0).max(0) as u64;
+                let entry = steps.entry((playbook.to_string(), step)).or_insert_with(|| StepOutcomes {
+                    playbook: playbook.to_string(),
+                    step,
+                    ..StepOutcomes::default()
+                });
+                entry.sent += count("sent");
+                entry.held_out += count("held_out");
+                entry.sent_moved_up += count("sent_moved_up");
+                entry.held_out_moved_up += count("held_out_moved_up");
+                for (name, _) in item.iter().filter(|(name, _)| name.starts_with("s_")) {
+                    *entry.suppressed.entry(name["s_".len()..].to_string()).or_default() += count(name);
+                }
+            }
+        }
+        Ok(steps.into_values().collect())
     }
 
     async fn nudges(&self, customer: &CustomerId) -> Result<Vec<StoredNudge>, StoreError> {
@@ -1476,6 +1604,7 @@ impl EngagementStore for DynamoStore {
         let mut actions = vec![TransactWriteItem::builder().delete(delete).build()];
         if let Some(standing) = customer.state.standing {
             actions.push(self.count_update(&customer.id, &[(standing.level, -1)])?);
+            actions.push(self.flow_update(&customer.id, now, &[FlowEntry::Left(standing.level)])?);
         }
         match self.transact(actions).await? {
             Ok(()) => Ok(true),
@@ -1604,6 +1733,19 @@ impl DynamoStore {
         } else {
             actions.push(self.count_update(&survivor.id, &survivor_moves)?);
             actions.push(self.count_update(&loser.id, &loser_moves)?);
+        }
+        // The flow: the loser leaves the pyramid; the survivor moves if the merge lifted it.
+        let mut entries: Vec<FlowEntry> = loser.state.standing.iter().map(|s| FlowEntry::Left(s.level)).collect();
+        if let (Some(before), Some(after)) = (&survivor.state.standing, &merged.standing) {
+            if before.level != after.level {
+                entries.push(FlowEntry::Moved {
+                    from: before.level,
+                    to: after.level,
+                });
+            }
+        }
+        if !entries.is_empty() {
+            actions.push(self.flow_update(&survivor.id, now, &entries)?);
         }
         if actions.len() > MAX_TRANSACTION_ACTIONS {
             return Err(StoreError::Contention(format!(

@@ -437,10 +437,23 @@ async fn level_writes_are_conditional_and_move_the_counts(t: Target) {
     assert_eq!(outcomes, vec![WriteOutcome::Written, WriteOutcome::Conflict]);
     let counts = store.pyramid_counts().await.expect("counts");
     assert_eq!((counts.at(Level::Observing), counts.at(Level::Following)), (0, 1));
-    let movers = store.movers(now().minus_millis(7 * 86_400_000), now()).await.expect("movers");
+    // The day's flow has the join and the one rise (not the lost race), and undoing the flow
+    // gives back an empty pyramid before anyone joined.
+    let today = engagement::flow::day_of(now());
+    let flows = store.flows(today - 7, today + 1).await.expect("flows");
+    let movers = engagement::flow::movers(&flows, today - 7, today + 1);
     assert_eq!(movers.up[Level::Following.index()], 1);
-    let listed = store.customers_at_level(Level::Following, None, 10).await.expect("listed");
+    assert_eq!(movers.up.iter().sum::<u64>(), 1);
+    let before = engagement::flow::counts_at_end_of(&counts, &flows, today - 7);
+    assert_eq!(before, engagement::ports::PyramidCounts::default());
+    let listed = store.customers_at_level(Level::Following, None, None, 10).await.expect("listed");
     assert_eq!(listed.items.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&id]);
+    assert_eq!(listed.items[0].moved, Some(engagement::Direction::Up));
+    let later = store
+        .customers_at_level(Level::Following, Some(now().plus_millis(1)), None, 10)
+        .await
+        .expect("listed");
+    assert!(later.items.is_empty(), "nobody reached following after now");
     let reloaded = store.load_customer(&id).await.expect("loaded").expect("exists");
     assert_eq!(reloaded.state.standing.map(|s| s.level), Some(Level::Following));
     assert_eq!(reloaded.due_at, decision.next_transition(now()));

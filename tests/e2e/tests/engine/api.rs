@@ -286,3 +286,135 @@ async fn erasure_removes_the_customer_and_tells_the_marketing_tools() {
     let no_route = engine.http("GET", "/v1/segments", Value::Null).await;
     assert_eq!((no_route.status, no_route.content_type.as_str()), (404, "application/problem+json"));
 }
+
+fn level_counts(pyramid: &Value) -> Vec<u64> {
+    pyramid["levels"]
+        .as_array()
+        .expect("levels")
+        .iter()
+        .map(|l| l["customers"].as_u64().unwrap_or(99))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pyramid_of_a_past_day_is_what_it_was_that_day() {
+    let day0 = at("2026-01-05T09:00:00Z");
+    let engine = Engine::start(day0).await;
+    let ids = record(
+        &engine,
+        vec![
+            interaction("p-1", "ada@example.com", "newsletter_subscribed", day0),
+            interaction("p-2", "bo@example.com", "newsletter_subscribed", day0),
+            interaction("p-3", "cy@example.com", "newsletter_subscribed", day0),
+        ],
+    )
+    .await;
+    engine.clock.set(day0.plus_days(0.5));
+    let then = engine.http("GET", "/v1/pyramid", Value::Null).await;
+    assert_eq!(level_counts(&then.body), [0, 3, 0, 0, 0, 0]);
+
+    // Ten days later Ada endorses, Dee turns up, Bo is erased.
+    let day10 = day0.plus_days(10.0);
+    engine.clock.set(day10);
+    record(
+        &engine,
+        vec![
+            interaction("p-4", "ada@example.com", "testimonial_given", day10),
+            interaction("p-5", "dee@example.com", "page_viewed", day10),
+        ],
+    )
+    .await;
+    assert_eq!(
+        engine
+            .http("DELETE", &format!("/v1/customers/{}", ids[1]), Value::Null)
+            .await
+            .status,
+        204
+    );
+    let later = engine.http("GET", "/v1/pyramid", Value::Null).await;
+    assert_eq!(level_counts(&later.body), [1, 1, 1, 0, 0, 0]);
+
+    engine.clock.set(day0.plus_days(20.0));
+    let back = engine
+        .http("GET", &format!("/v1/pyramid?at={}", day0.plus_days(0.5).to_rfc3339()), Value::Null)
+        .await;
+    assert_eq!(level_counts(&back.body), level_counts(&then.body), "day 0 as it was");
+    assert_eq!(back.body["as_of"], "2026-01-05T23:59:59.999Z");
+    let back10 = engine
+        .http("GET", &format!("/v1/pyramid?at={}", day10.to_rfc3339()), Value::Null)
+        .await;
+    assert_eq!(level_counts(&back10.body), level_counts(&later.body), "day 10 as it was");
+    assert_eq!(back10.body["movers"]["last_7_days"]["up"]["endorsing"], 1);
+    let before = engine.http("GET", "/v1/pyramid?at=2025-12-31T12:00:00Z", Value::Null).await;
+    assert_eq!(before.body["total"], 0, "nobody had joined yet");
+    let future = engine.http("GET", "/v1/pyramid?at=2030-01-01T00:00:00Z", Value::Null).await;
+    assert_eq!((future.status, &future.body["errors"][0]["path"]), (400, &json!("query.at")));
+
+    // Week by week, ending today: the first week ends before anyone joined.
+    let weekly = engine.http("GET", "/v1/pyramid/weekly?weeks=4", Value::Null).await;
+    let weeks = weekly.body["weeks"].as_array().expect("weeks");
+    assert_eq!(weeks.len(), 4);
+    assert_eq!(weeks[3]["ends_at"], "2026-01-25T23:59:59.999Z");
+    assert_eq!(weeks[0]["levels"]["following"], 0);
+    assert_eq!(weeks[1]["levels"]["following"], 3, "the week ending 11 January: before Ada rose");
+    assert_eq!(weeks[2]["levels"]["endorsing"], 1);
+    let too_many = engine.http("GET", "/v1/pyramid/weekly?weeks=1000", Value::Null).await;
+    assert_eq!(too_many.body["errors"][0]["path"], "query.weeks");
+
+    // The period's transitions: who came, who moved, who left.
+    let period = engine
+        .http(
+            "GET",
+            &format!(
+                "/v1/transitions?from={}&to={}",
+                day0.plus_days(1.0).to_rfc3339(),
+                day0.plus_days(20.0).to_rfc3339()
+            ),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(period.status, 200, "{:?}", period.body);
+    assert_eq!(period.body["joined"], 1);
+    assert_eq!(
+        period.body["moves"],
+        json!([{"from": "following", "to": "endorsing", "customers": 1}])
+    );
+    assert_eq!(period.body["left"]["following"], 1);
+    assert_eq!(period.body["start"]["following"], 3);
+    assert_eq!(
+        period.body["end"],
+        later.body["levels"].as_array().map_or(json!(null), |levels| {
+            levels
+                .iter()
+                .map(|l| (l["level"].as_str().unwrap_or_default().to_string(), l["customers"].clone()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+    );
+    let reversed = engine
+        .http(
+            "GET",
+            "/v1/transitions?from=2026-01-20T00:00:00Z&to=2026-01-10T00:00:00Z",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(reversed.body["errors"][0]["path"], "query.from");
+
+    // Movers up, as a listing a manager can click through.
+    let risen = engine
+        .http(
+            "GET",
+            &format!("/v1/customers?moved=up&since={}", day0.plus_days(5.0).to_rfc3339()),
+            Value::Null,
+        )
+        .await;
+    let risen: Vec<(&str, &str)> = risen.body["customers"]
+        .as_array()
+        .expect("customers")
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap_or_default(), c["moved"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(risen, [(ids[0].as_str(), "up")], "only Ada rose since day 5");
+    let unbound = engine.http("GET", "/v1/customers?since=2026-01-01T00:00:00Z", Value::Null).await;
+    assert_eq!(unbound.body["errors"][0]["path"], "query.since");
+}

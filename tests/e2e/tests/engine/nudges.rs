@@ -106,3 +106,55 @@ async fn without_consent_or_in_the_holdout_a_step_is_recorded_with_its_reason_an
         .expect("the decision is recorded");
     assert_eq!(nudge["outcome"], "held_out");
 }
+
+fn step<'a>(outcomes: &'a Value, playbook: &str, step: u64) -> &'a Value {
+    outcomes["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["playbook"] == playbook && s["step"] == step)
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rise_after_a_sent_nudge_counts_once_toward_its_step() {
+    let now = at("2026-05-04T10:00:00Z");
+    let engine = Engine::start(now).await;
+    let email = treated_email("kai", &["endorser_to_sponsor"]);
+    let batch = json!({"interactions": [
+        interaction("r-0", &email, "newsletter_subscribed", now),
+        interaction("r-1", &email, "testimonial_given", now),
+    ]});
+    engine.http("POST", "/v1/interactions", batch).await;
+    engine.deliver().await;
+    let outcomes = engine.http("GET", "/v1/nudges/outcomes", Value::Null).await;
+    let invitation = step(&outcomes.body, "endorser_to_sponsor", 1);
+    assert_eq!(invitation["action"], "invite_as_event_guest");
+    assert_eq!((&invitation["sent"], &invitation["sent_moved_up"]), (&json!(1), &json!(0)));
+
+    // Ten days later she comes to two events: she rises to contributing, after the invitation.
+    let later = now.plus_days(10.0);
+    engine.clock.set(later);
+    let batch = json!({"interactions": [
+        interaction("r-2", &email, "event_attended", later),
+        interaction("r-3", &email, "event_attended", later.plus_millis(60_000)),
+    ]});
+    engine.http("POST", "/v1/interactions", batch).await;
+    let delivered = engine.deliver().await;
+    let rise = delivered
+        .iter()
+        .find(|e| matches!(e, DomainEvent::LevelChanged(c) if c.to == engagement::Level::Contributing))
+        .expect("a rise to contributing")
+        .clone();
+    let outcomes = engine.http("GET", "/v1/nudges/outcomes", Value::Null).await;
+    assert_eq!(step(&outcomes.body, "endorser_to_sponsor", 1)["sent_moved_up"], 1);
+
+    // The same Level Changed delivered again counts nothing more.
+    engine.nudge.on_event(&rise).await.expect("nudged again");
+    let again = engine.http("GET", "/v1/nudges/outcomes", Value::Null).await;
+    assert_eq!(
+        step(&again.body, "endorser_to_sponsor", 1),
+        step(&outcomes.body, "endorser_to_sponsor", 1)
+    );
+    assert_eq!(again.body["attribution_days"], 30);
+}

@@ -195,6 +195,38 @@ async fn every_answer_matches_the_openapi_file() {
         &engine.http("GET", "/v1/movers?direction=down", Value::Null).await,
     );
     spec.check("GET", "/v1/movers", &engine.http("GET", "/v1/movers?since=soon", Value::Null).await);
+    let yesterday = start.plus_days(39.0).to_rfc3339();
+    spec.check(
+        "GET",
+        "/v1/pyramid",
+        &engine.http("GET", &format!("/v1/pyramid?at={yesterday}"), Value::Null).await,
+    );
+    spec.check("GET", "/v1/pyramid", &engine.http("GET", "/v1/pyramid?at=then", Value::Null).await);
+    spec.check(
+        "GET",
+        "/v1/pyramid/weekly",
+        &engine.http("GET", "/v1/pyramid/weekly", Value::Null).await,
+    );
+    spec.check(
+        "GET",
+        "/v1/pyramid/weekly",
+        &engine.http("GET", "/v1/pyramid/weekly?weeks=0", Value::Null).await,
+    );
+    spec.check(
+        "GET",
+        "/v1/customers",
+        &engine.http("GET", "/v1/customers?moved=up", Value::Null).await,
+    );
+    spec.check(
+        "GET",
+        "/v1/nudges/outcomes",
+        &engine.http("GET", "/v1/nudges/outcomes", Value::Null).await,
+    );
+    spec.check(
+        "GET",
+        "/v1/nudges/outcomes",
+        &engine.http("POST", "/v1/nudges/outcomes", Value::Null).await,
+    );
 
     let identities = format!("{customer}/identities");
     let link = json!({"channel": "twitter", "handle": "@oli"});
@@ -267,6 +299,20 @@ async fn every_answer_matches_the_openapi_file() {
     spec.check("GET", "/v1/customers/{id}", &engine.http("POST", &customer, Value::Null).await);
     spec.check("DELETE", "/v1/customers/{id}", &engine.http("DELETE", &customer, Value::Null).await);
     spec.check("DELETE", "/v1/customers/{id}", &engine.http("DELETE", &customer, Value::Null).await);
+
+    // After the erasure: the period's transitions show who left.
+    spec.check("GET", "/v1/transitions", &engine.http("GET", "/v1/transitions", Value::Null).await);
+    spec.check(
+        "GET",
+        "/v1/transitions",
+        &engine
+            .http(
+                "GET",
+                &format!("/v1/transitions?from={yesterday}&to=2030-01-01T00:00:00Z"),
+                Value::Null,
+            )
+            .await,
+    );
 
     let missing: Vec<_> = spec.operations().difference(&spec.exercised).cloned().collect();
     assert!(missing.is_empty(), "operations in the file that no request exercised: {missing:?}");
