@@ -25,7 +25,8 @@ pub use identity::{Channel, HandleStyle, Identity, IdentityError};
 pub use interaction::{parse_submission, validate_interaction, CustomerRef, FieldError, Interaction, ValidationErrors};
 pub use level::{Direction, Level, LEVEL_COUNT};
 pub use playbook::{
-    in_holdout, nudge_id, rise_follows, select_nudges, NudgeDecision, NudgeOutcome, NudgeRecord, SuppressReason, ATTRIBUTION_DAYS,
+    in_holdout, may_offer, nudge_id, rise_follows, select_nudges, NudgeDecision, NudgeOutcome, NudgeRecord, SuppressReason,
+    ATTRIBUTION_DAYS,
 };
 pub use replay::{replay, replay_scored, settle_drops, LevelChange, Replay};
 pub use rules::{ConsentEffect, KindId, Playbook, Rules, RulesError, Step, Trigger, UnknownKinds};

@@ -121,6 +121,15 @@ fn ladder_position(playbook: &Playbook, history: &[NudgeRecord]) -> (u32, Option
         )
 }
 
+/// Whether any playbook could offer a step on this trigger: its own trigger, or an interaction
+/// that is some step's outcome. Anything else needs no history read.
+pub fn may_offer(rules: &Rules, trigger: &Trigger) -> bool {
+    rules.playbooks.iter().any(|playbook| {
+        &playbook.trigger == trigger
+            || matches!(trigger, Trigger::Interaction(kind) if playbook.steps.iter().any(|step| step.outcome.contains(kind)))
+    })
+}
+
 /// Offers, for each playbook the trigger matches, its next step, or says why none is sent.
 ///
 /// A playbook matches when the trigger is its own (offering the step after the last one offered),
@@ -208,4 +217,18 @@ pub fn select_nudges(
         });
     }
     decisions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_playbook_triggers_and_ladder_outcomes_may_offer_a_step() {
+        let rules = Rules::default_rules();
+        assert!(may_offer(&rules, &Trigger::LevelReached(crate::Level::Endorsing)));
+        // An outcome of a step (the guest came to the event) climbs the ladder.
+        assert!(may_offer(&rules, &Trigger::Interaction("event_attended".into())));
+        assert!(!may_offer(&rules, &Trigger::Interaction("page_viewed".into())));
+    }
 }

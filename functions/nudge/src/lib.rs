@@ -10,7 +10,9 @@
 
 use engagement::events::{DomainEvent, NudgeRequested, SCHEMA_VERSION};
 use engagement::ports::{BusError, Clock, EngagementStore, EventBus, StoreError, StoredCustomer, StoredNudge};
-use engagement::{decide, nudge_id, rise_follows, select_nudges, Direction, NudgeDecision, NudgeOutcome, Rules, SuppressReason, Trigger};
+use engagement::{
+    decide, may_offer, nudge_id, rise_follows, select_nudges, Direction, NudgeDecision, NudgeOutcome, Rules, SuppressReason, Trigger,
+};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -85,8 +87,14 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
 
     /// Decides the nudges an event triggers.
     pub async fn on_event(&self, event: &DomainEvent) -> Result<Vec<Decided>, NudgeError> {
-        let triggers = triggers_of(event);
-        if triggers.is_empty() {
+        // Only triggers some playbook starts on: most interactions start none, and then nothing
+        // is read. A rise is read even so: it counts toward the nudges that came before it.
+        let triggers: Vec<(Trigger, String)> = triggers_of(event)
+            .into_iter()
+            .filter(|(trigger, _)| may_offer(&self.rules, trigger))
+            .collect();
+        let rise = matches!(event, DomainEvent::LevelChanged(change) if change.direction == Direction::Up);
+        if triggers.is_empty() && !rise {
             return Ok(Vec::new());
         }
         let Some(customer) = self.store.load_customer(event.customer_id()).await? else {

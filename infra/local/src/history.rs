@@ -44,7 +44,14 @@ const BATCH: usize = 500;
 
 /// Records `submitted` (as clients send them) week by week up to `until`, rescoring and nudging
 /// at the end of each week. Nudges are decided and recorded, not delivered: this is history.
-pub async fn play(store: &DynamoStore, rules: &Arc<Rules>, submitted: Vec<Value>, until: Timestamp) -> anyhow::Result<HistoryReport> {
+/// `progress` hears of each week played, with the week's end.
+pub async fn play(
+    store: &DynamoStore,
+    rules: &Arc<Rules>,
+    submitted: Vec<Value>,
+    until: Timestamp,
+    mut progress: impl FnMut(Timestamp, &HistoryReport),
+) -> anyhow::Result<HistoryReport> {
     let mut report = HistoryReport::default();
     let mut interactions: Vec<Interaction> = Vec::with_capacity(submitted.len());
     for value in &submitted {
@@ -113,6 +120,7 @@ pub async fn play(store: &DynamoStore, rules: &Arc<Rules>, submitted: Vec<Value>
             }
         }
         report.weeks += 1;
+        progress(end_now, &report);
         if end_now >= until {
             return Ok(report);
         }

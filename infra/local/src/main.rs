@@ -201,7 +201,18 @@ async fn main() -> anyhow::Result<()> {
                 let started = std::time::Instant::now();
                 let until = now();
                 let history = pyramid::community::synthetic(42, customers, until).collect();
-                let report = pyramid::history::play(&store, &rules, history, until).await?;
+                let report = pyramid::history::play(&store, &rules, history, until, |week_end, so_far| {
+                    if so_far.weeks % 13 == 0 {
+                        eprintln!(
+                            "  up to {}: {} interactions, {} level changes, {} nudges",
+                            week_end.human_date(),
+                            so_far.recorded,
+                            so_far.level_changes,
+                            so_far.nudges
+                        );
+                    }
+                })
+                .await?;
                 eprintln!(
                     "{} interactions recorded, {} level changes and {} nudges over {} weeks, in {:.1} s",
                     report.recorded,

@@ -194,4 +194,14 @@ async fn a_new_interaction_costs_four_requests_and_a_duplicate_one() {
         .expect("known");
     assert!(!repeat.wrote && repeat.published.is_empty());
     assert_eq!(engine.requests.total(), 1);
+
+    // An interaction whose kind starts no playbook and climbs no ladder costs nudge nothing.
+    engine.requests.reset();
+    let viewed = DomainEvent::InteractionRecorded(engagement::events::InteractionRecorded {
+        kinds: vec!["page_viewed".into()],
+        interaction_ids: vec!["r-2".into()],
+        ..recorded.clone()
+    });
+    assert!(engine.nudge.on_event(&viewed).await.expect("handled").is_empty());
+    assert_eq!(engine.requests.total(), 0, "nothing read for a kind no playbook uses");
 }
