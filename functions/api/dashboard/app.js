@@ -62,6 +62,20 @@ function clear(el) {
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
+/**
+ * A table that may be wider than a phone scrolls in its own box. Its caption is shown above
+ * the box (a caption inside would scroll out of sight) and kept, hidden, for screen readers.
+ */
+function scrolling(table) {
+  const caption = $('caption', table);
+  let heading = null;
+  if (caption && !caption.classList.contains('visually-hidden')) {
+    heading = h('p', { class: 'table-title', 'aria-hidden': 'true' }, caption.textContent);
+    caption.classList.add('visually-hidden');
+  }
+  return h('div', { class: 'table-block' }, heading, h('div', { class: 'table-scroll' }, table));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Formatting: dates for people (en-GB, UTC), numbers with separators, words from identifiers.
 
@@ -190,11 +204,11 @@ function loading(delta) {
   const status = $('#status');
   if (pending > 0) {
     status.textContent = 'Loading…';
-    document.body.setAttribute('aria-busy', 'true');
+    document.body.dataset.loading = 'true';
   } else {
     pending = 0;
     status.textContent = '';
-    document.body.removeAttribute('aria-busy');
+    delete document.body.dataset.loading;
   }
 }
 
@@ -312,8 +326,8 @@ function customerHref(id) {
   return `#/customers/${encodeURIComponent(id)}`;
 }
 
-/** Redraw functions of the charts on the page, called again when the width changes. */
-let redraws = [];
+/** Redraw functions of the charts on the page, by container, called again when the width changes. */
+let redraws = new Map();
 /** Increases with each page render: answers for an older page are dropped. */
 let generation = 0;
 let current = null;
@@ -343,9 +357,11 @@ function render() {
 
 function startPage(name) {
   generation += 1;
-  redraws = [];
+  redraws = new Map();
   current = { name, generation };
-  clear($('#main'));
+  const main = clear($('#main'));
+  main.dataset.page = name;
+  delete main.dataset.state;
   $('#time-travel').hidden = name !== 'overview';
   return generation;
 }
@@ -357,7 +373,10 @@ window.addEventListener('resize', () => {
   resizeTimer = setTimeout(() => {
     if (window.innerWidth === lastWidth) return;
     lastWidth = window.innerWidth;
-    for (const redraw of redraws) redraw();
+    for (const [container, redraw] of redraws) {
+      if (container.isConnected) redraw();
+      else redraws.delete(container);
+    }
   }, 150);
 });
 
@@ -367,7 +386,7 @@ function chart(container, draw) {
     const width = Math.max(260, Math.floor(container.getBoundingClientRect().width || container.clientWidth || 600));
     clear(container).append(draw(width));
   };
-  redraws.push(redraw);
+  redraws.set(container, redraw);
   redraw();
 }
 
@@ -484,6 +503,7 @@ async function load(state, key, body, fetcher, draw) {
   const live = () => state.gen === generation && state.seq[key] === mine;
   body.setAttribute('aria-busy', 'true');
   body.dataset.state = 'loading';
+  if (!body.firstChild) body.append(h('p', { class: 'loading' }, 'Loading…'));
   try {
     const data = await fetcher();
     if (!live()) return;
@@ -539,7 +559,7 @@ function drawPyramidSection(body, pyramid) {
       { 'data-level': l.level },
       h('th', { scope: 'row' }, h('span', { class: `swatch lvl-${l.level}`, 'aria-hidden': 'true' }), l.title || title(l.level)),
       h('td', { class: 'num', 'data-testid': 'count' }, String(l.customers)),
-      h('td', { class: 'num', 'data-testid': 'share' }, fmtPct(l.customers, total)),
+      h('td', { class: 'num share', 'data-testid': 'share' }, fmtPct(l.customers, total)),
       h('td', { class: 'movers' }, moverCell(up7, down7)),
       h('td', { class: 'movers' }, moverCell(up30, down30)),
     );
@@ -556,15 +576,15 @@ function drawPyramidSection(body, pyramid) {
         null,
         h('th', { scope: 'col' }, 'Level'),
         h('th', { scope: 'col', class: 'num' }, 'Customers'),
-        h('th', { scope: 'col', class: 'num' }, 'Share'),
+        h('th', { scope: 'col', class: 'num share' }, 'Share'),
         h('th', { scope: 'col' }, 'Last 7 days'),
         h('th', { scope: 'col' }, 'Last 30 days'),
       ),
     ),
     h('tbody', null, rows),
-    h('tfoot', null, h('tr', null, h('th', { scope: 'row' }, 'All levels'), h('td', { class: 'num', 'data-testid': 'total' }, String(total)), h('td', { class: 'num' }, total ? '100%' : '—'), h('td'), h('td'))),
+    h('tfoot', null, h('tr', null, h('th', { scope: 'row' }, 'All levels'), h('td', { class: 'num', 'data-testid': 'total' }, String(total)), h('td', { class: 'num share' }, total ? '100%' : '—'), h('td'), h('td'))),
   );
-  body.append(h('div', { class: 'pyramid-layout' }, figure, h('div', { class: 'table-scroll' }, table)));
+  body.append(h('div', { class: 'pyramid-layout' }, figure, scrolling(table)));
   chart(drawing, (width) => pyramidSvg(levels, total, width));
 }
 
@@ -652,7 +672,7 @@ function drawWeekly(body, weekly) {
   body.append(
     h('figure', { class: 'weekly-figure' }, drawing, h('figcaption', null, `Stacked: each band is a level; the top edge is the total. ${weeks.length} weeks ending ${fmtDate(weeks[weeks.length - 1].ends_at)}.`)),
     legend,
-    h('details', null, h('summary', null, 'The weekly counts as a table'), h('div', { class: 'table-scroll' }, table)),
+    h('details', null, h('summary', null, 'The weekly counts as a table'), scrolling(table)),
   );
   chart(drawing, (width) => weeklySvg(weeks, width));
 }
@@ -746,7 +766,7 @@ function drawTransitions(body, flow, days) {
   }
   const left = flow.left || {};
   const leftTotal = LEVELS.reduce((sum, l) => sum + (left[l] || 0), 0);
-  const cell = (n, cls) => h('td', { class: `num ${cls || ''} ${n ? '' : 'zero'}`.trim() }, n ? fmtInt(n) : h('span', { 'aria-label': 'none' }, '·'));
+  const cell = (n, cls) => h('td', { class: `num ${cls || ''} ${n ? '' : 'zero'}`.trim() }, n ? fmtInt(n) : [h('span', { 'aria-hidden': 'true' }, '·'), visuallyHidden('none')]);
   const rows = LEVELS.map((fromLevel) =>
     h(
       'tr',
@@ -754,7 +774,7 @@ function drawTransitions(body, flow, days) {
       h('th', { scope: 'row' }, title(fromLevel)),
       h('td', { class: 'num start' }, fmtInt(flow.start?.[fromLevel] ?? 0)),
       LEVELS.map((toLevel) => {
-        if (toLevel === fromLevel) return h('td', { class: 'num diagonal' }, h('span', { 'aria-label': 'same level' }, '—'));
+        if (toLevel === fromLevel) return h('td', { class: 'num diagonal' }, h('span', { 'aria-hidden': 'true' }, '—'), visuallyHidden('same level'));
         const n = moves[`${fromLevel}>${toLevel}`] || 0;
         return cell(n, LEVELS.indexOf(toLevel) > LEVELS.indexOf(fromLevel) ? 'rise' : 'fall');
       }),
@@ -794,24 +814,27 @@ function drawTransitions(body, flow, days) {
       h('strong', null, fmtInt(leftTotal)),
       ' left (erased or merged into another customer).',
     ),
-    h('div', { class: 'table-scroll' }, table),
+    scrolling(table),
   );
 }
+
+const byTime = (field, direction) => (a, b) => direction * ((toDate(a[field])?.getTime() ?? 0) - (toDate(b[field])?.getTime() ?? 0));
+const byLevelThenNewest = (a, b) => LEVELS.indexOf(b.level) - LEVELS.indexOf(a.level) || byTime('since', -1)(a, b);
 
 function loadLists(state) {
   const since = new Date(Date.now() - 30 * DAY_MS);
   load(state, 'movers', state.moversBody, () => api('v1/customers', { moved: 'up', since: rfc3339(since), limit: 10 }), (listing) =>
     state.moversBody.append(
-      customerTable(listing.customers, 'Customers whose latest level change in the last 30 days was a rise, highest level first', 'No one moved up in the last 30 days.', 'Since', (c) => fmtDate(c.since)),
+      customerTable([...listing.customers].sort(byLevelThenNewest), 'Customers whose latest level change in the last 30 days was a rise, highest level first', 'No one moved up in the last 30 days.', 'Since', (c) => fmtDate(c.since)),
     ),
   );
   load(state, 'at-risk', state.atRiskBody, () => api('v1/customers', { at_risk: 'true', limit: 20 }), (listing) =>
     state.atRiskBody.append(
-      customerTable(listing.customers, 'Customers who drop a level soon unless they do something, with the date they drop', 'No customer is at risk now.', 'Drops on', (c) => fmtDate(c.drops_at)),
+      customerTable([...listing.customers].sort(byTime('drops_at', 1)), 'Customers who drop a level soon unless they do something, soonest first, with the date they drop', 'No customer is at risk now.', 'Drops on', (c) => fmtDate(c.drops_at)),
     ),
   );
   load(state, 'leaders', state.leadersBody, () => api('v1/customers', { level: 'leading', limit: 10 }), (listing) =>
-    state.leadersBody.append(customerTable(listing.customers, 'The 10 customers who most recently reached Leading', 'No leaders yet.', 'Leading since', (c) => fmtDate(c.since))),
+    state.leadersBody.append(customerTable([...listing.customers].sort(byTime('since', -1)), 'The 10 customers who most recently reached Leading', 'No leaders yet.', 'Leading since', (c) => fmtDate(c.since))),
   );
 }
 
@@ -824,7 +847,7 @@ function customerTable(customers, caption, empty, dateHeading, dateOf) {
       'table',
       { class: 'data customer-list' },
       h('caption', { class: 'visually-hidden' }, caption),
-      h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Customer'), h('th', { scope: 'col' }, 'Level'), h('th', { scope: 'col' }, dateHeading))),
+      h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Customer and level'), h('th', { scope: 'col' }, dateHeading))),
       h(
         'tbody',
         null,
@@ -832,8 +855,12 @@ function customerTable(customers, caption, empty, dateHeading, dateOf) {
           h(
             'tr',
             { 'data-customer-id': c.id },
-            h('th', { scope: 'row' }, h('a', { href: customerHref(c.id) }, c.name || c.id)),
-            h('td', null, h('span', { class: `swatch lvl-${c.level}`, 'aria-hidden': 'true' }), title(c.level)),
+            h(
+              'th',
+              { scope: 'row' },
+              h('a', { href: customerHref(c.id) }, c.name || c.id),
+              h('span', { class: 'level-note' }, h('span', { class: `swatch lvl-${c.level}`, 'aria-hidden': 'true' }), visuallyHidden(', '), title(c.level)),
+            ),
             h('td', { class: 'date' }, dateOf(c)),
           ),
         ),
@@ -888,12 +915,10 @@ function drawNudgeOutcomes(body, outcomes) {
   });
   body.append(
     h('p', { class: 'lede' }, `Per playbook step: nudges sent, held out (the control group) and suppressed, and how many of each group rose a level within ${days} days. Uplift is the sent group's rise rate minus the holdout's.`),
-    h(
-      'div',
-      { class: 'table-scroll' },
+    scrolling(
       h(
         'table',
-        { class: 'data nudges-table' },
+        { class: 'data nudges-table wide' },
         h('caption', null, `Nudge outcomes per playbook step (rises within ${days} days)`),
         h(
           'thead',
@@ -961,7 +986,7 @@ function drawCustomer(main, c, history) {
     h(
       'dl',
       { class: 'facts' },
-      fact('Level', [h('span', { class: `swatch lvl-${c.level}`, 'aria-hidden': 'true' }), h('span', { 'data-testid': 'level' }, title(c.level))]),
+      fact('Level', h('span', { class: 'nowrap' }, h('span', { class: `swatch lvl-${c.level}`, 'aria-hidden': 'true' }), h('span', { 'data-testid': 'level' }, title(c.level)))),
       fact('Since', fmtDate(c.since)),
       fact('Drops', c.drops_at ? [h('span', { 'data-testid': 'drops-at' }, fmtDate(c.drops_at)), c.drops_to ? ` to ${title(c.drops_to)}` : ''] : h('span', { 'data-testid': 'drops-at' }, 'No drop foreseen')),
       fact('At risk', risk),
@@ -970,7 +995,8 @@ function drawCustomer(main, c, history) {
     ),
   );
   main.append(
-    h('div', { class: 'customer-grid' }, evidencePanel(c), explanationPanel(c)),
+    explanationPanel(c),
+    evidencePanel(c),
     timelinePanel(c, history),
     h('div', { class: 'customer-grid' }, identitiesPanel(c), consentPanel(c)),
     nudgesPanel(c, history),
@@ -988,21 +1014,26 @@ function evidencePanel(c) {
   const rows = rungs.map((r) => {
     const rung = LEVELS.indexOf(r.level);
     let status;
-    if (r.threshold <= 0) status = 'The floor: everyone observes';
+    if (r.threshold <= 0) status = 'The floor';
     else if (r.evidence >= r.threshold) status = 'Above the bar to rise';
-    else if (rung <= currentRung && r.evidence >= r.hold_threshold) status = 'Below the bar to rise, above the bar to stay';
-    else status = `${fmtNum(r.threshold - r.evidence)} short of the bar to rise`;
+    else if (rung <= currentRung && r.evidence >= r.hold_threshold) status = 'Kept: above the bar to stay';
+    else status = `${fmtNum(r.threshold - r.evidence)} short of the bar`;
     const bar = h('div', { class: 'rung-bar' });
     bar.append(rungSvg(r));
     return h(
       'tr',
       { 'data-rung': r.level, class: rung === currentRung ? 'current' : null },
-      h('th', { scope: 'row' }, title(r.level), rung === currentRung ? visuallyHidden(' (current level)') : null),
+      h(
+        'th',
+        { scope: 'row' },
+        title(r.level),
+        rung === currentRung ? visuallyHidden(' (current level)') : null,
+        h('span', { class: 'level-note' }, visuallyHidden(': '), status),
+      ),
       h('td', { class: 'bar-cell' }, bar),
       h('td', { class: 'num' }, fmtNum(r.evidence)),
       h('td', { class: 'num' }, r.threshold > 0 ? fmtNum(r.threshold) : '—'),
       h('td', { class: 'num' }, r.threshold > 0 ? fmtNum(r.hold_threshold) : '—'),
-      h('td', { class: 'status' }, status),
     );
   });
   return h(
@@ -1027,12 +1058,11 @@ function evidencePanel(c) {
           h(
             'tr',
             null,
-            h('th', { scope: 'col' }, 'Level'),
+            h('th', { scope: 'col' }, 'Level and standing'),
             h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Bar')),
             h('th', { scope: 'col', class: 'num' }, 'Evidence'),
             h('th', { scope: 'col', class: 'num' }, 'To rise'),
             h('th', { scope: 'col', class: 'num' }, 'To stay'),
-            h('th', { scope: 'col' }, 'Standing'),
           ),
         ),
         h('tbody', null, [...rows].reverse()),
@@ -1100,7 +1130,6 @@ function explanationPanel(c) {
     'section',
     { class: 'panel', id: 'explanation', 'aria-labelledby': 'explanation-heading' },
     h('h2', { id: 'explanation-heading' }, 'Why, in plain words'),
-    h('p', null, c.summary),
     h('ul', { class: 'plain-list' }, items),
   );
 }
@@ -1146,8 +1175,10 @@ function timelineSvg(changes, asOf, width) {
   const m = { left: narrow ? 84 : 100, right: 12, top: 8, bottom: 24 };
   const rowH = narrow ? 20 : 24;
   const height = m.top + m.bottom + rowH * (LEVELS.length - 1);
-  const start = toDate(changes[0].at).getTime();
-  const end = Math.max(start + DAY_MS, toDate(asOf)?.getTime() ?? Date.now());
+  const first = toDate(changes[0].at).getTime();
+  const end = Math.max(first + DAY_MS, toDate(asOf)?.getTime() ?? Date.now());
+  // A little of the level before the first change shows.
+  const start = first - Math.max(DAY_MS, (end - first) * 0.04);
   const plotW = width - m.left - m.right;
   const x = (t) => m.left + ((t - start) / (end - start)) * plotW;
   const y = (level) => m.top + rowH * (LEVELS.length - 1 - LEVELS.indexOf(level));
@@ -1175,14 +1206,14 @@ function timelineSvg(changes, asOf, width) {
   return svgEl;
 }
 
-function simpleTable(caption, headings, rows, empty) {
+function simpleTable(caption, headings, rows, empty, extraClass) {
   if (!rows.length) return h('p', { class: 'empty' }, empty);
   return h(
     'div',
     { class: 'table-scroll' },
     h(
       'table',
-      { class: 'data' },
+      { class: extraClass ? `data ${extraClass}` : 'data' },
       h('caption', { class: 'visually-hidden' }, caption),
       h('thead', null, h('tr', null, headings.map((heading) => h('th', { scope: 'col' }, heading)))),
       h('tbody', null, rows),
@@ -1260,7 +1291,7 @@ function nudgesPanel(c, history) {
     'section',
     { class: 'panel', id: 'customer-nudges', 'aria-labelledby': 'customer-nudges-heading' },
     h('h2', { id: 'customer-nudges-heading' }, 'Nudges'),
-    simpleTable('Nudges decided for this customer, newest first, and what followed', ['Decided', 'Playbook step', 'Channel', 'Outcome', 'Trigger', 'Afterwards'], rows, 'No nudge decided for this customer.'),
+    simpleTable('Nudges decided for this customer, newest first, and what followed', ['Decided', 'Playbook step', 'Channel', 'Outcome', 'Trigger', 'Afterwards'], rows, 'No nudge decided for this customer.', 'wide'),
   );
 }
 
@@ -1330,12 +1361,18 @@ function start() {
   });
 
   const asOf = $('#as-of');
-  asOf.addEventListener('change', () => {
+  const travel = () => {
     const value = asOf.value;
     if (value && !validDay(value)) return;
     const day = value && value < todayUtc() ? value : null;
     const target = overviewHref(day);
     if (location.hash !== target) location.hash = target;
+  };
+  asOf.addEventListener('change', travel);
+  // Enter in the date field: the same, without leaving the page.
+  $('#time-travel').addEventListener('submit', (event) => {
+    event.preventDefault();
+    travel();
   });
   $('#as-of-today').addEventListener('click', () => {
     asOf.value = todayUtc();
