@@ -302,6 +302,10 @@ pub trait EngagementStore: Send + Sync {
     /// The nudge history of a customer by id (read first, to follow merges).
     fn nudges(&self, customer: &CustomerId) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;
 
+    /// The level changes recorded for a customer already read (and those merged into it),
+    /// oldest first.
+    fn level_changes(&self, customer: &StoredCustomer) -> impl Future<Output = Result<Vec<LevelChange>, StoreError>> + Send;
+
     /// The nudge history of a customer already read: its own and that of those merged into it.
     fn nudges_of(&self, customer: &StoredCustomer) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;
 

@@ -952,14 +952,15 @@ async function renderCustomer(id) {
   main.dataset.state = 'loading';
   const now = rfc3339(new Date());
   try {
-    // The decision now, and the same instant replayed for the level timeline.
-    const [customer, history] = await Promise.all([
-      api(`v1/customers/${encodeURIComponent(id)}`),
-      api(`v1/customers/${encodeURIComponent(id)}`, { at: now }).catch((error) => {
-        if (error instanceof SignInNeeded) throw error;
-        return { error };
-      }),
-    ]);
+    // The decision now, with its recorded level timeline; an older server without one is
+    // asked to replay the history up to now instead.
+    const customer = await api(`v1/customers/${encodeURIComponent(id)}`);
+    const history = Array.isArray(customer.timeline)
+      ? customer
+      : await api(`v1/customers/${encodeURIComponent(id)}`, { at: now }).catch((error) => {
+          if (error instanceof SignInNeeded) throw error;
+          return { error };
+        });
     if (gen !== generation) return;
     drawCustomer(main, customer, history);
     main.dataset.state = 'ready';

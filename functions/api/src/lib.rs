@@ -166,7 +166,9 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
                     .map_err(|e| store_problem(&e))?;
                 let cursor = page.cursor.map(|c| self.cursors.seal(&format!("interactions:{}", customer.id), &c));
                 let decision = engagement::decide(rules, &customer.state, now);
-                CustomerView::new(&customer, &decision, now, None, page.items, cursor, nudges)
+                // The timeline as recorded (no replay): what the engine decided, when.
+                let timeline = self.store().level_changes(&customer).await.map_err(|e| store_problem(&e))?;
+                CustomerView::new(&customer, &decision, now, Some(timeline), page.items, cursor, nudges)
             }
             Some(at) => {
                 // Time travel: every interaction up to `at`, replayed as the engine would have.

@@ -28,7 +28,7 @@ pub struct CustomerView {
     pub explanation: Explanation,
     /// The instant this view is as of (now, or `?at=`).
     pub as_of: Timestamp,
-    /// With `?at=`: every change of level up to then, oldest first.
+    /// Every change of level, oldest first: as recorded, or with `?at=` as replayed up to then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<LevelChange>>,
     /// Ids of customers merged into this one (they redirect here).

@@ -22,7 +22,7 @@ use engagement::events::SCHEMA_VERSION;
 use engagement::flow::{day_of, Day, DayFlow, FlowEntry};
 use engagement::ports::*;
 use engagement::{
-    era_start, Direction, Evidence, Identity, Interaction, Level, NudgeOutcome, Rules, SuppressReason, Timestamp, LEVEL_COUNT,
+    era_start, Direction, Evidence, Identity, Interaction, Level, LevelChange, NudgeOutcome, Rules, SuppressReason, Timestamp, LEVEL_COUNT,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
@@ -1477,6 +1477,26 @@ impl EngagementStore for DynamoStore {
             // Unknown or erased: whatever is left under the id itself.
             None => self.nudges_of_owners(std::slice::from_ref(customer)).await,
         }
+    }
+
+    async fn level_changes(&self, customer: &StoredCustomer) -> Result<Vec<LevelChange>, StoreError> {
+        let mut changes = Vec::new();
+        for owner in std::iter::once(&customer.id).chain(&customer.merged_ids) {
+            let values = HashMap::from([(":pk".to_string(), s(customer_pk(owner))), (":prefix".to_string(), s("CHANGE#"))]);
+            for item in self.query_all(None, "pk = :pk AND begins_with(sk, :prefix)", values, None).await? {
+                let level = |name: &str| get_s(&item, name).and_then(|l| l.parse::<Level>().ok());
+                let (Some(from), Some(to), Some(at)) = (level("from"), level("to"), get_i64(&item, "at")) else {
+                    return Err(StoreError::Corrupt(format!("a level change of {owner}")));
+                };
+                changes.push(LevelChange {
+                    at: Timestamp::from_millis(at),
+                    from,
+                    to,
+                });
+            }
+        }
+        changes.sort_by_key(|c| c.at);
+        Ok(changes)
     }
 
     async fn nudges_of(&self, customer: &StoredCustomer) -> Result<Vec<StoredNudge>, StoreError> {

@@ -38,6 +38,11 @@ async fn a_customer_page_explains_the_level_and_travels_back_in_time() {
     // Learned in one batch, the rise is dated at the batch's latest interaction; the replayed
     // timeline (`?at=`) dates it at the testimonial itself.
     assert_eq!(now.body["since"], start.plus_days(31.0).to_rfc3339());
+    // The recorded timeline: one rise from observing, dated as decided.
+    assert_eq!(
+        now.body["timeline"],
+        json!([{"at": start.plus_days(31.0).to_rfc3339(), "from": "observing", "to": "endorsing"}])
+    );
     assert_eq!(now.body["identities"], json!([{"channel": "email", "handle": "kim@example.com"}]));
     assert_eq!(now.body["consent"]["email"]["granted"], true);
     assert!(
