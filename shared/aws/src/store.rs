@@ -881,6 +881,93 @@ impl DynamoStore {
 
     /// Queries an index over several partitions (shards, or a customer and those merged into
     /// it) page by page, one partition after the other.
+    /// Like `query_partitions`, but in one order across the shards (by the index's sort key):
+    /// every shard is read a page deep at once and the pages are merged, so "newest first" holds
+    /// over the whole listing, not shard by shard. The cursor keeps each shard's place.
+    async fn query_merged(
+        &self,
+        query: PartitionQuery<'_>,
+        sort_key: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<Item>, StoreError> {
+        let PartitionQuery {
+            index,
+            hash_name,
+            partitions,
+            range,
+            newest_first,
+        } = query;
+        let limit = limit.clamp(1, 1000);
+        let mut positions = cursor::decode_merged(cursor.as_deref(), partitions.len() as u32)?;
+        let reads = positions.iter().map(|(shard, start)| {
+            let mut values = HashMap::from([(":shard".to_string(), s(partitions[*shard as usize].clone()))]);
+            let mut condition = format!("{hash_name} = :shard");
+            if let Some((expression, value)) = &range {
+                condition.push_str(&format!(" AND {expression}"));
+                values.insert(":bound".to_string(), value.clone());
+            }
+            let request = self
+                .client
+                .query()
+                .table_name(self.table())
+                .index_name(index)
+                .key_condition_expression(condition)
+                .set_expression_attribute_values(Some(values))
+                .scan_index_forward(!newest_first)
+                .limit(limit as i32)
+                .set_exclusive_start_key(start.clone());
+            let shard = *shard;
+            async move { (shard, request.send().await) }
+        });
+        let mut candidates: Vec<(u32, Item)> = Vec::new();
+        let mut more: BTreeMap<u32, bool> = BTreeMap::new();
+        for (shard, output) in futures::future::join_all(reads).await {
+            let output = output.map_err(|e| unavailable("Query", e))?;
+            more.insert(shard, output.last_evaluated_key().is_some());
+            candidates.extend(output.items().iter().cloned().map(|item| (shard, item)));
+        }
+        let sort_value = |item: &Item| get_i64(item, sort_key).unwrap_or(0);
+        // Stable: within a shard the store's order stands; across shards, the sort key decides.
+        candidates.sort_by(|(_, a), (_, b)| {
+            let order = sort_value(a).cmp(&sort_value(b));
+            if newest_first {
+                order.reverse()
+            } else {
+                order
+            }
+        });
+        let taken_per_shard = candidates.iter().take(limit).fold(BTreeMap::new(), |mut taken, (shard, _)| {
+            *taken.entry(*shard).or_insert(0usize) += 1;
+            taken
+        });
+        let fetched_per_shard = candidates.iter().fold(BTreeMap::new(), |mut fetched, (shard, _)| {
+            *fetched.entry(*shard).or_insert(0usize) += 1;
+            fetched
+        });
+        let items: Vec<(u32, Item)> = candidates.into_iter().take(limit).collect();
+        for (shard, start) in positions.iter_mut() {
+            if let Some((_, last)) = items.iter().rev().find(|(s, _)| s == shard) {
+                // The next page of this shard starts after the last item taken from it.
+                *start = Some(
+                    last.iter()
+                        .filter(|(name, _)| [PK, SK, hash_name, sort_key].contains(&name.as_str()))
+                        .map(|(name, value)| (name.clone(), value.clone()))
+                        .collect(),
+                );
+            }
+        }
+        positions.retain(|shard, _| {
+            let taken = taken_per_shard.get(shard).copied().unwrap_or(0);
+            let fetched = fetched_per_shard.get(shard).copied().unwrap_or(0);
+            fetched > taken || more.get(shard).copied().unwrap_or(false)
+        });
+        Ok(Page {
+            items: items.into_iter().map(|(_, item)| item).collect(),
+            cursor: (!positions.is_empty()).then(|| cursor::encode_merged(&positions)),
+        })
+    }
+
     async fn query_partitions(&self, query: PartitionQuery<'_>, cursor: Option<String>, limit: usize) -> Result<Page<Item>, StoreError> {
         let PartitionQuery {
             index,
@@ -1278,7 +1365,7 @@ impl EngagementStore for DynamoStore {
         limit: usize,
     ) -> Result<Page<CustomerSummary>, StoreError> {
         let page = self
-            .query_partitions(
+            .query_merged(
                 PartitionQuery {
                     index: LEVEL_INDEX,
                     hash_name: LEVEL_SHARD,
@@ -1286,6 +1373,7 @@ impl EngagementStore for DynamoStore {
                     range: since_from.map(|from| ("level_since >= :bound", n_int(from.millis()))),
                     newest_first: true,
                 },
+                LEVEL_SINCE,
                 cursor,
                 limit,
             )

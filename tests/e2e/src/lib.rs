@@ -38,7 +38,8 @@ pub struct Engine {
     queue_url: String,
 }
 
-/// An HTTP answer: status, content type and JSON body (`null` when empty).
+/// An HTTP answer: status, content type and JSON body (`null` when empty; a string when the
+/// body is not JSON).
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
@@ -160,8 +161,11 @@ impl Engine {
         let allow = response.headers().get("allow").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = if response.body().is_empty() {
             Value::Null
-        } else {
+        } else if content_type.contains("json") {
             serde_json::from_slice(response.body()).expect("a JSON body")
+        } else {
+            // The dashboard's page and assets: kept as text.
+            Value::String(String::from_utf8_lossy(response.body()).into_owned())
         };
         Answer {
             status,

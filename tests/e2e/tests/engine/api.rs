@@ -423,3 +423,68 @@ async fn the_pyramid_of_a_past_day_is_what_it_was_that_day() {
     let unbound = engine.http("GET", "/v1/customers?since=2026-01-01T00:00:00Z", Value::Null).await;
     assert_eq!(unbound.body["errors"][0]["path"], "query.since");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_function_serves_the_dashboard_page_and_its_assets() {
+    let engine = Engine::start(at("2026-01-05T09:00:00Z")).await;
+    let page = engine.http("GET", "/", Value::Null).await;
+    assert_eq!((page.status, page.content_type.as_str()), (200, "text/html; charset=utf-8"));
+    let html = page.body.as_str().unwrap_or_default();
+    assert!(html.contains("assets/app.js") && html.contains("assets/app.css"), "{html}");
+    let script = engine.http("GET", "/assets/app.js", Value::Null).await;
+    assert_eq!(
+        (script.status, script.content_type.as_str()),
+        (200, "text/javascript; charset=utf-8")
+    );
+    assert!(
+        script.body.as_str().is_some_and(|js| js.contains("v1/pyramid")),
+        "the page reads the API"
+    );
+    let style = engine.http("GET", "/assets/app.css", Value::Null).await;
+    assert_eq!((style.status, style.content_type.as_str()), (200, "text/css; charset=utf-8"));
+    let missing = engine.http("GET", "/assets/other.js", Value::Null).await;
+    assert_eq!((missing.status, missing.content_type.as_str()), (404, "application/problem+json"));
+    let post = engine.http("POST", "/", Value::Null).await;
+    assert_eq!((post.status, post.allow.as_deref()), (405, Some("GET, HEAD")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_listing_is_newest_first_across_shards_and_pages() {
+    let start = at("2026-02-02T09:00:00Z");
+    let engine = Engine::start(start.plus_days(10.0)).await;
+    // Eight followers, a day apart; their ids spread them over the index's shards.
+    let items = (0..8)
+        .map(|n| {
+            interaction(
+                &format!("n-{n}"),
+                &format!("fan{n}@example.com"),
+                "newsletter_subscribed",
+                start.plus_days(f64::from(n)),
+            )
+        })
+        .collect();
+    record(&engine, items).await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/v1/customers?level=following&limit=3".to_string(),
+            Some(c) => format!("/v1/customers?level=following&limit=3&cursor={c}"),
+        };
+        let page = engine.http("GET", &path, Value::Null).await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        seen.extend(
+            page.body["customers"]
+                .as_array()
+                .expect("customers")
+                .iter()
+                .map(|c| c["since"].as_str().unwrap_or_default().to_string()),
+        );
+        match page.body["cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..8).rev().map(|n| start.plus_days(f64::from(n)).to_rfc3339()).collect();
+    assert_eq!(seen, expected, "newest first over the whole listing, each once");
+}
