@@ -11,17 +11,13 @@ const STYLE: &[u8] = include_bytes!("../dashboard/app.css");
 /// The page's content security policy: its own script and style, its own API, nothing else.
 const POLICY: &str = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// The asset at `path` (`/`, `/assets/app.js`, `/assets/app.css`, with or without a stage
-/// prefix), if it is one.
+/// The asset at exactly `path` (`/`, `/assets/app.js` or `/assets/app.css`), if it is one.
 pub fn asset(path: &str) -> Option<HttpResponse> {
-    let (body, content_type) = if path == "/" || path.is_empty() {
-        (INDEX, "text/html; charset=utf-8")
-    } else if path.ends_with("/assets/app.js") {
-        (SCRIPT, "text/javascript; charset=utf-8")
-    } else if path.ends_with("/assets/app.css") {
-        (STYLE, "text/css; charset=utf-8")
-    } else {
-        return None;
+    let (body, content_type) = match path {
+        "/" => (INDEX, "text/html; charset=utf-8"),
+        "/assets/app.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        "/assets/app.css" => (STYLE, "text/css; charset=utf-8"),
+        _ => return None,
     };
     let mut response = http::Response::new(body.to_vec());
     let headers = response.headers_mut();
@@ -34,7 +30,8 @@ pub fn asset(path: &str) -> Option<HttpResponse> {
     Some(response)
 }
 
-/// Whether a path is one of the dashboard's (served without a token: the page holds no data).
+/// Whether a path is exactly one of the dashboard's (served without a token: the page holds no
+/// data). Exact, so no API path can pass for one.
 pub fn is_asset_path(path: &str) -> bool {
-    path == "/" || path.ends_with("/assets/app.js") || path.ends_with("/assets/app.css")
+    matches!(path, "/" | "/assets/app.js" | "/assets/app.css")
 }

@@ -54,7 +54,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
     pub async fn handle(&self, request: HttpRequest) -> HttpResponse {
         let path = request.uri().path().to_string();
         let method = request.method().clone();
-        if !path.contains("/v1") && dashboard::is_asset_path(&path) {
+        if dashboard::is_asset_path(&path) {
             return match method {
                 Method::GET | Method::HEAD => dashboard::asset(&path).unwrap_or_else(|| Problem::not_found("no such asset").response()),
                 _ => Problem::method_not_allowed_but(method.as_str(), &path, &["GET", "HEAD"])
