@@ -230,22 +230,35 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             Some("down") => Some(Direction::Down),
             Some(_) => return Err(Problem::invalid_field("query.moved", "must be up or down")),
         };
-        let since = match (moved, optional_time(q, "since")?) {
-            (None, Some(_)) => return Err(Problem::invalid_field("query.since", "only with moved=up or moved=down")),
-            (None, None) => None,
-            (Some(_), since) => Some(since.unwrap_or(now.minus_millis(30 * MILLIS_PER_DAY))),
-        };
+        let explicit_since = optional_time(q, "since")?;
+        if moved.is_none() && explicit_since.is_some() {
+            return Err(Problem::invalid_field("query.since", "only with moved=up or moved=down"));
+        }
         let limit = limit(q, DEFAULT_LIMIT)?;
         let listing = format!(
             "customers:{}:{at_risk}:{}:{}",
             level.map_or("all", Level::name),
             moved.map_or("any", Direction::name),
-            since.map_or(0, Timestamp::millis)
+            explicit_since.map_or("default".to_string(), |t| t.millis().to_string())
         );
-        // Without a level, the listing walks the levels from the top; the cursor remembers where.
-        let (mut current, mut cursor) = match self.open_cursor(q, &listing)? {
+        // Without a level, the listing walks the levels from the top (a drop cannot reach
+        // leading, a rise cannot reach observing); the cursor remembers where, and the `since`
+        // the first page used (a default one moves with the clock).
+        let top = match moved {
+            Some(Direction::Down) => Level::Owning,
+            _ => Level::Leading,
+        };
+        let (mut current, since, mut cursor) = match self.open_cursor(q, &listing)? {
             Some(opened) => split_level_cursor(&opened)?,
-            None => (level.unwrap_or(Level::Leading), None),
+            None => (
+                level.unwrap_or(top),
+                moved.map(|_| explicit_since.unwrap_or(now.minus_millis(30 * MILLIS_PER_DAY))),
+                None,
+            ),
+        };
+        let bottom = match moved {
+            Some(Direction::Up) => Level::Following,
+            _ => Level::Observing,
         };
         let mut items = Vec::new();
         loop {
@@ -264,13 +277,13 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             cursor = page.cursor;
             let next_level = match (&cursor, level) {
                 (Some(_), _) => Some(current),
-                (None, None) => current.down(),
+                (None, None) => current.down().filter(|next| *next >= bottom),
                 (None, Some(_)) => None,
             };
             match next_level {
                 Some(next) if items.len() < limit => current = next,
                 Some(next) => {
-                    let sealed = self.cursors.seal(&listing, &level_cursor(next, cursor.as_deref()));
+                    let sealed = self.cursors.seal(&listing, &level_cursor(next, since, cursor.as_deref()));
                     return Ok(json_response(
                         200,
                         &Listing {
@@ -554,15 +567,32 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
     }
 }
 
-fn level_cursor(level: Level, store_cursor: Option<&str>) -> String {
-    format!("{}|{}", level.name(), store_cursor.unwrap_or(""))
+/// A listing's place: the level it reached, the `since` it filters on (0: none) and the store's
+/// cursor within the level.
+fn level_cursor(level: Level, since: Option<Timestamp>, store_cursor: Option<&str>) -> String {
+    format!(
+        "{}|{}|{}",
+        level.name(),
+        since.map_or(0, Timestamp::millis),
+        store_cursor.unwrap_or("")
+    )
 }
 
-fn split_level_cursor(opened: &str) -> Result<(Level, Option<String>), Problem> {
+type ListingPlace = (Level, Option<Timestamp>, Option<String>);
+
+fn split_level_cursor(opened: &str) -> Result<ListingPlace, Problem> {
     let invalid = || Problem::invalid_field("query.cursor", "not a cursor this listing gave");
-    let (level, rest) = opened.split_once('|').ok_or_else(invalid)?;
+    let mut parts = opened.splitn(3, '|');
+    let (Some(level), Some(since), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid());
+    };
     let level = level.parse::<Level>().map_err(|_| invalid())?;
-    Ok((level, (!rest.is_empty()).then(|| rest.to_string())))
+    let since = since.parse::<i64>().map_err(|_| invalid())?;
+    Ok((
+        level,
+        (since != 0).then(|| Timestamp::from_millis(since)),
+        (!rest.is_empty()).then(|| rest.to_string()),
+    ))
 }
 
 fn direction_param(q: &[(String, String)]) -> Result<Option<Direction>, Problem> {

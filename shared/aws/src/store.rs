@@ -1100,7 +1100,10 @@ impl EngagementStore for DynamoStore {
                     .map(|(identity, _)| (*identity).clone())
                     .filter(|identity| !chunk.new_identities.contains(identity))
                     .collect();
-                let room = MAX_TRANSACTION_ACTIONS - 2 - chunk.indices.len() - chunk.new_identities.len();
+                // Besides its interactions and identities, a chunk holds the customer and the
+                // pyramid counter, and a new customer also the day's flow counter.
+                let fixed = if chunk.is_new { 3 } else { 2 };
+                let room = MAX_TRANSACTION_ACTIONS - fixed - chunk.indices.len() - chunk.new_identities.len();
                 if chunk.new_identities.len() + unclaimed.len() > MAX_NEW_IDENTITIES || room < 1 + unclaimed.len() {
                     deferred.push(index);
                     continue;

@@ -599,7 +599,26 @@ macro_rules! conformance {
     };
 }
 
+/// A new customer's whole history in one batch: more interactions than one transaction holds.
+async fn a_new_customer_with_a_long_history_is_recorded_whole(t: Target) {
+    let batch: Vec<Interaction> = (0..120)
+        .map(|n| {
+            interaction(
+                &format!("long-{n}"),
+                "long@example.com",
+                "page_viewed",
+                at("2026-01-01T00:00:00Z").plus_days(f64::from(n)),
+            )
+        })
+        .collect();
+    let outcomes = t.store.record_interactions(&batch, now()).await.expect("recorded");
+    assert!(outcomes.iter().all(|o| o.status == RecordStatus::Recorded), "{outcomes:?}");
+    let counts = t.store.pyramid_counts().await.expect("counts");
+    assert_eq!(counts.at(Level::Observing), 1, "one customer");
+}
+
 conformance!(
+    a_new_customer_with_a_long_history_is_recorded_whole,
     records_each_interaction_exactly_once,
     concurrent_writers_lose_no_update,
     concurrent_first_interactions_create_one_customer,

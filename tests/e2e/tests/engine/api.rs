@@ -487,4 +487,24 @@ async fn a_level_listing_is_newest_first_across_shards_and_pages() {
     }
     let expected: Vec<String> = (0..8).rev().map(|n| start.plus_days(f64::from(n)).to_rfc3339()).collect();
     assert_eq!(seen, expected, "newest first over the whole listing, each once");
+
+    // Movers up with the default window, paged while the clock moves: the cursor keeps the
+    // window its first page used.
+    let mut risen = 0;
+    let mut cursor: Option<String> = None;
+    for page_number in 0.. {
+        engine.clock.set(start.plus_days(10.0).plus_millis(page_number * 60_000));
+        let path = match &cursor {
+            None => "/v1/customers?moved=up&limit=3".to_string(),
+            Some(c) => format!("/v1/customers?moved=up&limit=3&cursor={c}"),
+        };
+        let page = engine.http("GET", &path, Value::Null).await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        risen += page.body["customers"].as_array().map_or(0, Vec::len);
+        match page.body["cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(risen, 8, "every follower rose from observing, each listed once");
 }
