@@ -184,6 +184,9 @@ pub struct StoredNudge {
     pub trigger_id: String,
     pub decision: NudgeDecision,
     pub decided_at: Timestamp,
+    /// When a rise after this nudge was counted toward its step (once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rose_at: Option<Timestamp>,
 }
 
 impl StoredNudge {

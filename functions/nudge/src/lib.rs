@@ -108,7 +108,10 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
             if change.direction == Direction::Up {
                 // The rise counts toward the nudges that came shortly before it (once each):
                 // the sent ones against the held-out ones is the playbook's uplift.
-                for nudge in history.iter().filter(|n| rise_follows(&n.record(), change.since)) {
+                for nudge in history
+                    .iter()
+                    .filter(|n| n.rose_at.is_none() && rise_follows(&n.record(), change.since))
+                {
                     self.store.record_rise_after(&customer.id, nudge, change.since).await?;
                 }
             }
@@ -148,6 +151,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
                     trigger_id: trigger_id.clone(),
                     decision,
                     decided_at: now,
+                    rose_at: None,
                 };
                 // A concurrent delivery of the same trigger recorded it first: it requests it.
                 let new = self.store.record_nudge(&customer.id, &nudge).await?;

@@ -274,7 +274,11 @@ impl DynamoStore {
         items
             .iter()
             .map(|item| {
-                serde_json::from_str(get_s(item, "content").unwrap_or("{}")).map_err(|e| StoreError::Corrupt(format!("nudge: {e}")))
+                let mut nudge: StoredNudge =
+                    serde_json::from_str(get_s(item, "content").unwrap_or("{}")).map_err(|e| StoreError::Corrupt(format!("nudge: {e}")))?;
+                // Set after the content was written, by the first rise counted toward it.
+                nudge.rose_at = get_i64(item, "rose_at").map(Timestamp::from_millis);
+                Ok(nudge)
             })
             .collect()
     }
@@ -488,6 +492,9 @@ impl DynamoStore {
                 .query()
                 .table_name(self.table())
                 .set_index_name(index.map(str::to_string))
+                // On the table (a customer's nudges and level changes, the flow), read what was
+                // just written: caps, ladders and past pyramids depend on it. Indexes cannot.
+                .consistent_read(index.is_none())
                 .key_condition_expression(condition)
                 .set_expression_attribute_values(Some(values.clone()))
                 .set_projection_expression(projection.map(str::to_string))

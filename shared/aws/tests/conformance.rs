@@ -380,6 +380,7 @@ async fn erasure_removes_everything_and_refuses_the_identity(t: Target) {
             reason: None,
         },
         decided_at: now(),
+        rose_at: None,
     };
     assert!(t.store.record_nudge(&id, &nudge).await.expect("recorded"));
     assert!(t.store.erase_customer(&id, now()).await.expect("erased"));
@@ -491,13 +492,43 @@ async fn nudges_are_recorded_once_per_trigger(t: Target) {
             reason: Some(SuppressReason::NoConsent),
         },
         decided_at: now(),
+        rose_at: None,
     };
     assert!(t.store.record_nudge(&id, &nudge).await.expect("recorded"));
     assert!(
         !t.store.record_nudge(&id, &nudge).await.expect("answered"),
         "a redelivered trigger records nothing"
     );
-    assert_eq!(t.store.nudges(&id).await.expect("listed"), vec![nudge]);
+    assert_eq!(t.store.nudges(&id).await.expect("listed"), vec![nudge.clone()]);
+    // Suppressed: no rise counts toward it, and the step's outcomes say why it was not sent.
+    assert!(!t.store.record_rise_after(&id, &nudge, now()).await.expect("answered"));
+    let outcomes = t.store.nudge_outcomes().await.expect("outcomes");
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].suppressed.get("no_consent"), Some(&1));
+
+    // A held-out nudge: the first rise after it counts, a second one does not.
+    let held = StoredNudge {
+        nudge_id: "ndg_held".into(),
+        trigger_id: "interaction:n-2".into(),
+        decision: NudgeDecision {
+            outcome: NudgeOutcome::HeldOut,
+            reason: None,
+            ..nudge.decision.clone()
+        },
+        ..nudge.clone()
+    };
+    assert!(t.store.record_nudge(&id, &held).await.expect("recorded"));
+    let rose = now().plus_millis(86_400_000);
+    assert!(t.store.record_rise_after(&id, &held, rose).await.expect("counted"));
+    assert!(
+        !t.store.record_rise_after(&id, &held, rose).await.expect("answered"),
+        "once per nudge"
+    );
+    let outcomes = t.store.nudge_outcomes().await.expect("outcomes");
+    assert_eq!((outcomes[0].held_out, outcomes[0].held_out_moved_up), (1, 1));
+    let listed = t.store.nudges(&id).await.expect("listed");
+    let held_back = listed.iter().find(|n| n.nudge_id == "ndg_held").expect("the held-out nudge");
+    assert_eq!(held_back.rose_at, Some(rose), "the rise is on the record");
 }
 
 async fn late_and_early_interactions_fold_the_same(t: Target) {
