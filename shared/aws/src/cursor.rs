@@ -21,17 +21,7 @@ pub struct Position {
 }
 
 pub fn encode(shard: u32, key: Option<&Item>) -> String {
-    let key = key
-        .map(|item| {
-            item.iter()
-                .filter_map(|(name, value)| match value {
-                    AttributeValue::S(text) => Some((name.clone(), ('S', text.clone()))),
-                    AttributeValue::N(number) => Some((name.clone(), ('N', number.clone()))),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let key = key.map(to_raw_key).unwrap_or_default();
     let json = serde_json::to_vec(&Raw { shard, key }).unwrap_or_default();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
 }
@@ -45,23 +35,9 @@ pub fn decode(cursor: Option<&str>) -> Result<Position, StoreError> {
         .decode(cursor)
         .map_err(|_| invalid())?;
     let raw: Raw = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    let key: Item = raw
-        .key
-        .into_iter()
-        .map(|(name, (kind, value))| {
-            (
-                name,
-                if kind == 'N' {
-                    AttributeValue::N(value)
-                } else {
-                    AttributeValue::S(value)
-                },
-            )
-        })
-        .collect();
     Ok(Position {
         shard: raw.shard,
-        key: if key.is_empty() { None } else { Some(key) },
+        key: from_raw_key(raw.key),
     })
 }
 

@@ -640,6 +640,25 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// A transaction whose first action is conditional: true when written, false when that
+    /// condition failed (already done), retried while other writers conflict.
+    async fn transact_once(&self, actions: Vec<TransactWriteItem>, what: &str) -> Result<bool, StoreError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.transact(actions.clone()).await? {
+                Ok(()) => return Ok(true),
+                Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(false),
+                Err(reasons) if reasons.iter().any(|r| r.code == "TransactionConflict") => backoff(attempt).await,
+                Err(reasons) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{what}: TransactWriteItems cancelled: {:?}",
+                        reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
+                    )))
+                }
+            }
+        }
+        Err(StoreError::Contention(what.to_string()))
+    }
+
     /// Adds one to a playbook step's outcome counter (one shard, chosen by the customer).
     fn outcome_update(&self, customer: &CustomerId, nudge: &StoredNudge, outcome: &str) -> Result<TransactWriteItem, StoreError> {
         let mut expr = Expr::default();
@@ -1493,20 +1512,8 @@ impl EngagementStore for DynamoStore {
         };
         let counter = self.outcome_update(customer, nudge, &outcome)?;
         let actions = vec![TransactWriteItem::builder().put(put).build(), counter];
-        for attempt in 0..MAX_ATTEMPTS {
-            match self.transact(actions.clone()).await? {
-                Ok(()) => return Ok(true),
-                Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(false),
-                Err(reasons) if reasons.iter().any(|r| r.code == "TransactionConflict") => backoff(attempt).await,
-                Err(reasons) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "nudge not recorded: {:?}",
-                        reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
-                    )))
-                }
-            }
-        }
-        Err(StoreError::Contention(format!("nudge outcomes of {}", nudge.decision.playbook)))
+        self.transact_once(actions, &format!("nudge outcomes of {}", nudge.decision.playbook))
+            .await
     }
 
     async fn record_rise_after(&self, customer: &CustomerId, nudge: &StoredNudge, rose_at: Timestamp) -> Result<bool, StoreError> {
@@ -1526,20 +1533,8 @@ impl EngagementStore for DynamoStore {
             TransactWriteItem::builder().update(mark).build(),
             self.outcome_update(customer, nudge, outcome)?,
         ];
-        for attempt in 0..MAX_ATTEMPTS {
-            match self.transact(actions.clone()).await? {
-                Ok(()) => return Ok(true),
-                Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(false),
-                Err(reasons) if reasons.iter().any(|r| r.code == "TransactionConflict") => backoff(attempt).await,
-                Err(reasons) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "rise not counted: {:?}",
-                        reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
-                    )))
-                }
-            }
-        }
-        Err(StoreError::Contention(format!("nudge outcomes of {}", nudge.decision.playbook)))
+        self.transact_once(actions, &format!("nudge outcomes of {}", nudge.decision.playbook))
+            .await
     }
 
     async fn nudge_outcomes(&self) -> Result<Vec<StepOutcomes>, StoreError> {
