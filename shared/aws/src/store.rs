@@ -907,6 +907,31 @@ impl DynamoStore {
 
     /// Queries an index over several partitions (shards, or a customer and those merged into
     /// it) page by page, one partition after the other.
+    /// The query of one shard of a partitioned listing, from `start`, at most `limit` items.
+    fn shard_query(
+        &self,
+        query: &PartitionQuery<'_>,
+        shard: u32,
+        start: Option<Item>,
+        limit: usize,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let mut values = HashMap::from([(":shard".to_string(), s(query.partitions[shard as usize].clone()))]);
+        let mut condition = format!("{} = :shard", query.hash_name);
+        if let Some((expression, value)) = &query.range {
+            condition.push_str(&format!(" AND {expression}"));
+            values.insert(":bound".to_string(), value.clone());
+        }
+        self.client
+            .query()
+            .table_name(self.table())
+            .index_name(query.index)
+            .key_condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(!query.newest_first)
+            .limit(limit as i32)
+            .set_exclusive_start_key(start)
+    }
+
     /// Like `query_partitions`, but in one order across the shards (by the index's sort key):
     /// every shard is read a page deep at once and the pages are merged, so "newest first" holds
     /// over the whole listing, not shard by shard. The cursor keeps each shard's place.
@@ -917,32 +942,11 @@ impl DynamoStore {
         cursor: Option<String>,
         limit: usize,
     ) -> Result<Page<Item>, StoreError> {
-        let PartitionQuery {
-            index,
-            hash_name,
-            partitions,
-            range,
-            newest_first,
-        } = query;
+        let (hash_name, partitions, newest_first) = (query.hash_name, query.partitions, query.newest_first);
         let limit = limit.clamp(1, 1000);
         let mut positions = cursor::decode_merged(cursor.as_deref(), partitions.len() as u32)?;
         let reads = positions.iter().map(|(shard, start)| {
-            let mut values = HashMap::from([(":shard".to_string(), s(partitions[*shard as usize].clone()))]);
-            let mut condition = format!("{hash_name} = :shard");
-            if let Some((expression, value)) = &range {
-                condition.push_str(&format!(" AND {expression}"));
-                values.insert(":bound".to_string(), value.clone());
-            }
-            let request = self
-                .client
-                .query()
-                .table_name(self.table())
-                .index_name(index)
-                .key_condition_expression(condition)
-                .set_expression_attribute_values(Some(values))
-                .scan_index_forward(!newest_first)
-                .limit(limit as i32)
-                .set_exclusive_start_key(start.clone());
+            let request = self.shard_query(&query, *shard, start.clone(), limit);
             let shard = *shard;
             async move { (shard, request.send().await) }
         });
@@ -995,35 +999,14 @@ impl DynamoStore {
     }
 
     async fn query_partitions(&self, query: PartitionQuery<'_>, cursor: Option<String>, limit: usize) -> Result<Page<Item>, StoreError> {
-        let PartitionQuery {
-            index,
-            hash_name,
-            partitions,
-            range,
-            newest_first,
-        } = query;
         let limit = limit.clamp(1, 1000);
         let position = cursor::decode(cursor.as_deref())?;
         let (mut shard_index, mut start) = (position.shard, position.key);
-        let shards = partitions.len() as u32;
+        let shards = query.partitions.len() as u32;
         let mut items = Vec::new();
         while shard_index < shards {
-            let mut values = HashMap::from([(":shard".to_string(), s(partitions[shard_index as usize].clone()))]);
-            let mut condition = format!("{hash_name} = :shard");
-            if let Some((expression, value)) = &range {
-                condition.push_str(&format!(" AND {expression}"));
-                values.insert(":bound".to_string(), value.clone());
-            }
             let output = self
-                .client
-                .query()
-                .table_name(self.table())
-                .index_name(index)
-                .key_condition_expression(condition)
-                .set_expression_attribute_values(Some(values))
-                .scan_index_forward(!newest_first)
-                .limit((limit - items.len()) as i32)
-                .set_exclusive_start_key(start.take())
+                .shard_query(&query, shard_index, start.take(), limit - items.len())
                 .send()
                 .await
                 .map_err(|e| unavailable("Query", e))?;
