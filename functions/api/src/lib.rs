@@ -375,13 +375,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         if from > to {
             return Err(Problem::invalid_field("query.from", "must not be after query.to"));
         }
-        let (first, last) = (day_of(from), day_of(to));
-        if last - first >= MAX_PERIOD_DAYS {
-            return Err(Problem::invalid_field(
-                "query.from",
-                format!("the period must be at most {MAX_PERIOD_DAYS} days"),
-            ));
-        }
+        let (first, last) = whole_days(from, to, "query.from")?;
         let current = self.store().pyramid_counts().await.map_err(|e| store_problem(&e))?;
         let flows = self.flows_from(first).await?;
         let view = TransitionsView::new(
@@ -409,13 +403,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         if since > now {
             return Err(Problem::invalid_field("query.since", "must not be in the future"));
         }
-        let (first, last) = (day_of(since), day_of(now));
-        if last - first >= MAX_PERIOD_DAYS {
-            return Err(Problem::invalid_field(
-                "query.since",
-                format!("the period must be at most {MAX_PERIOD_DAYS} days"),
-            ));
-        }
+        let (first, last) = whole_days(since, now, "query.since")?;
         let flows = self.flows_from(first).await?;
         let movers = flow::movers(&flows, first, last + 1);
         Ok(json_response(200, &MoversView::new(&movers, since, now, direction)))
@@ -593,6 +581,18 @@ fn split_level_cursor(opened: &str) -> Result<ListingPlace, Problem> {
         (since != 0).then(|| Timestamp::from_millis(since)),
         (!rest.is_empty()).then(|| rest.to_string()),
     ))
+}
+
+/// The UTC days a period spans, refused (naming `field`) when longer than periods may be.
+fn whole_days(from: Timestamp, to: Timestamp, field: &str) -> Result<(Day, Day), Problem> {
+    let (first, last) = (day_of(from), day_of(to));
+    if last - first >= MAX_PERIOD_DAYS {
+        return Err(Problem::invalid_field(
+            field,
+            format!("the period must be at most {MAX_PERIOD_DAYS} days"),
+        ));
+    }
+    Ok((first, last))
 }
 
 fn direction_param(q: &[(String, String)]) -> Result<Option<Direction>, Problem> {
