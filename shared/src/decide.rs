@@ -126,7 +126,8 @@ impl Decision {
                 let _ = write!(
                     text,
                     " {:.1} more {} evidence would move them up",
-                    next.missing_evidence, next.level
+                    shown_missing(next.missing_evidence),
+                    next.level
                 );
                 if let Some(kind) = &next.suggested_kind {
                     let _ = write!(text, ", e.g. {} × {}", next.suggested_count, kind);
@@ -141,6 +142,12 @@ impl Decision {
         }
         text
     }
+}
+
+/// Missing evidence as a person reads it: rounded up to the tenth shown, so a level not yet
+/// reached never reads as "0.0 more" (float noise below a millionth of a tenth is not rounded up).
+pub fn shown_missing(missing: f64) -> f64 {
+    ((missing * 10.0 - 1e-6).ceil() / 10.0).max(0.1)
 }
 
 /// When the standing's level actually ends, if it has by `now`: the foreseen `drops_at`, unless
@@ -168,18 +175,39 @@ fn protected_level(standing: Option<&Standing>, lapsed: Option<Timestamp>) -> Le
     }
 }
 
-fn qualifies(rules: &Rules, level: Level, evidence: f64, protected: Level, has_consent: bool) -> bool {
-    let bar = if level <= protected {
-        rules.hold_threshold(level)
-    } else {
-        rules.threshold(level)
-    };
-    evidence >= bar && (level != Level::Following || has_consent)
+/// How far below a rise threshold evidence may sit and still reach it: the precision of the
+/// stored sums (terms on a 1e-12 grid, decay by `exp2`). One review of weight 3 is an evidence of
+/// 3 at its own instant up to this rounding, and must reach a threshold of 3.
+const RISE_TOLERANCE: f64 = 1e-9;
+
+/// Evidence for one level, at the two instants a decision looks at.
+#[derive(Clone, Copy)]
+struct LevelEvidence {
+    /// At the decision's instant: what holds a level (against `hysteresis × threshold`).
+    now: f64,
+    /// At the latest interaction, the one that could have caused a rise: what a rise is
+    /// judged on, so that a rescore a moment later decides what replay decides at that instant.
+    at_rise: f64,
+}
+
+fn qualifies(rules: &Rules, level: Level, evidence: LevelEvidence, protected: Level, has_consent: bool) -> bool {
+    // Only decay below the hold bar takes a level away; a rise needs the full threshold as of the
+    // interaction that caused it, and still holding now.
+    let holds = evidence.now >= rules.hold_threshold(level);
+    let reached = level <= protected || evidence.at_rise >= rules.threshold(level) * (1.0 - RISE_TOLERANCE);
+    holds && reached && (level != Level::Following || has_consent)
 }
 
 /// Decides the customer's level at `now`. Pure: the same inputs give the same decision.
 pub fn decide(rules: &Rules, state: &CustomerState, now: Timestamp) -> Decision {
     let evidence: [f64; LEVEL_COUNT] = std::array::from_fn(|r| state.evidence.at(rules, Level::ALL[r], now));
+    // The latest interaction is the only thing that can cause a rise or a consent drop: both are
+    // judged and dated at its instant, as replay does, however late the rescore runs.
+    let latest_at = state.evidence.last_interaction_at.map_or(now, |last| last.min(now));
+    let judged: [LevelEvidence; LEVEL_COUNT] = std::array::from_fn(|r| LevelEvidence {
+        now: evidence[r],
+        at_rise: state.evidence.at(rules, Level::ALL[r], latest_at),
+    });
     let has_consent = state.consent.any_granted();
     let standing = state.standing.as_ref();
     let previous = standing.map_or(Level::Observing, |s| s.level);
@@ -190,23 +218,19 @@ pub fn decide(rules: &Rules, state: &CustomerState, now: Timestamp) -> Decision 
         .iter()
         .rev()
         .copied()
-        .find(|&l| qualifies(rules, l, evidence[l.index()], protected, has_consent))
+        .find(|&l| qualifies(rules, l, judged[l.index()], protected, has_consent))
         .unwrap_or(Level::Observing);
 
     let since = match standing {
         Some(s) if s.level == level && protected == s.level => s.since,
         Some(s) if level < s.level => match lapsed {
             // The drop happened when the evidence crossed the bar, unless consent was
-            // withdrawn (then: now).
+            // withdrawn: then at the withdrawal, the latest interaction.
             Some(drop) => drop.max(s.since),
-            None => now,
+            None => latest_at.max(s.since),
         },
         // A rise is caused by an interaction: the latest one is when it happened.
-        _ => state
-            .evidence
-            .last_interaction_at
-            .map_or(now, |last| last.min(now))
-            .max(standing.map_or(Timestamp(i64::MIN), |s| s.since)),
+        _ => latest_at.max(standing.map_or(Timestamp(i64::MIN), |s| s.since)),
     };
 
     let (drops_at, drops_to) = if level == Level::Observing {
@@ -223,7 +247,14 @@ pub fn decide(rules: &Rules, state: &CustomerState, now: Timestamp) -> Decision 
                 .iter()
                 .rev()
                 .copied()
-                .find(|&l| qualifies(rules, l, state.evidence.at(rules, l, at), level, has_consent))
+                .find(|&l| {
+                    let later = state.evidence.at(rules, l, at);
+                    let evidence = LevelEvidence {
+                        now: later,
+                        at_rise: later,
+                    };
+                    qualifies(rules, l, evidence, level, has_consent)
+                })
                 .unwrap_or(Level::Observing)
         });
         (drops_at, drops_to)

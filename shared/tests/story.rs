@@ -342,3 +342,48 @@ fn the_holdout_group_gets_the_same_cadence_as_the_treated_group() {
         "held out a day ago: cooling down like a sent nudge"
     );
 }
+
+/// Folds one interaction and decides a moment later, as ingest and then rescore do in production.
+fn step_late(rules: &Rules, state: &mut CustomerState, item: &Interaction, later_millis: i64) -> Decision {
+    state.fold(rules, &item.score(rules).expect("known kind"));
+    let decision = decide(rules, state, item.occurred_at.plus_millis(later_millis));
+    state.standing = Some(decision.standing());
+    decision
+}
+
+#[test]
+fn one_review_rescored_a_second_later_makes_an_endorser_as_replay_says() {
+    let rules = Rules::default_rules();
+    let mut state = CustomerState::new(&rules);
+    let subscribe = interaction(&rules, "1", "newsletter_subscribed", "2026-01-10T09:00:00Z");
+    let review = interaction(&rules, "2", "review_posted", "2026-01-12T09:00:00Z");
+    assert_eq!(step_late(&rules, &mut state, &subscribe, 1_000).level, Level::Following);
+    // The review's weight equals the endorsing threshold: at its own instant it reaches it, and a
+    // rescore ten minutes later must not see the decay since then as a missed rise.
+    let live = step_late(&rules, &mut state, &review, 600_000);
+    assert_eq!(live.level, Level::Endorsing, "{}", live.summary());
+    assert_eq!(live.since, review.occurred_at);
+    let replayed = replay(&rules, &[subscribe, review], live.since.plus_millis(600_000));
+    assert_eq!((replayed.decision.level, replayed.decision.since), (live.level, live.since));
+    assert_eq!(live.drops_at, replayed.decision.drops_at);
+}
+
+#[test]
+fn missing_evidence_never_reads_as_zero() {
+    let rules = Rules::default_rules();
+    let mut state = CustomerState::new(&rules);
+    // Two shares a few hours apart, no consent: following evidence is 2 less a sliver of decay,
+    // a hair short of its threshold of 2 (and consent is missing too).
+    for (id, when) in [("1", "2026-01-10T09:00:00Z"), ("2", "2026-01-10T15:00:00Z")] {
+        step_late(&rules, &mut state, &interaction(&rules, id, "content_shared", when), 0);
+    }
+    let later = decide(&rules, &state, at("2026-01-10T15:00:01Z"));
+    assert_eq!(later.level, Level::Observing);
+    let summary = later.summary();
+    assert!(summary.contains(" 0.1 more following evidence would move them up"), "{summary}");
+    assert!(!summary.contains(" 0.0 more"), "{summary}");
+    // Evidence a hair below the bar at a level not reached reads as the smallest step shown.
+    assert_eq!(engagement::decide::shown_missing(2.5e-7), 0.1);
+    assert_eq!(engagement::decide::shown_missing(1.4000000001), 1.4);
+    assert_eq!(engagement::decide::shown_missing(1.41), 1.5);
+}

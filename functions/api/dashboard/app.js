@@ -104,6 +104,12 @@ function fmtNum(n, digits = 1) {
   return typeof n === 'number' && Number.isFinite(n) ? n.toFixed(digits) : '—';
 }
 
+// Missing evidence rounded up to the tenth shown: a bar not yet reached never reads "0.0".
+function fmtMissing(n) {
+  if (typeof n !== 'number' || !Number.isFinite(n)) return '—';
+  return Math.max(0.1, Math.ceil(n * 10 - 1e-6) / 10).toFixed(1);
+}
+
 function fmtPct(part, whole) {
   if (!whole) return '—';
   const pct = (100 * part) / whole;
@@ -1018,7 +1024,7 @@ function evidencePanel(c) {
     if (r.threshold <= 0) status = 'The floor';
     else if (r.evidence >= r.threshold) status = 'Above the bar to rise';
     else if (rung <= currentRung && r.evidence >= r.hold_threshold) status = 'Kept: above the bar to stay';
-    else status = `${fmtNum(r.threshold - r.evidence)} short of the bar`;
+    else status = `${fmtMissing(r.threshold - r.evidence)} short of the bar`;
     const bar = h('div', { class: 'rung-bar' });
     bar.append(rungSvg(r));
     return h(
@@ -1119,7 +1125,7 @@ function explanationPanel(c) {
   const next = e.next_step;
   if (next) {
     const parts = [];
-    if (next.missing_evidence > 0) parts.push(`${fmtNum(next.missing_evidence)} more ${title(next.level)} evidence`);
+    if (next.missing_evidence > 0) parts.push(`${fmtMissing(next.missing_evidence)} more ${title(next.level)} evidence`);
     if (next.suggested_kind) parts.push(`for example ${next.suggested_count} × ${words(next.suggested_kind)}`);
     if (next.needs_consent) parts.push('consent on a channel');
     items.push(h('li', null, `To rise to ${title(next.level)}: ${parts.join(', ') || 'nothing more'}.`));

@@ -1,6 +1,7 @@
 //! The engine end to end, one test binary (one moto, one dynoxide) for every function: HTTP in
 //! through API Gateway v2 payloads, events out through EventBridge (moto) to the functions.
 
+mod agreement;
 mod api;
 mod ingest;
 mod nudges;
