@@ -106,8 +106,8 @@ pub fn secure_delete_on_every_connection() -> Result<(), ScrubError> {
 /// its own (dynoxide's is busy serving). Retried while readers hold old frames.
 fn checkpoint(database: &Path) -> Result<(), ScrubError> {
     let connection = rusqlite::Connection::open(database)?;
-    connection.busy_timeout(Duration::from_secs(10))?;
-    for _ in 0..50 {
+    connection.busy_timeout(Duration::from_secs(2))?;
+    for _ in 0..5 {
         let busy: i64 = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
         if busy == 0 {
             return Ok(());

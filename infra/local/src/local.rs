@@ -112,9 +112,9 @@ pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<
     database
         .enable_bulk_loading()
         .map_err(|e| anyhow::anyhow!("cannot tune {}: {e}", file.display()))?;
-    let _ = dir.database.set(database.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
+    let _ = dir.database.set(database.clone());
     tokio::spawn(async move {
         let _ = dynoxide::server::serve_with_shutdown(listener, database, std::future::pending()).await;
     });
