@@ -150,7 +150,8 @@ impl Progress {
     }
 }
 
-/// Imports files into the store, then decides every touched customer's level quietly.
+/// Imports files into the store, then decides the level of every customer the files name
+/// (recorded or already there) quietly.
 pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], forced: Option<Format>) -> anyhow::Result<ImportReport> {
     let started = Instant::now();
     let now = Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
@@ -217,14 +218,13 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
         while let Some(outcomes) = recorded.next().await {
             for outcome in outcomes? {
                 match outcome.status {
-                    RecordStatus::Recorded => {
-                        report.recorded += 1;
-                        touched.extend(outcome.customer_id);
-                    }
+                    RecordStatus::Recorded => report.recorded += 1,
                     RecordStatus::Duplicate => report.duplicate += 1,
                     RecordStatus::Conflict => report.conflict += 1,
                     RecordStatus::Erased => report.erased += 1,
                 }
+                // Duplicates too: a run killed before it settled left their customers undecided.
+                touched.extend(outcome.customer_id);
             }
             report.lines = lines_read.get();
             report.rejected = rejected.get();
@@ -239,7 +239,7 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
     Ok(report)
 }
 
-/// Decides the level of the customers this import touched, publishing nothing. (Not a sweep:
+/// Decides the level of the customers the files named, publishing nothing. (Not a sweep:
 /// other customers' pending events and at-risk notices are left for `serve` to send.)
 pub async fn settle(store: &DynamoStore, rules: &Arc<Rules>, touched: &std::collections::BTreeSet<CustomerId>) -> anyhow::Result<u64> {
     let quiet = Rescorer {

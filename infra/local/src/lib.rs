@@ -4,6 +4,7 @@
 
 pub mod bus;
 pub mod community;
+pub mod erasure;
 pub mod history;
 pub mod import;
 pub mod local;

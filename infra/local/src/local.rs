@@ -3,6 +3,7 @@
 //! the cloud) and the in-process bus routed by the template's rules.
 
 use crate::bus::{Delivery, LocalBus};
+use crate::erasure::Scrubber;
 use crate::routing::{Router, Target};
 use crate::webhooks::Webhooks;
 use anyhow::Context as _;
@@ -36,6 +37,8 @@ pub struct DataDir {
     pub path: PathBuf,
     /// Held while this process uses the directory: a second process is refused, not corrupting.
     _lock: std::fs::File,
+    /// The database once `embedded_store` opened it (erasure vacuums through it).
+    database: std::sync::OnceLock<dynoxide::Database>,
 }
 
 impl DataDir {
@@ -51,6 +54,7 @@ impl DataDir {
         Ok(DataDir {
             path: path.to_path_buf(),
             _lock: lock,
+            database: std::sync::OnceLock::new(),
         })
     }
 
@@ -99,6 +103,8 @@ pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<
     // Before the database file exists on a first start (a missing salt later is an error).
     let salt = dir.secret("identity-salt")?;
     let file = dir.path.join("engagement.db");
+    // On dynoxide's connection too: erased rows are overwritten, not just unlinked.
+    crate::erasure::secure_delete_on_every_connection().context("cannot turn on SQLite's secure_delete")?;
     let database = dynoxide::Database::new(&file.to_string_lossy()).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
     // A 64 MB page cache and memory-mapped reads instead of SQLite's 2 MB default, and no fsync
     // at WAL checkpoints: every commit is in the file before it is acknowledged, so a killed
@@ -108,6 +114,7 @@ pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("cannot tune {}: {e}", file.display()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
+    let _ = dir.database.set(database.clone());
     tokio::spawn(async move {
         let _ = dynoxide::server::serve_with_shutdown(listener, database, std::future::pending()).await;
     });
@@ -139,12 +146,15 @@ pub struct Engine {
     pub rescore: Arc<LocalRescorer>,
     pub nudge: Arc<Nudger<DynamoStore, LocalBus, SystemClock>>,
     pub webhooks: Arc<Webhooks>,
+    pub erasure: Arc<Scrubber>,
 }
 
 pub struct Options {
     pub webhooks: Vec<String>,
     pub webhook_backoff: Duration,
     pub source: String,
+    /// How long after an erasure the database is vacuumed (an hour; shorter in tests).
+    pub vacuum_after: Duration,
 }
 
 impl Engine {
@@ -197,6 +207,7 @@ impl Engine {
             cursors: CursorSigner::new(&salt),
         });
         let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);
+        let erasure = Scrubber::start(&dir.path, dir.database.get().cloned(), Arc::clone(&webhooks), options.vacuum_after);
         let engine = Engine {
             rules,
             store,
@@ -207,6 +218,7 @@ impl Engine {
             rescore,
             nudge,
             webhooks,
+            erasure,
         };
         engine.dispatch(deliveries);
         let webhooks = Arc::clone(&engine.webhooks);

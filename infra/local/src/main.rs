@@ -55,6 +55,9 @@ struct ServeArgs {
     /// The first webhook retry waits about this long (milliseconds), doubling each time.
     #[arg(long, default_value_t = 1000, hide = true)]
     webhook_backoff_ms: u64,
+    /// The database is vacuumed this long (seconds) after an erasure.
+    #[arg(long, default_value_t = 3600, hide = true)]
+    vacuum_after_erasure_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +132,7 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
         webhooks: args.webhooks,
         webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
         source: engagement::events::DEFAULT_SOURCE.to_string(),
+        vacuum_after: Duration::from_secs(args.vacuum_after_erasure_secs),
     };
     let engine = match store {
         Some(store) => Engine::with_store(&dir, store, rules, router, options).await?,

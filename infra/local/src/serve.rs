@@ -1,9 +1,11 @@
 //! `pyramid serve`: the functions' HTTP API on one port, behind a bearer token.
 
+use crate::erasure::ErasedPerson;
 use crate::local::Engine;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
+use engagement::ports::{CustomerId, EngagementStore as _};
 use engagement_http::{HttpResponse, Problem};
 use std::sync::Arc;
 
@@ -71,10 +73,37 @@ async fn handle(State(served): State<Served>, request: http::Request<Body>) -> R
     let request = http::Request::from_parts(parts, bytes.to_vec());
     let response = if path == "/v1/interactions" || path == "/v1/interactions/" {
         served.engine.ingest.handle(request).await
+    } else if let Some(id) = erased_customer(&request) {
+        erase(&served.engine, id, request).await
     } else {
         served.engine.api.handle(request).await
     };
     to_axum(response)
+}
+
+/// The customer a `DELETE /v1/customers/{id}` erases.
+fn erased_customer(request: &http::Request<Vec<u8>>) -> Option<CustomerId> {
+    let id = request.uri().path().strip_prefix("/v1/customers/")?;
+    (request.method() == http::Method::DELETE && !id.is_empty() && !id.contains('/')).then(|| CustomerId(id.to_string()))
+}
+
+/// The API's erasure, then the data directory's scrub: answered once nothing readable about
+/// the person is left in the logs or the database's files.
+async fn erase(engine: &Engine, id: CustomerId, request: http::Request<Vec<u8>>) -> HttpResponse {
+    // Who they are, while the store still knows: the logs name them by handle and id.
+    let person = engine.store.load_customer(&id).await.ok().flatten().map(|c| ErasedPerson::of(&c));
+    let response = engine.api.handle(request).await;
+    if response.status() == http::StatusCode::NO_CONTENT {
+        let mut person = person.unwrap_or_default();
+        if !person.customer_ids.contains(&id.0) {
+            person.customer_ids.push(id.0.clone());
+        }
+        // The store has erased them and the marketing tools are told: the answer stays 204.
+        if let Err(error) = engine.erasure.after_erasure(person).await {
+            tracing::error!(customer_id = %id, %error, "erased, but the data directory is not scrubbed yet; retried with the next vacuum");
+        }
+    }
+    response
 }
 
 pub fn app(served: Served) -> axum::Router {

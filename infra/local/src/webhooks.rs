@@ -5,6 +5,7 @@
 //! after the retry budget. A receiver that is down for an hour loses nothing: the budget spans
 //! about two hours, and a restart picks the outbox up where it was.
 
+use crate::erasure::ErasedPerson;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,10 @@ pub struct Webhooks {
     base: Duration,
     client: reqwest::Client,
     delivered: Mutex<HashSet<String>>,
+    /// People erased while this process runs. Held while `nudges.jsonl`, `dead-letter.jsonl` or
+    /// the outbox is written: a nudge about someone is either written before their erasure's
+    /// scrub, which then removes it, or not written at all.
+    erased: Mutex<Vec<ErasedPerson>>,
     wake: Notify,
 }
 
@@ -61,13 +66,41 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
+/// Held by every append, and by a rewrite from its read to its rename.
+static APPENDING: Mutex<()> = Mutex::new(());
+
 /// Appends one line in one write (concurrent appenders never interleave within a line).
 fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    static APPENDING: Mutex<()> = Mutex::new(());
     let _guard = APPENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     file.write_all(format!("{line}\n").as_bytes())?;
     file.sync_data()
+}
+
+/// Rewrites a file of JSON lines without the lines `doomed` picks, atomically.
+fn rewrite_lines(path: &Path, doomed: impl Fn(&str) -> bool) -> std::io::Result<()> {
+    let _guard = APPENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let kept: String = text.lines().filter(|line| !doomed(line)).map(|line| format!("{line}\n")).collect();
+    if kept.len() == text.len() {
+        return Ok(());
+    }
+    write_atomically(path, kept.as_bytes())
+}
+
+/// The nudge a webhook body (`{"type", "timestamp", "data"}`) carries: its customer id and handle.
+fn nudge_of_body(body: &str) -> Option<(Option<String>, Option<String>)> {
+    let body: Value = serde_json::from_str(body).ok()?;
+    (body["type"] == engagement::events::NUDGE_REQUESTED).then(|| nudge_of_detail(&body["data"]))
+}
+
+fn nudge_of_detail(detail: &Value) -> (Option<String>, Option<String>) {
+    let field = |name: &str| detail[name].as_str().map(str::to_string);
+    (field("customer_id"), field("handle"))
 }
 
 /// The signing secret of a data directory (`whsec_…`, made on first use).
@@ -117,6 +150,7 @@ impl Webhooks {
             base,
             client,
             delivered: Mutex::new(delivered),
+            erased: Mutex::default(),
             wake: Notify::new(),
         })
     }
@@ -131,7 +165,12 @@ impl Webhooks {
         let detail_type = envelope["detail-type"].as_str().unwrap_or_default();
         let id = format!("msg_{}", envelope["id"].as_str().unwrap_or_default());
         let body = json!({"type": detail_type, "timestamp": envelope["time"], "data": envelope["detail"]}).to_string();
+        let erased = self.erased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if detail_type == engagement::events::NUDGE_REQUESTED {
+            let (customer_id, handle) = nudge_of_detail(&envelope["detail"]);
+            if erased.iter().any(|person| person.owns(customer_id.as_deref(), handle.as_deref())) {
+                return Ok(()); // about someone erased since it was decided: not kept anywhere
+            }
             let already = self.delivered.lock().map(|d| d.contains(&format!("jsonl {id}"))).unwrap_or(false);
             if !already {
                 append_line(&self.dir.join("nudges.jsonl"), &envelope["detail"].to_string())?;
@@ -154,8 +193,62 @@ impl Webhooks {
             };
             write_atomically(&path, &serde_json::to_vec(&pending).unwrap_or_default())?;
         }
+        drop(erased);
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Forgets an erased person: their nudges leave `nudges.jsonl`, `dead-letter.jsonl` and the
+    /// outbox (not yet delivered: now never), and later ones are dropped. `Customer Erased`
+    /// notices stay: they hold only the customer id, and tell the marketing tools to erase.
+    pub fn forget(&self, person: &ErasedPerson) -> std::io::Result<()> {
+        let mut erased = self.erased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !erased.contains(person) {
+            erased.push(person.clone());
+        }
+        rewrite_lines(&self.dir.join("nudges.jsonl"), |line| match serde_json::from_str::<Value>(line) {
+            Ok(detail) => {
+                let (customer_id, handle) = nudge_of_detail(&detail);
+                person.owns(customer_id.as_deref(), handle.as_deref())
+            }
+            Err(_) => person.mentioned_in(line),
+        })?;
+        rewrite_lines(&self.dir.join("dead-letter.jsonl"), |line| {
+            let body = serde_json::from_str::<Value>(line)
+                .ok()
+                .and_then(|l| l["body"].as_str().map(nudge_of_body));
+            match body {
+                Some(Some((customer_id, handle))) => person.owns(customer_id.as_deref(), handle.as_deref()),
+                Some(None) => false,
+                None => person.mentioned_in(line),
+            }
+        })?;
+        for entry in std::fs::read_dir(self.dir.join("outbox"))? {
+            let path = entry?.path();
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let doomed = match serde_json::from_slice::<Pending>(&bytes) {
+                Ok(pending) => {
+                    nudge_of_body(&pending.body).is_some_and(|(customer_id, handle)| person.owns(customer_id.as_deref(), handle.as_deref()))
+                }
+                // Every write holds `erased`, as this does: a temporary file is what a crash left
+                // of a write, useless, and may hold part of a handle.
+                Err(_) if path.extension().is_some_and(|x| x == "tmp") => true,
+                // Set aside as unreadable: kept for a person to look at, unless it names them.
+                Err(_) => person.mentioned_in(&String::from_utf8_lossy(&bytes)),
+            };
+            if doomed {
+                std::fs::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a pending delivery is a nudge about someone erased.
+    fn is_erased(erased: &[ErasedPerson], pending: &Pending) -> bool {
+        nudge_of_body(&pending.body)
+            .is_some_and(|(customer_id, handle)| erased.iter().any(|person| person.owns(customer_id.as_deref(), handle.as_deref())))
     }
 
     fn remember(&self, key: &str) -> std::io::Result<()> {
@@ -206,6 +299,10 @@ impl Webhooks {
                 continue;
             }
             let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            if self.erased.lock().is_ok_and(|erased| Self::is_erased(&erased, &pending)) {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             if self.delivered.lock().map(|d| d.contains(&key)).unwrap_or(false) {
                 // Delivered before a crash removed the file: not again.
                 let _ = std::fs::remove_file(&path);
@@ -234,6 +331,12 @@ impl Webhooks {
                         Ok(response) => format!("HTTP {}", response.status()),
                         Err(error) => error.to_string(),
                     };
+                    // Erased while this attempt was under way: the file is gone and stays gone.
+                    let erased = self.erased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    if Self::is_erased(&erased, &pending) {
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
                     if pending.attempts >= ATTEMPT_BUDGET {
                         tracing::error!(webhook_id = %pending.id, %why, "webhook dead-lettered");
                         let line = json!({"webhook_id": pending.id, "url": pending.url, "body": pending.body, "attempts": pending.attempts, "last_error": why});
@@ -272,6 +375,50 @@ impl Webhooks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn nudge(id: &str, customer_id: &str, handle: &str) -> Value {
+        json!({"id": id, "detail-type": engagement::events::NUDGE_REQUESTED, "time": "2026-06-01T12:00:00Z",
+               "detail": {"customer_id": customer_id, "handle": handle, "action": "send_welcome_series"}})
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut texts: Vec<String> = std::fs::read_dir(dir.join("outbox"))
+            .expect("the outbox")
+            .map(|e| std::fs::read_to_string(e.expect("an entry").path()).expect("a file"))
+            .collect();
+        texts.push(std::fs::read_to_string(dir.join("nudges.jsonl")).unwrap_or_default());
+        texts
+    }
+
+    #[tokio::test]
+    async fn an_erased_person_leaves_the_outbox_and_the_logs_and_is_not_logged_again() {
+        let dir = std::env::temp_dir().join(format!("pyramid-forget-{}-{}", std::process::id(), fastrand::u32(..)));
+        let webhooks = Webhooks::open(&dir, vec!["http://127.0.0.1:9/hooks".into()], Duration::from_secs(1)).expect("opened");
+        webhooks.enqueue(&nudge("n1", "cus_a", "ann@example.com")).expect("queued");
+        webhooks.enqueue(&nudge("n2", "cus_b", "bob@example.com")).expect("queued");
+        let erasure = json!({"id": "e1", "detail-type": engagement::events::CUSTOMER_ERASED, "time": "2026-06-01T12:00:00Z",
+                             "detail": {"customer_id": "cus_a"}});
+        webhooks.enqueue(&erasure).expect("queued");
+        // A delivery set aside as unreadable, and a write a crash cut short.
+        std::fs::write(dir.join("outbox").join("x.unreadable"), "{\"body\": \"ann@example.com").expect("written");
+        std::fs::write(dir.join("outbox").join("y.1.tmp"), "{\"id\": \"msg_n3\", \"handle\": \"ann@").expect("written");
+        let ann = ErasedPerson {
+            customer_ids: vec!["cus_a".into()],
+            handles: vec!["ann@example.com".into()],
+        };
+        webhooks.forget(&ann).expect("forgotten");
+        let left = files(&dir);
+        assert!(left.iter().all(|text| !text.contains("ann@")), "{left:?}");
+        assert!(left.iter().any(|text| text.contains("bob@example.com")), "{left:?}");
+        assert!(
+            left.iter().any(|text| text.contains("Customer Erased")),
+            "the erasure notice stays: {left:?}"
+        );
+        // A nudge about her decided before the erasure and delivered after it: dropped.
+        webhooks.enqueue(&nudge("n4", "cus_a", "ann@example.com")).expect("dropped");
+        assert!(files(&dir).iter().all(|text| !text.contains("ann@")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn signatures_follow_the_standard_webhooks_example() {
