@@ -1,0 +1,243 @@
+"""The deploy rehearsal (run by infra/check with .venv-infra's Python; moto from .venv-tools).
+
+Translates infra/template.yaml with aws-sam-translator, as `sam deploy` has CloudFormation do,
+then creates the translated stack in moto's CloudFormation (a moto server of its own on a free
+loopback port, see infra/rehearse_moto.py) and waits for CREATE_COMPLETE, twice:
+
+  1. a first deployment on a new account: every parameter at its default;
+  2. the other branches: JWT authorization, the marketing tool's API destination, an alarm
+     topic, an adopted identity salt and a reserved concurrency.
+
+Then it checks through the services' APIs what a deployer would notice: no reserved concurrency
+unless asked (new accounts often have a quota of 10), the 14 routes invoking this stack's
+functions, the marketing dead letters' retention, the adopted salt. And, on the translated
+template, what moto does not model: a rollback of the first deployment keeps nothing (no
+DeletionPolicy Retain, no deletion protection at the defaults), point-in-time recovery keeps 7
+days, and the key lets services use it only under a condition.
+
+No AWS account, no network: everything stays on the loopback interface.
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+
+import boto3
+from botocore.config import Config
+from cfnlint.decode import decode
+from samtranslator.public.exceptions import InvalidDocumentException
+from samtranslator.translator.transform import transform
+
+REGION = "eu-west-1"
+CODE_BUCKET = "rehearsal-code"
+CODE_KEY = "functions.zip"
+# A Nudge Requested dead letter carries a handle: it must not outlive a long weekend by much.
+MARKETING_DEAD_LETTER_RETENTION = 4 * 24 * 3600
+
+problems = []
+
+
+def expect(condition, problem):
+    if not condition:
+        problems.append(problem)
+
+
+class NoManagedPolicies:
+    """The template names no AWS managed policies, so the translator never needs to look one up."""
+
+    def load(self):
+        raise RuntimeError("the template names a managed policy: the rehearsal cannot resolve it offline")
+
+
+def translate(path):
+    template, matches = decode(path)
+    if matches or template is None:
+        sys.exit("\n".join(str(m) for m in matches or []) or f"{path}: not a template")
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            # `sam build` and `sam deploy` put the built code in S3 and point CodeUri there.
+            resource["Properties"]["CodeUri"] = f"s3://{CODE_BUCKET}/{CODE_KEY}"
+    try:
+        return transform(template, {}, NoManagedPolicies())
+    except InvalidDocumentException as error:
+        sys.exit("aws-sam-translator: " + "; ".join(cause.message for cause in error.causes))
+
+
+def default_of(template, value):
+    """A property's value with every parameter at its default (a literal or a `Ref`)."""
+    if isinstance(value, dict) and list(value) == ["Ref"]:
+        return template.get("Parameters", {}).get(value["Ref"], {}).get("Default")
+    return value
+
+
+def check_template(template):
+    """What moto cannot show. A failed first deployment must leave nothing behind, or the retry
+    collides with it (the table's name is fixed): RetainExceptOnCreate keeps resources, except
+    when the deployment that created them rolls back, and deletion protection would make that
+    rollback's delete fail. A service may use the key only on this stack's behalf."""
+    for name, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::KMS::Key":
+            for statement in resource["Properties"]["KeyPolicy"]["Statement"]:
+                expect(
+                    "Service" not in statement.get("Principal", {}) or statement.get("Condition"),
+                    f"{name}: statement {statement.get('Sid')} lets a service use the key for anyone (no Condition)",
+                )
+        expect(
+            resource.get("DeletionPolicy") != "Retain",
+            f"{name}: DeletionPolicy Retain survives the rollback of a failed first deploy; use RetainExceptOnCreate",
+        )
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            protected = default_of(template, resource["Properties"].get("DeletionProtectionEnabled", False))
+            expect(
+                str(protected).lower() != "true",
+                f"{name}: deletion protection on by default blocks the rollback of a failed first deploy",
+            )
+            # Checked here: moto's CloudFormation ignores the specification.
+            recovery = resource["Properties"].get("PointInTimeRecoverySpecification") or {}
+            expect(
+                recovery.get("PointInTimeRecoveryEnabled") is True and recovery.get("RecoveryPeriodInDays") == 7,
+                f"{name}: point-in-time recovery must be on with a 7-day window (ARCHITECTURE.md, erasure)",
+            )
+
+
+def start_moto():
+    moto = subprocess.Popen(
+        [".venv-tools/bin/python", "infra/rehearse_moto.py"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    # One line once the server listens: its port, and the types it creates through their APIs.
+    try:
+        ready = json.loads(moto.stdout.readline())
+    except ValueError:
+        moto.kill()
+        sys.exit("moto did not start")
+    return moto, f"http://127.0.0.1:{ready['port']}", ready["unmodelled"]
+
+
+def clients(endpoint):
+    options = dict(
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="rehearsal",
+        aws_secret_access_key="rehearsal",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    return lambda service: boto3.client(service, **options)
+
+
+def deploy(client, stack, template, parameters):
+    cloudformation = client("cloudformation")
+    started = time.monotonic()
+    cloudformation.create_stack(
+        StackName=stack,
+        TemplateBody=json.dumps(template),
+        Capabilities=["CAPABILITY_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
+    while True:
+        status = cloudformation.describe_stacks(StackName=stack)["Stacks"][0]
+        if not status["StackStatus"].endswith("_IN_PROGRESS"):
+            break
+        if time.monotonic() - started > 60:
+            sys.exit(f"{stack}: still {status['StackStatus']} after 60 s")
+        time.sleep(0.2)
+    print(f"{stack}: {status['StackStatus']} in {time.monotonic() - started:.1f} s")
+    if status["StackStatus"] != "CREATE_COMPLETE":
+        sys.exit(f"{stack}: {status.get('StackStatusReason', 'no reason given')}")
+    resources = cloudformation.describe_stack_resources(StackName=stack)["StackResources"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in status.get("Outputs", [])}
+    # moto lists the resources whose condition is false too, without a logical id.
+    return {r["LogicalResourceId"]: r for r in resources if "LogicalResourceId" in r}, outputs
+
+
+def check_stack(client, stack, resources, reserved):
+    physical = {name: r.get("PhysicalResourceId") for name, r in resources.items()}
+    lambda_ = client("lambda")
+    for function in ("IngestFunction", "ApiFunction", "RescoreFunction", "NudgeFunction"):
+        concurrency = lambda_.get_function_concurrency(FunctionName=physical[function]).get("ReservedConcurrentExecutions")
+        expect(
+            concurrency == reserved.get(function),
+            f"{stack}: {function} reserves {concurrency} concurrent executions, expected {reserved.get(function)}",
+        )
+
+    # moto's OpenAPI import makes the routes and integrations but ignores `security`: the
+    # authorizers are checked on the template by infra/check.
+    apigateway = client("apigatewayv2")
+    routes = apigateway.get_routes(ApiId=physical["EngagementHttpApi"])["Items"]
+    integrations = {i["IntegrationId"]: i for i in apigateway.get_integrations(ApiId=physical["EngagementHttpApi"])["Items"]}
+    expect(len(routes) == 14, f"{stack}: the HTTP API has {len(routes)} routes, expected 14")
+    for route in routes:
+        uri = integrations.get(route.get("Target", "").removeprefix("integrations/"), {}).get("IntegrationUri", "")
+        expect(
+            any(f":function:{physical[f]}/" in uri for f in ("IngestFunction", "ApiFunction")),
+            f"{stack}: route {route['RouteKey']} does not invoke this stack's ingest or api function ({uri})",
+        )
+
+    if "MarketingDeadLetterQueue" in physical:
+        retention = client("sqs").get_queue_attributes(
+            QueueUrl=physical["MarketingDeadLetterQueue"], AttributeNames=["MessageRetentionPeriod"]
+        )["Attributes"]["MessageRetentionPeriod"]
+        expect(
+            int(retention) <= MARKETING_DEAD_LETTER_RETENTION,
+            f"{stack}: the marketing dead-letter queue keeps handles {retention} s",
+        )
+
+
+def main():
+    os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)  # the translator asks for one
+    template = translate(sys.argv[1] if len(sys.argv) > 1 else "infra/template.yaml")
+    check_template(template)
+
+    moto, endpoint, unmodelled = start_moto()
+    try:
+        client = clients(endpoint)
+        s3 = client("s3")
+        s3.create_bucket(Bucket=CODE_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as archive:
+            archive.writestr("bootstrap", "#!/bin/sh\n")
+        s3.put_object(Bucket=CODE_BUCKET, Key=CODE_KEY, Body=code.getvalue())
+
+        resources, outputs = deploy(client, "engagement", template, {})
+        check_stack(client, "engagement", resources, reserved={})
+
+        # What infra/README.md asks for before a deploy with a marketing tool.
+        client("secretsmanager").create_secret(Name="engagement/marketing", SecretString="Bearer rehearsal")
+        topic = client("sns").create_topic(Name="engagement-alarms")["TopicArn"]
+        parameters = {
+            "AuthMode": "JWT",
+            "JwtIssuer": "https://issuer.example.com/",
+            "JwtAudience": "engagement-api",
+            "MarketingEndpoint": "https://marketing.example.com/hooks/engagement",
+            "MarketingCredentialSecretName": "engagement/marketing",
+            "AlarmTopicArn": topic,
+            "IdentitySaltSecretArn": outputs["IdentitySaltSecret"],
+            "IngestReservedConcurrency": "5",
+        }
+        resources, _ = deploy(client, "engagement-jwt", template, parameters)
+        check_stack(client, "engagement-jwt", resources, reserved={"IngestFunction": 5})
+        expect("IdentitySaltSecret" not in resources, "engagement-jwt: generated a salt although one was adopted")
+    finally:
+        moto.stdin.close()
+        try:
+            moto.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            moto.kill()
+
+    used = sorted({r["Type"] for r in template["Resources"].values()} & set(unmodelled))
+    print("created through their service APIs (moto's CloudFormation lacks them): " + ", ".join(used))
+    for problem in problems:
+        print(problem)
+    if problems:
+        sys.exit(f"deploy rehearsal: {len(problems)} problems")
+    print("deploy rehearsal: ok")
+
+
+if __name__ == "__main__":
+    main()
