@@ -34,7 +34,11 @@ impl Spec {
             return;
         }
         self.exercised.insert((method.to_lowercase(), template.to_string()));
-        let response = &operation["responses"][answer.status.to_string()];
+        let mut response = &operation["responses"][answer.status.to_string()];
+        // Answers every operation shares (401, 429…) are `$ref`s into `components/responses`.
+        if let Some(name) = response["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/responses/")) {
+            response = &self.document["components"]["responses"][name];
+        }
         if response.is_null() {
             self.problems.push(format!(
                 "{method} {template} answered {} which the file does not list",
