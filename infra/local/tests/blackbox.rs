@@ -162,11 +162,11 @@ async fn serve_answers_with_the_token_and_keeps_data_across_restarts_and_kills()
     let _ = std::fs::remove_dir_all(&data);
 }
 
-/// The count on the `following` line of the summary's pyramid.
-fn followers(summary: &str) -> Option<u64> {
+/// The count on one level's line of the summary's pyramid.
+fn customers_at(summary: &str, level: &str) -> Option<u64> {
     summary
         .lines()
-        .find(|l| l.split_whitespace().nth(1) == Some("following"))
+        .find(|l| l.split_whitespace().nth(1) == Some(level))
         .and_then(|l| l.split_whitespace().last())
         .and_then(|n| n.parse().ok())
 }
@@ -209,7 +209,8 @@ fn import_reports_bad_lines_and_a_second_run_changes_nothing() {
         stdout.contains("4 recorded, 0 duplicate, 0 conflict, 0 erased, 3 rejected"),
         "{stdout}"
     );
-    assert_eq!(followers(&stdout), Some(1), "customers by level: {stdout}");
+    // One subscription and one review: an endorser (the review reaches the threshold).
+    assert_eq!(customers_at(&stdout, "endorsing"), Some(1), "customers by level: {stdout}");
     let second = run();
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(stdout.contains("0 recorded, 4 duplicate"), "{stdout}");
@@ -245,11 +246,11 @@ fn import_reports_bad_lines_and_a_second_run_changes_nothing() {
     let text = String::from_utf8_lossy(&whatif.stdout);
     assert!(
         text.contains("0 would move up, 1 down"),
-        "a follower falls back to observing: {text}"
+        "an endorser falls back to observing: {text}"
     );
     let unchanged = run();
     assert_eq!(
-        followers(&String::from_utf8_lossy(&unchanged.stdout)),
+        customers_at(&String::from_utf8_lossy(&unchanged.stdout), "endorsing"),
         Some(1),
         "nothing was written"
     );
