@@ -2,6 +2,7 @@
 //! through API Gateway v2 payloads, events out through EventBridge (moto) to the functions.
 
 mod api;
+mod failures;
 mod ingest;
 mod nudges;
 mod openapi;
