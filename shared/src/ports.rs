@@ -203,8 +203,13 @@ impl StoredNudge {
 /// What went wrong in a store. Retryable errors were already retried with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Throttled, a 5xx, a timeout or unreachable, after retries: a later attempt can pass.
     #[error("the store is unavailable or throttling after retries: {0}")]
     Unavailable(String),
+    /// The store refused the request and would refuse it again (a missing table, denied access,
+    /// an invalid request): not retryable, an operator has to act.
+    #[error("the store refused the request: {0}")]
+    Rejected(String),
     #[error("too many concurrent writers on {0}; gave up after retries")]
     Contention(String),
     #[error("stored data could not be read: {0}")]
@@ -328,8 +333,20 @@ pub trait EngagementStore: Send + Sync {
 /// What went wrong publishing events.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// Throttled, a 5xx, a timeout or unreachable, after retries: a later attempt can pass.
     #[error("{failed} of {total} events could not be published after retries: {reason}")]
     NotPublished { failed: usize, total: usize, reason: String },
+    /// The bus refused the events and would refuse them again (a missing bus, denied access, an
+    /// invalid entry): not retryable, an operator has to act.
+    #[error("{failed} of {total} events were refused by the bus: {reason}")]
+    Rejected { failed: usize, total: usize, reason: String },
+}
+
+impl BusError {
+    /// Whether publishing again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BusError::NotPublished { .. })
+    }
 }
 
 /// Publishes domain events to the other functions and to marketing tools.

@@ -14,7 +14,8 @@ use engagement::flow::{self, day_of, end_of_day, Day, DayFlow};
 use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, IdentityLookup, LinkOutcome, StoredCustomer};
 use engagement::{replay, validate_interaction, Channel, Direction, FieldError, Identity, Interaction, Level, Timestamp, MILLIS_PER_DAY};
 use engagement_http::{
-    has_json_body, json_response, query, query_param, route, store_problem, CursorSigner, HttpRequest, HttpResponse, Problem,
+    bus_problem, has_json_body, json_response, query, query_param, request_id, route, store_problem, CursorSigner, HttpRequest,
+    HttpResponse, Problem,
 };
 use http::Method;
 use rescore::Rescorer;
@@ -62,10 +63,16 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
                     .response(),
             };
         }
-        let span = tracing::info_span!("api", method = %method, customer_id = tracing::field::Empty);
+        let request_id = request_id(&request);
+        let span = tracing::info_span!("api", method = %method, %request_id, customer_id = tracing::field::Empty);
         match self.dispatch(&request).instrument(span).await {
             Ok(response) => response,
-            Err(problem) => problem.at(&path).response(),
+            Err(problem) => {
+                if problem.status == 500 {
+                    engagement_aws::metrics::emit("api", &[], &[("InternalErrors", 1)]);
+                }
+                problem.at(&path).answer(&request_id)
+            }
         }
     }
 
@@ -523,10 +530,8 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             erased_at: now,
         });
         if let Err(error) = self.engine.bus.publish(std::slice::from_ref(&event)).await {
-            tracing::error!(customer_id = %customer.id, %error, "Customer Erased not published; nothing erased");
-            return Err(Problem::unavailable(
-                "marketing tools could not be told; nothing was erased, retry this DELETE",
-            ));
+            let problem = bus_problem(&error, "marketing tools could not be told; nothing was erased, retry this DELETE");
+            return Err(problem.because(format!("Customer Erased not published, nothing erased: {error}")));
         }
         let erased = self
             .store()

@@ -16,6 +16,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     wiring::init_tracing();
     let deployment = wiring::from_env().await?;
+    let cursor_key = wiring::cursor_key()?;
     let api = Arc::new(Api {
         engine: Rescorer {
             store: deployment.store,
@@ -23,7 +24,7 @@ async fn main() -> Result<(), Error> {
             clock: SystemClock,
             rules: deployment.rules,
         },
-        cursors: CursorSigner::new(&deployment.salt),
+        cursors: CursorSigner::new(&cursor_key),
     });
     lambda_http::run(service_fn(move |request: Request| {
         let api = Arc::clone(&api);

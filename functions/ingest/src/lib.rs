@@ -8,7 +8,7 @@ use engagement::events::recorded_events;
 use engagement::interaction::parse_submission;
 use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, RecordOutcome, RecordStatus};
 use engagement::Rules;
-use engagement_http::{has_json_body, json_response, route, store_problem, HttpRequest, HttpResponse, Problem};
+use engagement_http::{has_json_body, json_response, request_id, route, store_problem, HttpRequest, HttpResponse, Problem};
 use serde::Serialize;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -53,10 +53,21 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Ingest<S, B, C> {
             .at(&path)
             .response();
         }
-        let span = tracing::info_span!("ingest", interactions = tracing::field::Empty, customers = tracing::field::Empty);
+        let request_id = request_id(&request);
+        let span = tracing::info_span!(
+            "ingest",
+            %request_id,
+            interactions = tracing::field::Empty,
+            customers = tracing::field::Empty
+        );
         match self.submit(request.body()).instrument(span).await {
             Ok(accepted) => json_response(202, &accepted),
-            Err(problem) => problem.at(&path).response(),
+            Err(problem) => {
+                if problem.status == 500 {
+                    engagement_aws::metrics::emit("ingest", &[], &[("InternalErrors", 1)]);
+                }
+                problem.at(&path).answer(&request_id)
+            }
         }
     }
 

@@ -30,7 +30,7 @@ impl NudgeError {
     pub fn is_retryable(&self) -> bool {
         match self {
             NudgeError::Store(error) => error.is_retryable(),
-            NudgeError::Bus(_) => true,
+            NudgeError::Bus(error) => error.is_retryable(),
             NudgeError::UnexpectedEvent(_) => false,
         }
     }

@@ -42,11 +42,12 @@ pub enum RescoreError {
 }
 
 impl RescoreError {
-    /// Whether retrying the invocation can help (all of these can).
+    /// Whether retrying the invocation can help.
     pub fn is_retryable(&self) -> bool {
         match self {
             RescoreError::Store(error) => error.is_retryable(),
-            RescoreError::Bus(_) | RescoreError::Contention(_) => true,
+            RescoreError::Bus(error) => error.is_retryable(),
+            RescoreError::Contention(_) => true,
             RescoreError::UnexpectedEvent(_) => false,
         }
     }

@@ -77,10 +77,17 @@ impl DataDir {
             "{} is missing but the database exists: restore it from a backup (a new salt would orphan every customer)",
             path.display()
         );
-        let value: String = (0..32).map(|_| format!("{:02x}", fastrand::u8(..))).collect();
+        let value: String = os_random::<32>()?.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&path, value.as_bytes())?;
         Ok(value)
     }
+}
+
+/// Bytes from the operating system's CSPRNG, for secrets (a seeded PRNG's output can be predicted).
+pub fn os_random<const N: usize>() -> std::io::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Writes a new file only its owner can read, durably.
@@ -173,7 +180,9 @@ impl Engine {
     ) -> anyhow::Result<Engine> {
         let router = Arc::new(router);
         let (bus, deliveries) = LocalBus::new(Arc::clone(&router), &options.source);
-        let salt = dir.secret("identity-salt")?;
+        // Cursors have a key of their own: a leaked cursor key forges page cursors, nothing more,
+        // and it can be replaced (outstanding cursors are then refused) where the salt never can.
+        let cursor_key = dir.secret("cursor-key")?;
         let parts = || (store.clone(), bus.clone(), SystemClock, Arc::clone(&rules));
         let (s, b, c, r) = parts();
         let ingest = Arc::new(Ingest {
@@ -204,7 +213,7 @@ impl Engine {
                 clock: c,
                 rules: r,
             },
-            cursors: CursorSigner::new(&salt),
+            cursors: CursorSigner::new(&cursor_key),
         });
         let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);
         let erasure = Scrubber::start(&dir.path, dir.database.get().cloned(), Arc::clone(&webhooks), options.vacuum_after);

@@ -109,7 +109,7 @@ pub fn secret(dir: &Path) -> std::io::Result<String> {
     if let Ok(text) = std::fs::read_to_string(&path) {
         return Ok(text.trim().to_string());
     }
-    let bytes: Vec<u8> = (0..32).map(|_| fastrand::u8(..)).collect();
+    let bytes = crate::local::os_random::<32>()?;
     let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
     crate::local::write_private(&path, secret.as_bytes())?;
     Ok(secret)

@@ -162,6 +162,60 @@ async fn serve_answers_with_the_token_and_keeps_data_across_restarts_and_kills()
     let _ = std::fs::remove_dir_all(&data);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_data_directory_has_its_own_secrets_and_cursors_are_not_sealed_with_the_salt() {
+    let (one, two) = (temp_dir("secrets-1"), temp_dir("secrets-2"));
+    let server = Server::start(&one, &[]);
+    drop(Server::start(&two, &[]));
+    let read = |dir: &Path, name: &str| std::fs::read_to_string(dir.join(name)).expect(name).trim().to_string();
+    for name in ["token", "identity-salt", "cursor-key", "webhook-secret"] {
+        assert_ne!(read(&one, name), read(&two, name), "{name} is the same in two data directories");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(one.join(name)).expect(name).permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name} is readable by others");
+        }
+    }
+    let (salt, key) = (read(&one, "identity-salt"), read(&one, "cursor-key"));
+    assert_ne!(salt, key);
+
+    for (n, email) in ["ida@example.com", "jo@example.com"].into_iter().enumerate() {
+        let (status, _) = server
+            .post("/v1/interactions", interaction(&format!("s-{n}"), email, "page_viewed"))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let first_page = async |s: &Server| s.get("/v1/customers?limit=1").await.1["cursor"].as_str().map(str::to_string);
+    server
+        .until("two customers are listed", async |s: &Server| first_page(s).await.is_some())
+        .await;
+    let cursor = first_page(&server).await.expect("a cursor");
+    let listing = "customers:all:false:any:default";
+    let inner = engagement_http::CursorSigner::new(&key)
+        .open(listing, &cursor)
+        .expect("sealed with the cursor key");
+    let sealed_with_salt = engagement_http::CursorSigner::new(&salt).seal(listing, &inner);
+    assert_eq!(server.get(&format!("/v1/customers?limit=1&cursor={cursor}")).await.0, 200);
+    let (status, problem) = server.get(&format!("/v1/customers?limit=1&cursor={sealed_with_salt}")).await;
+    assert_eq!((status, &problem["errors"][0]["path"]), (400, &json!("query.cursor")));
+
+    // A data directory from before cursor keys: the key is made, the salt kept, the data there.
+    server.kill();
+    std::fs::remove_file(one.join("cursor-key")).expect("removed");
+    let server = Server::start(&one, &[]);
+    assert_eq!(read(&one, "identity-salt"), salt, "the salt is never made anew");
+    assert_ne!(read(&one, "cursor-key"), key);
+    assert_eq!(server.get("/v1/customers").await.1["customers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        server.get(&format!("/v1/customers?limit=1&cursor={cursor}")).await.0,
+        400,
+        "cursors of the old key are refused"
+    );
+    drop(server);
+    let _ = (std::fs::remove_dir_all(&one), std::fs::remove_dir_all(&two));
+}
+
 /// The count on one level's line of the summary's pyramid.
 fn customers_at(summary: &str, level: &str) -> Option<u64> {
     summary

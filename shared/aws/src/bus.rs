@@ -1,6 +1,9 @@
 //! `EventBus` on EventBridge: PutEvents in chunks of at most 10 entries and 256 KB; entries that
 //! fail inside a successful call (`FailedEntryCount`) are retried with backoff, never dropped.
+//! What a retry cannot fix (a missing bus, denied access, an invalid entry) is not retried: it is
+//! reported at once as `BusError::Rejected`.
 
+use crate::errors::{classify, transient_code, Failure};
 use crate::retry::{backoff, MAX_ATTEMPTS};
 use aws_sdk_eventbridge::error::DisplayErrorContext;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
@@ -48,6 +51,11 @@ fn resource(event: &DomainEvent) -> String {
     format!("customer/{}", event.customer_id())
 }
 
+/// Whether an entry that failed inside a successful call can pass on a retry.
+fn transient_entry(code: &str) -> bool {
+    code == "InternalFailure" || transient_code(code)
+}
+
 /// Splits entries (with their sizes) into calls within both limits.
 pub fn chunk_by_limits(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
     let mut chunks = Vec::new();
@@ -80,7 +88,14 @@ impl EventBus for EventBridgeBus {
         let mut failed_total = 0;
         let mut last_reason = String::new();
         for range in chunk_by_limits(&sizes) {
+            let unsent_after = events.len() - range.end;
             let mut pending: Vec<PutEventsRequestEntry> = range.map(|i| self.entry(&events[i], details[i].clone())).collect();
+            // Not known to be published: what failed before, this chunk's pending, the chunks after.
+            let refused = |pending: usize, reason: String| BusError::Rejected {
+                failed: failed_total + pending + unsent_after,
+                total: events.len(),
+                reason,
+            };
             for attempt in 0..MAX_ATTEMPTS {
                 match self.client.put_events().set_entries(Some(pending.clone())).send().await {
                     Ok(output) if output.failed_entry_count() == 0 => {
@@ -99,11 +114,17 @@ impl EventBus for EventBridgeBus {
                         if let Some(code) = results.iter().find_map(|r| r.error_code()) {
                             last_reason = code.to_string();
                         }
+                        if let Some(code) = results.iter().filter_map(|r| r.error_code()).find(|c| !transient_entry(c)) {
+                            return Err(refused(retry.len(), code.to_string()));
+                        }
                         tracing::warn!(failed = retry.len(), attempt, reason = %last_reason, "PutEvents entries failed; retrying them");
                         pending = retry;
                     }
                     Err(error) => {
                         last_reason = DisplayErrorContext(&error).to_string();
+                        if classify(&error) == Failure::Permanent {
+                            return Err(refused(pending.len(), last_reason));
+                        }
                         tracing::warn!(attempt, reason = %last_reason, "PutEvents failed; retrying");
                     }
                 }

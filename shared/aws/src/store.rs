@@ -6,10 +6,10 @@
 //! sums (conditional on the version). A duplicate delivery is detected by the read alone.
 
 use crate::cursor;
+use crate::errors::{cancelled, store_error};
 use crate::item::*;
 use crate::keys::*;
 use crate::retry::{backoff, MAX_ATTEMPTS};
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType,
@@ -25,7 +25,6 @@ use engagement::{
     era_start, Direction, Evidence, Identity, Interaction, Level, LevelChange, NudgeOutcome, Rules, SuppressReason, Timestamp, LEVEL_COUNT,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Debug;
 use std::sync::Arc;
 
 /// Most identities claimed in one transaction (the rest are claimed by the next interaction).
@@ -50,10 +49,6 @@ pub struct DynamoStore {
     client: Client,
     rules: Arc<Rules>,
     config: Arc<StoreConfig>,
-}
-
-fn unavailable<E: std::error::Error + Send + Sync + 'static, R: Debug>(operation: &str, error: SdkError<E, R>) -> StoreError {
-    StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(&error)))
 }
 
 fn invalid_request(error: impl std::fmt::Display) -> StoreError {
@@ -288,7 +283,7 @@ impl DynamoStore {
         match self.client.describe_table().table_name(self.table()).send().await {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(false),
-            Err(error) => Err(unavailable("DescribeTable", error)),
+            Err(error) => Err(store_error("DescribeTable", error)),
         }
     }
 
@@ -338,7 +333,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => Ok(()),
-            Err(error) => Err(unavailable("CreateTable", error)),
+            Err(error) => Err(store_error("CreateTable", error)),
         }
     }
 
@@ -360,7 +355,7 @@ impl DynamoStore {
                         item: r.item().cloned(),
                     })
                     .collect())),
-                _ => Err(unavailable("TransactWriteItems", error)),
+                _ => Err(store_error("TransactWriteItems", error)),
             },
         }
     }
@@ -384,7 +379,7 @@ impl DynamoStore {
                     .request_items(self.table(), request)
                     .send()
                     .await
-                    .map_err(|e| unavailable("BatchGetItem", e))?;
+                    .map_err(|e| store_error("BatchGetItem", e))?;
                 if let Some(items) = output.responses().and_then(|r| r.get(self.table())) {
                     found.extend(items.iter().cloned());
                 }
@@ -423,7 +418,7 @@ impl DynamoStore {
                     .request_items(self.table(), pending)
                     .send()
                     .await
-                    .map_err(|e| unavailable("BatchWriteItem", e))?;
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
                 pending = output
                     .unprocessed_items()
                     .and_then(|u| u.get(self.table()))
@@ -459,7 +454,7 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
-            Err(error) => Err(unavailable("UpdateItem", error)),
+            Err(error) => Err(store_error("UpdateItem", error)),
         }
     }
 
@@ -472,7 +467,7 @@ impl DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable("GetItem", e))?;
+            .map_err(|e| store_error("GetItem", e))?;
         Ok(output.item().cloned())
     }
 
@@ -501,7 +496,7 @@ impl DynamoStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| unavailable("Query", e))?;
+                .map_err(|e| store_error("Query", e))?;
             items.extend(output.items().iter().cloned());
             start = output.last_evaluated_key().cloned();
             if start.is_none() {
@@ -648,12 +643,7 @@ impl DynamoStore {
                 Ok(()) => return Ok(true),
                 Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(false),
                 Err(reasons) if reasons.iter().any(|r| r.code == "TransactionConflict") => backoff(attempt).await,
-                Err(reasons) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "{what}: TransactWriteItems cancelled: {:?}",
-                        reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
-                    )))
-                }
+                Err(reasons) => return Err(cancelled(what, reasons.iter().map(|r| r.code.as_str()))),
             }
         }
         Err(StoreError::Contention(what.to_string()))
@@ -884,7 +874,7 @@ impl DynamoStore {
                     )
                 });
                 if let Some(reason) = unexpected {
-                    return Err(StoreError::Unavailable(format!("TransactWriteItems cancelled: {}", reason.code)));
+                    return Err(cancelled("record_interactions", [reason.code.as_str()]));
                 }
                 Ok(ChunkResult::Retry)
             }
@@ -953,7 +943,7 @@ impl DynamoStore {
         let mut candidates: Vec<(u32, Item)> = Vec::new();
         let mut more: BTreeMap<u32, bool> = BTreeMap::new();
         for (shard, output) in futures::future::join_all(reads).await {
-            let output = output.map_err(|e| unavailable("Query", e))?;
+            let output = output.map_err(|e| store_error("Query", e))?;
             more.insert(shard, output.last_evaluated_key().is_some());
             candidates.extend(output.items().iter().cloned().map(|item| (shard, item)));
         }
@@ -1009,7 +999,7 @@ impl DynamoStore {
                 .shard_query(&query, shard_index, start.take(), limit - items.len())
                 .send()
                 .await
-                .map_err(|e| unavailable("Query", e))?;
+                .map_err(|e| store_error("Query", e))?;
             items.extend(output.items().iter().cloned());
             match output.last_evaluated_key() {
                 Some(last) => {
@@ -1292,12 +1282,7 @@ impl EngagementStore for DynamoStore {
                 {
                     backoff(attempt).await
                 }
-                Err(reasons) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "TransactWriteItems cancelled: {:?}",
-                        reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
-                    )))
-                }
+                Err(reasons) => return Err(cancelled("write_standing", reasons.iter().map(|r| r.code.as_str()))),
             }
         }
         Err(StoreError::Contention(format!("level of {id}")))
@@ -1706,10 +1691,7 @@ impl EngagementStore for DynamoStore {
             Ok(()) => Ok(true),
             // Erased concurrently: the other erasure moved the count.
             Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => Ok(true),
-            Err(reasons) => Err(StoreError::Unavailable(format!(
-                "erasure cancelled: {:?}",
-                reasons.iter().map(|r| &r.code).collect::<Vec<_>>()
-            ))),
+            Err(reasons) => Err(cancelled("erase_customer", reasons.iter().map(|r| r.code.as_str()))),
         }
     }
 }
@@ -1903,7 +1885,7 @@ impl DynamoStore {
                 .expression_attribute_values(":s", s(survivor.as_str()))
                 .send()
                 .await
-                .map_err(|e| unavailable("UpdateItem", e))?;
+                .map_err(|e| store_error("UpdateItem", e))?;
         }
         Ok(())
     }

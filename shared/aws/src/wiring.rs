@@ -2,7 +2,8 @@
 //! rules from the environment. One place, so the four functions are wired alike.
 //!
 //! Environment: `TABLE_NAME`, `EVENT_BUS_NAME`, `IDENTITY_SALT` (a secret), optional
-//! `EVENT_SOURCE` (default `engagement`) and `RULES_FILE` (default: the shipped rules).
+//! `EVENT_SOURCE` (default `engagement`) and `RULES_FILE` (default: the shipped rules); the api
+//! function also `CURSOR_KEY` (a secret of its own: see `cursor_key`).
 
 use crate::{DynamoStore, EventBridgeBus, StoreConfig};
 use engagement::Rules;
@@ -21,7 +22,7 @@ pub struct Deployment {
     pub rules: Arc<Rules>,
     pub store: DynamoStore,
     pub bus: EventBridgeBus,
-    /// The deployment's secret (identity hashes, cursor seals).
+    /// The deployment's identity salt (identity keys, tombstones, customer ids).
     pub salt: String,
 }
 
@@ -50,6 +51,13 @@ pub fn load_rules(path: Option<&str>) -> Result<Rules, WiringError> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
     Rules::from_toml(&text).map_err(|e| failed(e.to_string()))
+}
+
+/// The key that seals page cursors (`CURSOR_KEY`): only the api function gives out cursors.
+/// Not the identity salt: a cursor key can be replaced (outstanding cursors are then refused),
+/// the salt never can, so a key derived from it would not survive a leak of either.
+pub fn cursor_key() -> Result<String, WiringError> {
+    variable("CURSOR_KEY")
 }
 
 pub async fn from_env() -> Result<Deployment, WiringError> {

@@ -77,7 +77,17 @@ async fn events_reach_the_queue_their_rule_targets() {
 #[tokio::test]
 async fn events_that_cannot_be_published_are_reported_not_dropped() {
     let bus = EventBridgeBus::new(local_eventbridge(moto_endpoint()), unique_name("no-such-bus"), DEFAULT_SOURCE);
+    let started = std::time::Instant::now();
     let error = bus.publish(&[recorded(1), recorded(2)]).await.expect_err("the bus does not exist");
-    let BusError::NotPublished { failed, total, .. } = error;
+    // A missing bus stays missing: refused at once, and not worth retrying.
+    assert!(!error.is_retryable(), "{error:?}");
+    let BusError::Rejected { failed, total, .. } = error else {
+        panic!("a missing bus is not a passing outage: {error:?}");
+    };
     assert_eq!((failed, total), (2, 2));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "retried: {:?}",
+        started.elapsed()
+    );
 }

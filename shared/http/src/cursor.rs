@@ -13,10 +13,11 @@ pub struct CursorSigner {
 }
 
 impl CursorSigner {
-    /// `secret` is the deployment's secret (the identity salt serves).
-    pub fn new(secret: &str) -> CursorSigner {
+    /// `key` is the deployment's cursor key: a secret of its own, never the identity salt (a
+    /// leak of either must not expose the other, and only this one can be replaced).
+    pub fn new(key: &str) -> CursorSigner {
         CursorSigner {
-            key: format!("cursor|{secret}").into_bytes(),
+            key: format!("cursor|{key}").into_bytes(),
         }
     }
 

@@ -7,7 +7,7 @@ pub mod lambda;
 pub mod problem;
 
 pub use cursor::CursorSigner;
-pub use problem::{store_problem, Problem};
+pub use problem::{bus_problem, store_problem, Problem};
 
 use serde::Serialize;
 
@@ -16,6 +16,25 @@ pub type HttpResponse = http::Response<Vec<u8>>;
 
 pub const JSON: &str = "application/json";
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A request's id, set by the front door: in AWS, API Gateway's (`requestContext.requestId`, also
+/// in its access log and its `apigw-requestid` header). Without one (`pyramid serve`, tests) the
+/// handler makes one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// The request's id, or a new one when no front door gave it one.
+pub fn request_id(request: &HttpRequest) -> String {
+    match request.extensions().get::<RequestId>() {
+        Some(RequestId(id)) => id.clone(),
+        None => new_request_id(),
+    }
+}
+
+/// A new request id (not a secret: it only has to be unique enough to find one log line).
+pub fn new_request_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
 
 /// A JSON response.
 pub fn json_response(status: u16, body: &impl Serialize) -> HttpResponse {

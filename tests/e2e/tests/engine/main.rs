@@ -3,6 +3,7 @@
 
 mod agreement;
 mod api;
+mod failures;
 mod ingest;
 mod nudges;
 mod openapi;
