@@ -79,6 +79,7 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
             webhooks: Vec::new(),
             webhook_backoff: Duration::from_secs(1),
             source: "engagement".into(),
+            hold_deliveries: false,
         },
     )
     .await?;

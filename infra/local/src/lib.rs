@@ -4,8 +4,10 @@
 
 pub mod bus;
 pub mod community;
+pub mod dispatch;
 pub mod history;
 pub mod import;
+pub mod journal;
 pub mod local;
 pub mod report;
 pub mod routing;

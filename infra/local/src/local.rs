@@ -2,8 +2,8 @@
 //! SQLite, file-backed in the data directory, reached through the same DynamoDB adapter as in
 //! the cloud) and the in-process bus routed by the template's rules.
 
-use crate::bus::{Delivery, LocalBus};
-use crate::routing::{Router, Target};
+use crate::bus::LocalBus;
+use crate::routing::Router;
 use crate::webhooks::Webhooks;
 use anyhow::Context as _;
 use api::Api;
@@ -145,6 +145,8 @@ pub struct Options {
     pub webhooks: Vec<String>,
     pub webhook_backoff: Duration,
     pub source: String,
+    /// Journal deliveries but dispatch none (tests: an event deterministically in flight).
+    pub hold_deliveries: bool,
 }
 
 impl Engine {
@@ -162,7 +164,7 @@ impl Engine {
         options: Options,
     ) -> anyhow::Result<Engine> {
         let router = Arc::new(router);
-        let (bus, deliveries) = LocalBus::new(Arc::clone(&router), &options.source);
+        let (bus, deliveries) = LocalBus::open(Arc::clone(&router), &options.source, &dir.path)?;
         let salt = dir.secret("identity-salt")?;
         let parts = || (store.clone(), bus.clone(), SystemClock, Arc::clone(&rules));
         let (s, b, c, r) = parts();
@@ -208,54 +210,17 @@ impl Engine {
             nudge,
             webhooks,
         };
-        engine.dispatch(deliveries);
+        if options.hold_deliveries {
+            tokio::spawn(async move {
+                let _held = deliveries;
+                std::future::pending::<()>().await
+            });
+        } else {
+            crate::dispatch::run(&engine, deliveries);
+        }
         let webhooks = Arc::clone(&engine.webhooks);
         tokio::spawn(async move { webhooks.run().await });
         Ok(engine)
-    }
-
-    /// Hands each routed event to its target, as EventBridge invokes a function: a few
-    /// attempts with backoff, then logged (a customer left due is swept on schedule).
-    fn dispatch(&self, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
-        let (rescore, nudge, webhooks) = (Arc::clone(&self.rescore), Arc::clone(&self.nudge), Arc::clone(&self.webhooks));
-        let permits = Arc::new(tokio::sync::Semaphore::new(8));
-        tokio::spawn(async move {
-            while let Some(delivery) = deliveries.recv().await {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                    return;
-                };
-                let (rescore, nudge, webhooks) = (Arc::clone(&rescore), Arc::clone(&nudge), Arc::clone(&webhooks));
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    for attempt in 0..3u32 {
-                        let outcome = match delivery.target {
-                            Target::Rescore => rescore
-                                .handle(&delivery.event, || Duration::from_secs(60))
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| e.to_string()),
-                            Target::Nudge => nudge.handle(&delivery.event).await.map(|_| ()).map_err(|e| e.to_string()),
-                            Target::Webhooks => {
-                                let envelope = serde_json::to_value(&delivery.event).unwrap_or_default();
-                                // Files and fsyncs: off the async workers.
-                                let webhooks = Arc::clone(&webhooks);
-                                tokio::task::spawn_blocking(move || webhooks.enqueue(&envelope))
-                                    .await
-                                    .map_err(|e| e.to_string())
-                                    .and_then(|done| done.map_err(|e| e.to_string()))
-                            }
-                        };
-                        match outcome {
-                            Ok(()) => return,
-                            Err(error) => {
-                                tracing::warn!(target = ?delivery.target, attempt, %error, detail_type = %delivery.event.detail_type, "delivery failed");
-                                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                            }
-                        }
-                    }
-                });
-            }
-        });
     }
 
     /// Runs the sweep at the template's rate (or `every`), forever.

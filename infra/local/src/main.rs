@@ -55,6 +55,9 @@ struct ServeArgs {
     /// The first webhook retry waits about this long (milliseconds), doubling each time.
     #[arg(long, default_value_t = 1000, hide = true)]
     webhook_backoff_ms: u64,
+    /// Journal events but deliver none (tests: an event in flight when the process is killed).
+    #[arg(long, hide = true)]
+    hold_deliveries: bool,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +132,7 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
         webhooks: args.webhooks,
         webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
         source: engagement::events::DEFAULT_SOURCE.to_string(),
+        hold_deliveries: args.hold_deliveries,
     };
     let engine = match store {
         Some(store) => Engine::with_store(&dir, store, rules, router, options).await?,
