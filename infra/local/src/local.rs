@@ -94,22 +94,55 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Opens the embedded database and serves it to the DynamoDB adapter on a loopback port.
+/// Opens the embedded database for serving and serves it to the DynamoDB adapter on a loopback
+/// port. SQLite runs in WAL mode with `synchronous = NORMAL`: every commit is in the WAL before
+/// it is acknowledged, so a killed process (kill -9, a crash) loses nothing; an OS crash or a
+/// power cut can lose the last commits but cannot corrupt the file (the WAL is fsynced at each
+/// checkpoint).
 pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<DynamoStore> {
+    Ok(open_embedded(dir, rules, false).await?.0)
+}
+
+/// The embedded store tuned for a bulk load that can be re-run (`pyramid import`, the demo's
+/// history): no fsync at all (`synchronous = OFF`, so a power cut during it can corrupt the
+/// file), a 64 MB page cache and memory-mapped reads. `BulkLoad::finish` restores the serving
+/// settings.
+pub async fn embedded_store_for_bulk_load(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<(DynamoStore, BulkLoad)> {
+    let (store, database) = open_embedded(dir, rules, true).await?;
+    Ok((store, BulkLoad { database }))
+}
+
+/// A bulk load under way on the embedded database.
+pub struct BulkLoad {
+    database: dynoxide::Database,
+}
+
+impl BulkLoad {
+    /// Back to `synchronous = NORMAL` (and SQLite's default cache), as `embedded_store` opens it.
+    pub fn finish(self) -> anyhow::Result<()> {
+        self.database
+            .disable_bulk_loading()
+            .map_err(|e| anyhow::anyhow!("cannot restore the database's settings: {e}"))
+    }
+}
+
+async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::Result<(DynamoStore, dynoxide::Database)> {
     // Before the database file exists on a first start (a missing salt later is an error).
     let salt = dir.secret("identity-salt")?;
     let file = dir.path.join("engagement.db");
     let database = dynoxide::Database::new(&file.to_string_lossy()).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
-    // A 64 MB page cache and memory-mapped reads instead of SQLite's 2 MB default, and no fsync
-    // at WAL checkpoints: every commit is in the file before it is acknowledged, so a killed
-    // process (kill -9, a crash) loses nothing; only a power cut can lose the last commits.
-    database
-        .enable_bulk_loading()
-        .map_err(|e| anyhow::anyhow!("cannot tune {}: {e}", file.display()))?;
+    // dynoxide exposes its PRAGMAs only as these two sets.
+    let tuned = if bulk {
+        database.enable_bulk_loading()
+    } else {
+        database.disable_bulk_loading()
+    };
+    tuned.map_err(|e| anyhow::anyhow!("cannot tune {}: {e}", file.display()))?;
+    let served = database.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
-        let _ = dynoxide::server::serve_with_shutdown(listener, database, std::future::pending()).await;
+        let _ = dynoxide::server::serve_with_shutdown(listener, served, std::future::pending()).await;
     });
     let store = DynamoStore::new(
         local_dynamodb(&endpoint, None),
@@ -123,7 +156,7 @@ pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<
     if !store.table_exists().await? {
         store.create_table().await?;
     }
-    Ok(store)
+    Ok((store, database))
 }
 
 pub type LocalRescorer<C = SystemClock> = Rescorer<DynamoStore, LocalBus, C>;
