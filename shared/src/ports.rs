@@ -259,6 +259,13 @@ pub trait EngagementStore: Send + Sync {
         due_at: Option<Timestamp>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Keeps events that could not be published (ingest's `Interaction Recorded`) in their
+    /// customers' outboxes and marks those customers due now, one write per customer, each
+    /// bumping the version (a rescore that read before writes nothing and reads again): the
+    /// sweep publishes them. Returns how many customers took them (an erased or merged-away
+    /// customer takes none).
+    fn keep_unpublished(&self, events: &[DomainEvent], now: Timestamp) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
     /// Customers whose `due_at` is at or before `before`, a page at a time.
     fn due_customers(
         &self,

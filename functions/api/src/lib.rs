@@ -508,7 +508,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             .map_err(|e| store_problem(&e))?;
         let events = recorded_events(&outcomes, &[kind], now);
         if let Err(error) = self.engine.bus.publish(&events).await {
-            tracing::warn!(%error, "consent recorded; Interaction Recorded not published, the sweep will rescore");
+            engagement_http::outbox::keep_unpublished(self.store(), &events, now, &error).await;
         }
         Ok(json_response(
             200,

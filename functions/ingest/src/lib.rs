@@ -1,8 +1,9 @@
 //! ingest: `POST /v1/interactions`. Validates the whole request first (one bad item rejects it
 //! and nothing is written), records each new interaction exactly once (resolving or creating its
 //! customer and marking it due for rescoring), then publishes one `Interaction Recorded` per
-//! customer. If publishing fails, the answer is still 202: the interactions are stored and the
-//! customers due, so the scheduled sweep rescores them and no effect is lost.
+//! customer. If publishing fails, the answer is still 202: the events go into their customers'
+//! outboxes (one extra write per customer, only then), so the scheduled sweep publishes them and
+//! the interactions' own playbook triggers (a complaint's service recovery) are not lost.
 
 use engagement::events::recorded_events;
 use engagement::interaction::parse_submission;
@@ -107,8 +108,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Ingest<S, B, C> {
         );
         if !events.is_empty() {
             if let Err(error) = self.bus.publish(&events).await {
-                // Stored and marked due: the scheduled sweep rescores these customers.
-                tracing::warn!(%error, "Interaction Recorded not published; the sweep will rescore");
+                engagement_http::outbox::keep_unpublished(&self.store, &events, now, &error).await;
             }
         }
         Ok(Accepted { interactions: outcomes })

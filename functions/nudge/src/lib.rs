@@ -7,6 +7,8 @@
 //! Idempotent per trigger: each trigger has a stable id (the event id, or the interaction id),
 //! and a trigger already decided is not decided again; its sent nudges are published again with
 //! the same `nudge_id` (a redelivery after a failed publish), which receivers deduplicate on.
+//! A trigger recorded only in part (an error between two playbooks) is completed on redelivery,
+//! as of its first decision.
 
 use engagement::events::{DomainEvent, NudgeRequested, SCHEMA_VERSION};
 use engagement::ports::{BusError, Clock, EngagementStore, EventBus, StoreError, StoredCustomer, StoredNudge};
@@ -120,26 +122,41 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
         let mut decided = Vec::new();
         let mut requests = Vec::new();
         for (trigger, trigger_id) in triggers {
-            let earlier: Vec<&StoredNudge> = history.iter().filter(|n| n.trigger_id == trigger_id).collect();
-            if !earlier.is_empty() {
-                for nudge in earlier {
-                    // Requested again only if the customer still consents on that channel.
-                    let consents = customer.state.consent.granted(&nudge.decision.channel);
-                    if nudge.decision.outcome == NudgeOutcome::Sent && consents {
-                        requests.extend(self.request(&customer, nudge, now));
-                    }
-                    decided.push(Decided {
-                        nudge_id: nudge.nudge_id.clone(),
-                        trigger: nudge.trigger.clone(),
-                        decision: nudge.decision.clone(),
-                        new: false,
-                    });
+            let earlier: Vec<StoredNudge> = history.iter().filter(|n| n.trigger_id == trigger_id).cloned().collect();
+            for nudge in &earlier {
+                // Requested again only if the customer still consents on that channel.
+                let consents = customer.state.consent.granted(&nudge.decision.channel);
+                if nudge.decision.outcome == NudgeOutcome::Sent && consents {
+                    requests.extend(self.request(&customer, nudge, now));
                 }
-                continue;
+                decided.push(Decided {
+                    nudge_id: nudge.nudge_id.clone(),
+                    trigger: nudge.trigger.clone(),
+                    decision: nudge.decision.clone(),
+                    new: false,
+                });
             }
-            let records: Vec<_> = history.iter().map(StoredNudge::record).collect();
-            let decisions = select_nudges(&self.rules, customer.id.as_str(), &customer.state.consent, &records, &trigger, now);
-            for mut decision in decisions {
+            // A trigger decided before is decided again as of its first decision, against the
+            // history it saw then: the playbooks an interrupted run did not record (an error
+            // between two of them) are completed with the decisions it would have made.
+            let decided_at = earlier.iter().map(|n| n.decided_at).min().unwrap_or(now);
+            let records: Vec<_> = history
+                .iter()
+                .filter(|n| n.trigger_id != trigger_id && n.decided_at <= decided_at)
+                .map(StoredNudge::record)
+                .collect();
+            let decisions = select_nudges(
+                &self.rules,
+                customer.id.as_str(),
+                &customer.state.consent,
+                &records,
+                &trigger,
+                decided_at,
+            );
+            let missing = decisions
+                .into_iter()
+                .filter(|decision| !earlier.iter().any(|n| n.decision.playbook == decision.playbook));
+            for mut decision in missing {
                 let reachable = customer.identities.iter().any(|i| i.channel == decision.channel);
                 if decision.outcome != NudgeOutcome::Suppressed && !reachable {
                     decision.outcome = NudgeOutcome::Suppressed;
@@ -150,7 +167,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
                     trigger: trigger.clone(),
                     trigger_id: trigger_id.clone(),
                     decision,
-                    decided_at: now,
+                    decided_at,
                     rose_at: None,
                 };
                 // A concurrent delivery of the same trigger recorded it first: it requests it.

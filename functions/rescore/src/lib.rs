@@ -169,15 +169,21 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
                 wrote: false,
             }));
         }
-        // First, what an earlier run decided but may not have published.
+        // First, what an earlier run (or ingest) could not publish. If that fails too, the level
+        // is decided all the same and the new events join the outbox.
+        let mut outbox_failure = None;
         if !customer.outbox.is_empty() {
             let events: Vec<DomainEvent> = customer.outbox.iter().map(|(_, e)| e.clone()).collect();
-            self.bus.publish(&events).await?;
-            let ids: Vec<String> = customer.outbox.iter().map(|(id, _)| id.clone()).collect();
-            self.store
-                .clear_outbox(&customer.id, &ids, customer.version, customer.due_at)
-                .await?;
-            published.extend(events.iter().map(DomainEvent::detail_type));
+            match self.bus.publish(&events).await {
+                Ok(()) => {
+                    let ids: Vec<String> = customer.outbox.iter().map(|(id, _)| id.clone()).collect();
+                    self.store
+                        .clear_outbox(&customer.id, &ids, customer.version, customer.due_at)
+                        .await?;
+                    published.extend(events.iter().map(DomainEvent::detail_type));
+                }
+                Err(error) => outbox_failure = Some(error),
+            }
         }
 
         let decision = decide(&self.rules, &customer.state, now);
@@ -222,6 +228,10 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
 
         let unchanged = events.is_empty() && rebased.is_none() && previous == Some(decision.standing()) && customer.due_at == next_due;
         if unchanged {
+            if let Some(error) = outbox_failure {
+                // Nothing to write: the customer stays due with its outbox.
+                return Err(RescoreError::Bus(error));
+            }
             return Ok(Some(Rescored {
                 customer_id: customer.id.clone(),
                 level: decision.level,
@@ -236,7 +246,10 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
             .filter(|event| !published_ids.contains(&event.event_id()))
             .cloned()
             .collect();
-        let publish_failure = if fresh.is_empty() {
+        let publish_failure = if outbox_failure.is_some() {
+            // The bus is down: the new events wait behind the old ones.
+            outbox_failure
+        } else if fresh.is_empty() {
             None
         } else {
             match self.bus.publish(&fresh).await {

@@ -9,7 +9,7 @@
 
 use engagement::{Rules, Timestamp};
 use pyramid::import::{import, Format};
-use pyramid::local::{embedded_store, DataDir, Engine, Options};
+use pyramid::local::{embedded_store_for_bulk_load, DataDir, Engine, Options};
 use pyramid::routing::Router;
 use pyramid::serve::{app, Served};
 use serde_json::json;
@@ -50,7 +50,7 @@ async fn bench_import(customers: usize) -> anyhow::Result<()> {
     drop(out);
     let rules = Arc::new(Rules::default_rules());
     let dir = DataDir::open(&root.join("data"))?;
-    let store = embedded_store(&dir, Arc::clone(&rules)).await?;
+    let (store, _bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
     let memory_before = peak_memory_mib();
     let report = import(&store, &rules, &[file], Some(Format::Jsonl)).await?;
     println!(
@@ -80,6 +80,7 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
             webhook_backoff: Duration::from_secs(1),
             source: "engagement".into(),
             vacuum_after: Duration::from_secs(3600),
+            hold_deliveries: false,
         },
     )
     .await?;

@@ -1,17 +1,23 @@
 //! The in-process event bus: `EventBus` for the handlers, routing each event by the template's
-//! rules to the rescore and nudge handlers and to the webhooks, as EventBridge would.
+//! rules to the rescore and nudge handlers and to the webhooks, as EventBridge would. Every
+//! routed delivery is journaled durably before `publish` returns (`crate::journal`), so events
+//! in flight survive a crash and are delivered at the next start.
 
+use crate::journal::Journal;
 use crate::routing::{Router, Target};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use engagement::events::DomainEvent;
 use engagement::ports::{BusError, EventBus};
 use serde_json::{json, Value};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// One event on its way to one target.
 pub struct Delivery {
+    /// Its line in the journal: marked done once the target took it.
+    pub seq: u64,
     pub target: Target,
     pub event: EventBridgeEvent<Value>,
 }
@@ -20,23 +26,30 @@ pub struct Delivery {
 pub struct LocalBus {
     router: Arc<Router>,
     source: String,
-    queue: mpsc::UnboundedSender<Delivery>,
+    journal: Journal,
     published: Arc<AtomicU64>,
 }
 
 impl LocalBus {
-    /// A bus and the receiving end its dispatcher reads.
-    pub fn new(router: Arc<Router>, source: &str) -> (LocalBus, mpsc::UnboundedReceiver<Delivery>) {
+    /// A bus journaling into `dir`, and the receiving end its dispatcher reads (first the
+    /// deliveries an earlier process left pending).
+    pub fn open(router: Arc<Router>, source: &str, dir: &Path) -> std::io::Result<(LocalBus, mpsc::UnboundedReceiver<Delivery>)> {
         let (queue, receiver) = mpsc::unbounded_channel();
-        (
+        let journal = Journal::open(dir, queue)?;
+        Ok((
             LocalBus {
                 router,
                 source: source.to_string(),
-                queue,
+                journal,
                 published: Arc::default(),
             },
             receiver,
-        )
+        ))
+    }
+
+    /// The journal, for the dispatcher to mark deliveries done.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// Events published so far.
@@ -62,27 +75,21 @@ impl LocalBus {
 
 impl EventBus for LocalBus {
     async fn publish(&self, events: &[DomainEvent]) -> Result<(), BusError> {
-        let mut failed = 0;
+        let mut entries = Vec::new();
         for event in events {
             let envelope = self.envelope(event);
             for target in self.router.targets(&envelope) {
-                let Ok(parsed) = serde_json::from_value::<EventBridgeEvent<Value>>(envelope.clone()) else {
-                    failed += 1;
-                    continue;
-                };
-                if self.queue.send(Delivery { target, event: parsed }).is_err() {
-                    failed += 1;
-                }
+                entries.push((target, envelope.clone()));
             }
-            self.published.fetch_add(1, Ordering::Relaxed);
         }
-        if failed > 0 {
-            return Err(BusError::NotPublished {
-                failed,
+        if !entries.is_empty() {
+            self.journal.append(entries).await.map_err(|error| BusError::NotPublished {
+                failed: events.len(),
                 total: events.len(),
-                reason: "the local dispatcher has stopped".into(),
-            });
+                reason: format!("the bus journal: {error}"),
+            })?;
         }
+        self.published.fetch_add(events.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }

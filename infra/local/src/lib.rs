@@ -4,9 +4,11 @@
 
 pub mod bus;
 pub mod community;
+pub mod dispatch;
 pub mod erasure;
 pub mod history;
 pub mod import;
+pub mod journal;
 pub mod local;
 pub mod report;
 pub mod routing;

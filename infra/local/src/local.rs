@@ -2,9 +2,9 @@
 //! SQLite, file-backed in the data directory, reached through the same DynamoDB adapter as in
 //! the cloud) and the in-process bus routed by the template's rules.
 
-use crate::bus::{Delivery, LocalBus};
+use crate::bus::LocalBus;
 use crate::erasure::Scrubber;
-use crate::routing::{Router, Target};
+use crate::routing::Router;
 use crate::webhooks::Webhooks;
 use anyhow::Context as _;
 use api::Api;
@@ -105,25 +105,58 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Opens the embedded database and serves it to the DynamoDB adapter on a loopback port.
+/// Opens the embedded database for serving and serves it to the DynamoDB adapter on a loopback
+/// port. SQLite runs in WAL mode with `synchronous = NORMAL`: every commit is in the WAL before
+/// it is acknowledged, so a killed process (kill -9, a crash) loses nothing; an OS crash or a
+/// power cut can lose the last commits but cannot corrupt the file (the WAL is fsynced at each
+/// checkpoint).
 pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<DynamoStore> {
+    Ok(open_embedded(dir, rules, false).await?.0)
+}
+
+/// The embedded store tuned for a bulk load that can be re-run (`pyramid import`, the demo's
+/// history): no fsync at all (`synchronous = OFF`, so a power cut during it can corrupt the
+/// file), a 64 MB page cache and memory-mapped reads. `BulkLoad::finish` restores the serving
+/// settings.
+pub async fn embedded_store_for_bulk_load(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<(DynamoStore, BulkLoad)> {
+    let (store, database) = open_embedded(dir, rules, true).await?;
+    Ok((store, BulkLoad { database }))
+}
+
+/// A bulk load under way on the embedded database.
+pub struct BulkLoad {
+    database: dynoxide::Database,
+}
+
+impl BulkLoad {
+    /// Back to `synchronous = NORMAL` (and SQLite's default cache), as `embedded_store` opens it.
+    pub fn finish(self) -> anyhow::Result<()> {
+        self.database
+            .disable_bulk_loading()
+            .map_err(|e| anyhow::anyhow!("cannot restore the database's settings: {e}"))
+    }
+}
+
+async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::Result<(DynamoStore, dynoxide::Database)> {
     // Before the database file exists on a first start (a missing salt later is an error).
     let salt = dir.secret("identity-salt")?;
     let file = dir.path.join("engagement.db");
     // On dynoxide's connection too: erased rows are overwritten, not just unlinked.
     crate::erasure::secure_delete_on_every_connection().context("cannot turn on SQLite's secure_delete")?;
     let database = dynoxide::Database::new(&file.to_string_lossy()).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
-    // A 64 MB page cache and memory-mapped reads instead of SQLite's 2 MB default, and no fsync
-    // at WAL checkpoints: every commit is in the file before it is acknowledged, so a killed
-    // process (kill -9, a crash) loses nothing; only a power cut can lose the last commits.
-    database
-        .enable_bulk_loading()
-        .map_err(|e| anyhow::anyhow!("cannot tune {}: {e}", file.display()))?;
+    // dynoxide exposes its PRAGMAs only as these two sets.
+    let tuned = if bulk {
+        database.enable_bulk_loading()
+    } else {
+        database.disable_bulk_loading()
+    };
+    tuned.map_err(|e| anyhow::anyhow!("cannot tune {}: {e}", file.display()))?;
+    let served = database.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     let _ = dir.database.set(database.clone());
     tokio::spawn(async move {
-        let _ = dynoxide::server::serve_with_shutdown(listener, database, std::future::pending()).await;
+        let _ = dynoxide::server::serve_with_shutdown(listener, served, std::future::pending()).await;
     });
     let store = DynamoStore::new(
         local_dynamodb(&endpoint, None),
@@ -137,7 +170,7 @@ pub async fn embedded_store(dir: &DataDir, rules: Arc<Rules>) -> anyhow::Result<
     if !store.table_exists().await? {
         store.create_table().await?;
     }
-    Ok(store)
+    Ok((store, database))
 }
 
 pub type LocalRescorer<C = SystemClock> = Rescorer<DynamoStore, LocalBus, C>;
@@ -162,6 +195,8 @@ pub struct Options {
     pub source: String,
     /// How long after an erasure the database is vacuumed (an hour; shorter in tests).
     pub vacuum_after: Duration,
+    /// Journal deliveries but dispatch none (tests: an event deterministically in flight).
+    pub hold_deliveries: bool,
 }
 
 impl Engine {
@@ -179,7 +214,7 @@ impl Engine {
         options: Options,
     ) -> anyhow::Result<Engine> {
         let router = Arc::new(router);
-        let (bus, deliveries) = LocalBus::new(Arc::clone(&router), &options.source);
+        let (bus, deliveries) = LocalBus::open(Arc::clone(&router), &options.source, &dir.path)?;
         // Cursors have a key of their own: a leaked cursor key forges page cursors, nothing more,
         // and it can be replaced (outstanding cursors are then refused) where the salt never can.
         let cursor_key = dir.secret("cursor-key")?;
@@ -229,54 +264,17 @@ impl Engine {
             webhooks,
             erasure,
         };
-        engine.dispatch(deliveries);
+        if options.hold_deliveries {
+            tokio::spawn(async move {
+                let _held = deliveries;
+                std::future::pending::<()>().await
+            });
+        } else {
+            crate::dispatch::run(&engine, deliveries);
+        }
         let webhooks = Arc::clone(&engine.webhooks);
         tokio::spawn(async move { webhooks.run().await });
         Ok(engine)
-    }
-
-    /// Hands each routed event to its target, as EventBridge invokes a function: a few
-    /// attempts with backoff, then logged (a customer left due is swept on schedule).
-    fn dispatch(&self, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
-        let (rescore, nudge, webhooks) = (Arc::clone(&self.rescore), Arc::clone(&self.nudge), Arc::clone(&self.webhooks));
-        let permits = Arc::new(tokio::sync::Semaphore::new(8));
-        tokio::spawn(async move {
-            while let Some(delivery) = deliveries.recv().await {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                    return;
-                };
-                let (rescore, nudge, webhooks) = (Arc::clone(&rescore), Arc::clone(&nudge), Arc::clone(&webhooks));
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    for attempt in 0..3u32 {
-                        let outcome = match delivery.target {
-                            Target::Rescore => rescore
-                                .handle(&delivery.event, || Duration::from_secs(60))
-                                .await
-                                .map(|_| ())
-                                .map_err(|e| e.to_string()),
-                            Target::Nudge => nudge.handle(&delivery.event).await.map(|_| ()).map_err(|e| e.to_string()),
-                            Target::Webhooks => {
-                                let envelope = serde_json::to_value(&delivery.event).unwrap_or_default();
-                                // Files and fsyncs: off the async workers.
-                                let webhooks = Arc::clone(&webhooks);
-                                tokio::task::spawn_blocking(move || webhooks.enqueue(&envelope))
-                                    .await
-                                    .map_err(|e| e.to_string())
-                                    .and_then(|done| done.map_err(|e| e.to_string()))
-                            }
-                        };
-                        match outcome {
-                            Ok(()) => return,
-                            Err(error) => {
-                                tracing::warn!(target = ?delivery.target, attempt, %error, detail_type = %delivery.event.detail_type, "delivery failed");
-                                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                            }
-                        }
-                    }
-                });
-            }
-        });
     }
 
     /// Runs the sweep at the template's rate (or `every`), forever.

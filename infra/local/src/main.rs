@@ -9,7 +9,7 @@ use engagement::ports::EngagementStore;
 use engagement::{Level, Rules, Timestamp};
 use engagement_aws::DynamoStore;
 use pyramid::import::{import, Format};
-use pyramid::local::{embedded_store, DataDir, Engine, Options};
+use pyramid::local::{embedded_store, embedded_store_for_bulk_load, DataDir, Engine, Options};
 use pyramid::routing::Router;
 use pyramid::serve::{app, Served};
 use std::net::SocketAddr;
@@ -58,6 +58,9 @@ struct ServeArgs {
     /// The database is vacuumed this long (seconds) after an erasure.
     #[arg(long, default_value_t = 3600, hide = true)]
     vacuum_after_erasure_secs: u64,
+    /// Journal events but deliver none (tests: an event in flight when the process is killed).
+    #[arg(long, hide = true)]
+    hold_deliveries: bool,
 }
 
 #[derive(Subcommand)]
@@ -133,6 +136,7 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
         webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
         source: engagement::events::DEFAULT_SOURCE.to_string(),
         vacuum_after: Duration::from_secs(args.vacuum_after_erasure_secs),
+        hold_deliveries: args.hold_deliveries,
     };
     let engine = match store {
         Some(store) => Engine::with_store(&dir, store, rules, router, options).await?,
@@ -180,8 +184,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Import { common, files, format } => {
             let dir = DataDir::open(&common.data)?;
             let rules = load_rules(common.rules.as_deref())?;
-            let store = embedded_store(&dir, Arc::clone(&rules)).await?;
+            // Re-runnable: no fsync while it loads.
+            let (store, bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
             let report = import(&store, &rules, &files, format).await?;
+            bulk_load.finish()?;
             println!(
                 "{} lines in {:.1} s: {} recorded, {} duplicate, {} conflict, {} erased, {} rejected; {} customers rescored",
                 report.lines,
@@ -199,7 +205,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { serve: args, customers } => {
             let dir = DataDir::open(&args.common.data)?;
             let rules = load_rules(args.common.rules.as_deref())?;
-            let store = embedded_store(&dir, Arc::clone(&rules)).await?;
+            // The synthetic history is made again if it did not finish: no fsync while it loads.
+            let (store, bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
             if store.pyramid_counts().await?.0.iter().sum::<u64>() == 0 {
                 eprintln!("making a synthetic community of {customers} customers, two years played week by week…");
                 let started = std::time::Instant::now();
@@ -226,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
                     started.elapsed().as_secs_f64()
                 );
             }
+            bulk_load.finish()?;
             println!("the community:");
             print_pyramid(&store).await?;
             let path = dir.path.clone();

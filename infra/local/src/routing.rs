@@ -13,7 +13,7 @@ use std::time::Duration;
 pub const TEMPLATE: &str = include_str!("../../template.yaml");
 
 /// Where a rule sends matching events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     Rescore,
     Nudge,

@@ -70,7 +70,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 static APPENDING: Mutex<()> = Mutex::new(());
 
 /// Appends one line in one write (concurrent appenders never interleave within a line).
-fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+pub(crate) fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     let _guard = APPENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     file.write_all(format!("{line}\n").as_bytes())?;
@@ -103,11 +103,28 @@ fn nudge_of_detail(detail: &Value) -> (Option<String>, Option<String>) {
     (field("customer_id"), field("handle"))
 }
 
+/// Standard Webhooks' smallest signing key.
+const MIN_SECRET_BYTES: usize = 24;
+
 /// The signing secret of a data directory (`whsec_…`, made on first use).
 pub fn secret(dir: &Path) -> std::io::Result<String> {
     let path = dir.join("webhook-secret");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return Ok(text.trim().to_string());
+        let text = text.trim().to_string();
+        // An empty or short key would sign with (almost) nothing: refused, as a short token is.
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(text.trim_start_matches("whsec_"))
+            .unwrap_or_default();
+        if key.len() < MIN_SECRET_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} does not hold a whsec_ key of at least {MIN_SECRET_BYTES} bytes; delete it to make a new one",
+                    path.display()
+                ),
+            ));
+        }
+        return Ok(text);
     }
     let bytes = crate::local::os_random::<32>()?;
     let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
@@ -221,6 +238,21 @@ impl Webhooks {
                 Some(Some((customer_id, handle))) => person.owns(customer_id.as_deref(), handle.as_deref()),
                 Some(None) => false,
                 None => person.mentioned_in(line),
+            }
+        })?;
+        // The local bus's dead letters: `Nudge Requested` among them carries the handle.
+        rewrite_lines(&self.dir.join(crate::journal::DEAD_LETTER_FILE), |line| {
+            match serde_json::from_str::<Value>(line) {
+                // Other events carry ids only: kept for whoever looks into the failure.
+                Ok(record) if record["event"]["detail-type"] == engagement::events::NUDGE_REQUESTED => {
+                    let (customer_id, handle) = nudge_of_detail(&record["event"]["detail"]);
+                    person.owns(customer_id.as_deref(), handle.as_deref())
+                }
+                Ok(_) => person
+                    .handles
+                    .iter()
+                    .any(|handle| !handle.is_empty() && line.contains(handle.as_str())),
+                Err(_) => person.mentioned_in(line),
             }
         })?;
         for entry in std::fs::read_dir(self.dir.join("outbox"))? {
@@ -387,6 +419,7 @@ mod tests {
             .map(|e| std::fs::read_to_string(e.expect("an entry").path()).expect("a file"))
             .collect();
         texts.push(std::fs::read_to_string(dir.join("nudges.jsonl")).unwrap_or_default());
+        texts.push(std::fs::read_to_string(dir.join(crate::journal::DEAD_LETTER_FILE)).unwrap_or_default());
         texts
     }
 
@@ -402,6 +435,15 @@ mod tests {
         // A delivery set aside as unreadable, and a write a crash cut short.
         std::fs::write(dir.join("outbox").join("x.unreadable"), "{\"body\": \"ann@example.com").expect("written");
         std::fs::write(dir.join("outbox").join("y.1.tmp"), "{\"id\": \"msg_n3\", \"handle\": \"ann@").expect("written");
+        // The local bus gave up on deliveries: her nudge to the webhooks, and other events.
+        for event in [
+            nudge("n5", "cus_a", "ann@example.com"),
+            nudge("n6", "cus_b", "bob@example.com"),
+            erasure.clone(),
+        ] {
+            let record = json!({"target": "webhooks", "event": event, "error": "refused"});
+            append_line(&dir.join(crate::journal::DEAD_LETTER_FILE), &record.to_string()).expect("dead-lettered");
+        }
         let ann = ErasedPerson {
             customer_ids: vec!["cus_a".into()],
             handles: vec!["ann@example.com".into()],
@@ -417,6 +459,19 @@ mod tests {
         // A nudge about her decided before the erasure and delivered after it: dropped.
         webhooks.enqueue(&nudge("n4", "cus_a", "ann@example.com")).expect("dropped");
         assert!(files(&dir).iter().all(|text| !text.contains("ann@")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_short_or_empty_signing_secret_is_refused_and_a_made_one_is_kept() {
+        let dir = std::env::temp_dir().join(format!("pyramid-secret-{}-{}", std::process::id(), fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let made = secret(&dir).expect("made");
+        assert_eq!(secret(&dir).expect("read again"), made);
+        for short in ["", "whsec_", "whsec_c2hvcnQ="] {
+            std::fs::write(dir.join("webhook-secret"), short).expect("written");
+            assert!(secret(&dir).is_err(), "{short:?} was accepted");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -413,3 +413,59 @@ async fn nudges_reach_a_flaky_webhook_signed_and_exactly_once() {
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Nudges of one playbook in a customer's view.
+fn nudges_of(view: &Value, playbook: &str) -> usize {
+    view["nudges"]
+        .as_array()
+        .map_or(0, |nudges| nudges.iter().filter(|n| n["playbook"] == playbook).count())
+}
+
+/// Lines of `nudges.jsonl` (every nudge requested) of one playbook.
+fn requested_of(data: &Path, playbook: &str) -> usize {
+    std::fs::read_to_string(data.join("nudges.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| serde_json::from_str::<Value>(line).is_ok_and(|n| n["playbook"] == playbook))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_in_flight_at_a_kill_is_answered_once_after_the_restart() {
+    let data = temp_dir("in-flight");
+    let journal = data.join("bus-journal.jsonl");
+    // Deliveries held: the complaint's Interaction Recorded is journaled, and stays in flight.
+    let held = Server::start(&data, &["--hold-deliveries"]);
+    let batch = json!({"interactions": [
+        interaction("cf-0", "ora@example.com", "newsletter_subscribed"),
+        interaction("cf-1", "ora@example.com", "complaint_opened"),
+    ]});
+    let (status, body) = held.post("/v1/interactions", batch).await;
+    assert_eq!(status, 202, "{body}");
+    let customer = body["interactions"][0]["customer_id"].as_str().expect("an id").to_string();
+    let path = format!("/v1/customers/{customer}");
+    assert!(std::fs::metadata(&journal).is_ok_and(|m| m.len() > 0), "acknowledged, so journaled");
+    assert_eq!(nudges_of(&held.get(&path).await.1, "service_recovery"), 0, "not delivered yet");
+    held.kill();
+
+    let server = Server::start(&data, &[]);
+    server
+        .until("the complaint's service recovery is decided and requested", async |s: &Server| {
+            nudges_of(&s.get(&path).await.1, "service_recovery") == 1 && requested_of(&data, "service_recovery") == 1
+        })
+        .await;
+    // Killed again at once: whatever the journal still holds is delivered again, and the
+    // handlers recognize it.
+    server.kill();
+    let server = Server::start(&data, &[]);
+    server
+        .until("the journal is drained", async |_s: &Server| {
+            std::fs::metadata(&journal).is_ok_and(|m| m.len() == 0)
+        })
+        .await;
+    let view = server.get(&path).await.1;
+    assert_eq!(nudges_of(&view, "service_recovery"), 1, "decided exactly once: {view}");
+    assert_eq!(requested_of(&data, "service_recovery"), 1, "requested exactly once");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -189,6 +189,14 @@ fn profile_key(id: &CustomerId) -> Item {
     key(customer_pk(id), PROFILE)
 }
 
+/// An event as the customer's outbox keeps it (read back by `item::outbox_of`).
+fn outbox_entry(event: &engagement::events::DomainEvent) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("detail_type".to_string(), s(event.detail_type())),
+        ("detail".to_string(), s(event.detail_json())),
+    ]))
+}
+
 /// Which partitions of which index a listing reads, in order.
 struct PartitionQuery<'a> {
     index: &'a str,
@@ -1209,10 +1217,7 @@ impl EngagementStore for DynamoStore {
             let outbox = expr.name("outbox");
             for event in &write.outbox {
                 let id = expr.name(&event.event_id());
-                let entry = expr.value(AttributeValue::M(HashMap::from([
-                    ("detail_type".to_string(), s(event.detail_type())),
-                    ("detail".to_string(), s(event.detail_json())),
-                ])));
+                let entry = expr.value(outbox_entry(event));
                 expr.set.push(format!("{outbox}.{id} = {entry}"));
             }
         }
@@ -1328,6 +1333,33 @@ impl EngagementStore for DynamoStore {
         self.send_update(expr.update(self.table(), profile_key(id), Some("attribute_exists(pk)"))?)
             .await?;
         Ok(())
+    }
+
+    async fn keep_unpublished(&self, events: &[engagement::events::DomainEvent], now: Timestamp) -> Result<usize, StoreError> {
+        let mut per_customer: BTreeMap<&CustomerId, Vec<&engagement::events::DomainEvent>> = BTreeMap::new();
+        for event in events {
+            per_customer.entry(event.customer_id()).or_default().push(event);
+        }
+        let writes = per_customer.into_iter().map(|(id, events)| async move {
+            let mut expr = Expr::default();
+            let outbox = expr.name("outbox");
+            for event in events {
+                let name = expr.name(&event.event_id());
+                let entry = expr.value(outbox_entry(event));
+                expr.set.push(format!("{outbox}.{name} = {entry}"));
+            }
+            expr.set(DUE_SHARD, s(due_shard(id)));
+            expr.set(DUE_AT, n_int(now.millis()));
+            expr.add("version", n_int(1));
+            let condition = "attribute_exists(pk) AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)";
+            self.send_update(expr.update(self.table(), profile_key(id), Some(condition))?).await
+        });
+        let kept = futures::future::join_all(writes).await;
+        let mut taken = 0;
+        for result in kept {
+            taken += usize::from(result?);
+        }
+        Ok(taken)
     }
 
     async fn due_customers(&self, before: Timestamp, cursor: Option<String>, limit: usize) -> Result<Page<StoredCustomer>, StoreError> {

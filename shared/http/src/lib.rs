@@ -4,6 +4,7 @@
 
 pub mod cursor;
 pub mod lambda;
+pub mod outbox;
 pub mod problem;
 
 pub use cursor::CursorSigner;

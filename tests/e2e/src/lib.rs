@@ -35,7 +35,10 @@ pub struct Engine {
     pub nudge: Nudger<Store, Bus, ManualClock>,
     pub api: Api<Store, Bus, ManualClock>,
     sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    events: aws_sdk_eventbridge::Client,
+    bus_name: String,
+    /// The queue the bus routes to (empty while the bus does not exist).
+    queue_url: std::sync::Mutex<String>,
 }
 
 /// An HTTP answer: status, content type and JSON body (`null` when empty; a string when the
@@ -83,7 +86,7 @@ impl Engine {
         } else {
             String::new()
         };
-        let bus = EventBridgeBus::new(events, bus_name, DEFAULT_SOURCE);
+        let bus = EventBridgeBus::new(events.clone(), bus_name.clone(), DEFAULT_SOURCE);
         let clock = ManualClock::at(now);
         let parts = || (store.clone(), bus.clone(), clock.clone(), Arc::clone(&rules));
         let (s, b, c, r) = parts();
@@ -127,8 +130,20 @@ impl Engine {
             nudge,
             api,
             sqs,
-            queue_url,
+            events,
+            bus_name,
+            queue_url: std::sync::Mutex::new(queue_url),
         }
+    }
+
+    /// Creates the bus that `start_without_bus` left out: publishing works from now on.
+    pub async fn bring_bus_back(&self) {
+        let queue_url = route_to_queue(&self.events, &self.sqs, &self.bus_name, r#"{"source": ["engagement"]}"#).await;
+        *self.queue_url.lock().expect("the queue url") = queue_url;
+    }
+
+    fn queue_url(&self) -> String {
+        self.queue_url.lock().expect("the queue url").clone()
     }
 
     /// Sends an HTTP request as API Gateway would (payload v2), to the function its route
@@ -180,7 +195,7 @@ impl Engine {
     pub async fn deliver(&self) -> Vec<DomainEvent> {
         let mut seen = Vec::new();
         loop {
-            let envelopes = drain_queue(&self.sqs, &self.queue_url).await;
+            let envelopes = drain_queue(&self.sqs, &self.queue_url()).await;
             if envelopes.is_empty() {
                 return seen;
             }
@@ -203,7 +218,7 @@ impl Engine {
 
     /// The raw EventBridge events on the bus (as a target receives them), not delivered.
     pub async fn take_envelopes(&self) -> Vec<EventBridgeEvent<Value>> {
-        drain_queue(&self.sqs, &self.queue_url)
+        drain_queue(&self.sqs, &self.queue_url())
             .await
             .into_iter()
             .map(|envelope| serde_json::from_value(envelope).expect("an EventBridge event"))
@@ -212,7 +227,7 @@ impl Engine {
 
     /// Events on the bus, read without delivering them to any function.
     pub async fn take_events(&self) -> Vec<DomainEvent> {
-        drain_queue(&self.sqs, &self.queue_url)
+        drain_queue(&self.sqs, &self.queue_url())
             .await
             .into_iter()
             .map(|envelope| {

@@ -181,17 +181,15 @@ async fn an_erased_identity_is_accepted_but_not_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_bus_is_down_the_interaction_is_kept_and_the_schedule_rescores_it() {
+async fn when_the_bus_is_down_the_interaction_is_kept_and_its_triggers_follow_once_the_bus_is_back() {
     let now = at("2026-04-01T12:00:00Z");
     let engine = Engine::start_without_bus(now).await;
-    let answer = engine
-        .http(
-            "POST",
-            "/v1/interactions",
-            interaction("p-1", "hal@example.com", "newsletter_subscribed", now),
-        )
-        .await;
-    assert_eq!((answer.status, statuses(&answer.body)), (202, vec!["recorded"]));
+    let batch = json!({"interactions": [
+        interaction("p-1", "hal@example.com", "newsletter_subscribed", now),
+        interaction("p-2", "hal@example.com", "complaint_opened", now),
+    ]});
+    let answer = engine.http("POST", "/v1/interactions", batch).await;
+    assert_eq!((answer.status, statuses(&answer.body)), (202, vec!["recorded", "recorded"]));
     let customer_id = answer.body["interactions"][0]["customer_id"].as_str().expect("an id").to_string();
     engine.clock.set(now.plus_millis(60_000));
     // The schedule finds the customer due, decides, and (the bus still down) keeps the events in
@@ -205,4 +203,23 @@ async fn when_the_bus_is_down_the_interaction_is_kept_and_the_schedule_rescores_
     assert_eq!(view.body["level"], "following");
     let listed = engine.http("GET", "/v1/customers?level=following", Value::Null).await;
     assert_eq!(listed.body["customers"][0]["id"], customer_id.as_str());
+
+    // The bus is back: the next schedule publishes what was kept, and the complaint is answered
+    // by the service-recovery playbook, once.
+    engine.bring_bus_back().await;
+    engine.clock.set(now.plus_millis(120_000));
+    engine.schedule().await;
+    let delivered = engine.deliver().await;
+    let recoveries = |events: &[DomainEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, DomainEvent::NudgeRequested(n) if n.playbook == "service_recovery"))
+            .count()
+    };
+    assert_eq!(recoveries(&delivered), 1, "{delivered:?}");
+    assert!(delivered.iter().any(|e| matches!(e, DomainEvent::LevelChanged(_))));
+    engine.clock.set(now.plus_millis(180_000));
+    let again = engine.schedule().await;
+    assert_eq!(again["published"], 0, "the outbox is empty: {again}");
+    assert_eq!(recoveries(&engine.deliver().await), 0);
 }

@@ -158,3 +158,58 @@ async fn a_rise_after_a_sent_nudge_counts_once_toward_its_step() {
     );
     assert_eq!(again.body["attribution_days"], 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trigger_recorded_in_part_is_completed_when_delivered_again() {
+    // Two playbooks start on a complaint. A run that recorded the first and failed before the
+    // second leaves the state that the shipped rules (service recovery alone) leave: the same
+    // trigger, decided for one of its playbooks only.
+    let both = format!(
+        "{}\n[[playbooks]]\nname = \"complaint_follow_up\"\ntrigger = {{ interaction = \"complaint_opened\" }}\ncool_down_days = 0\nholdout_percent = 0\n[[playbooks.steps]]\naction = \"call_back_within_a_day\"\nchannel = \"email\"\noutcome = [\"complaint_resolved\"]\n",
+        include_str!("../../../../shared/rules/default.toml")
+    );
+    let now = at("2026-05-04T10:00:00Z");
+    let engine = Engine::start_with(now, engagement::Rules::from_toml(&both).expect("valid rules")).await;
+    let interrupted = nudge::Nudger {
+        store: engine.nudge.store.clone(),
+        bus: engine.nudge.bus.clone(),
+        clock: engine.clock.clone(),
+        rules: std::sync::Arc::new(engagement::Rules::default_rules()),
+    };
+    let batch = json!({"interactions": [
+        interaction("pc-0", "una@example.com", "newsletter_subscribed", now),
+        interaction("pc-1", "una@example.com", "complaint_opened", now),
+    ]});
+    engine.http("POST", "/v1/interactions", batch).await;
+    let recorded = engine
+        .take_events()
+        .await
+        .into_iter()
+        .find(|e| matches!(e, DomainEvent::InteractionRecorded(_)))
+        .expect("Interaction Recorded");
+    let first = interrupted.on_event(&recorded).await.expect("decided in part");
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].decision.playbook, "service_recovery");
+
+    // Delivered again, later: the missing playbook is decided, the recorded one is not repeated.
+    engine.clock.set(now.plus_millis(60_000));
+    let again = engine.nudge.on_event(&recorded).await.expect("completed");
+    let summary: Vec<(&str, bool)> = again.iter().map(|d| (d.decision.playbook.as_str(), d.new)).collect();
+    assert_eq!(summary, [("service_recovery", false), ("complaint_follow_up", true)]);
+    let requests = requested(&engine.take_events().await);
+    let actions: Vec<&str> = requests.iter().map(|(_, action)| action.as_str()).collect();
+    assert!(actions.contains(&"call_back_within_a_day"), "{actions:?}");
+    // And once complete, another delivery decides nothing new.
+    let third = engine.nudge.on_event(&recorded).await.expect("redelivered");
+    assert!(third.iter().all(|d| !d.new), "{third:?}");
+    let customer_id = recorded.customer_id().to_string();
+    let view = engine.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
+    let mut playbooks: Vec<&str> = view.body["nudges"]
+        .as_array()
+        .expect("nudges")
+        .iter()
+        .map(|n| n["playbook"].as_str().unwrap_or_default())
+        .collect();
+    playbooks.sort_unstable();
+    assert_eq!(playbooks, ["complaint_follow_up", "service_recovery"], "each recorded once");
+}

@@ -1,0 +1,247 @@
+//! The local bus's journal: every routed delivery is appended to `DATA/bus-journal.jsonl` and
+//! fsynced before `publish` returns, so an event acknowledged to a handler (and a 202 to a
+//! client) survives a crash, a `kill -9` or Ctrl-C; at start the deliveries not marked done are
+//! handed to the dispatcher again. The handlers are idempotent per event id, so a delivery done
+//! just before a crash and replayed after it changes nothing.
+//!
+//! One thread owns the files: appends are group-committed (one write and one fsync for whatever
+//! arrived meanwhile); done marks stay in memory, and the file is emptied whenever nothing is
+//! pending (rewritten with only the pending lines once it grows past `COMPACT_BYTES`), so it
+//! holds only deliveries in flight. A delivery that can never succeed is appended to
+//! `DATA/bus-dead-letter.jsonl` (event, target, error) and marked done.
+
+use crate::bus::Delivery;
+use crate::routing::Target;
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
+
+pub const JOURNAL_FILE: &str = "bus-journal.jsonl";
+pub const DEAD_LETTER_FILE: &str = "bus-dead-letter.jsonl";
+/// A journal larger than this is rewritten with only its pending lines.
+const COMPACT_BYTES: u64 = 1 << 20;
+
+/// One line of the journal.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    seq: u64,
+    target: Target,
+    /// The envelope EventBridge would deliver.
+    event: Value,
+}
+
+enum Command {
+    Append {
+        entries: Vec<(Target, Value)>,
+        written: oneshot::Sender<std::io::Result<()>>,
+    },
+    Done(u64),
+    DeadLetter {
+        seq: u64,
+        error: String,
+    },
+}
+
+/// The handle the bus and the dispatcher talk to the journal's thread through.
+#[derive(Clone)]
+pub struct Journal {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Journal {
+    /// Opens the journal of a data directory and starts its thread. Deliveries left pending by
+    /// an earlier process are sent to `queue` first, in their order.
+    pub fn open(dir: &Path, queue: UnboundedSender<Delivery>) -> std::io::Result<Journal> {
+        let path = dir.join(JOURNAL_FILE);
+        let mut pending = BTreeMap::new();
+        let mut next_seq = 1;
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                // A line torn by a crash was never acknowledged: nobody waits for it.
+                let Ok(entry) = serde_json::from_str::<Entry>(line) else {
+                    tracing::warn!("skipping a torn line of the bus journal");
+                    continue;
+                };
+                next_seq = next_seq.max(entry.seq + 1);
+                pending.insert(entry.seq, line.to_string());
+                match serde_json::from_value::<EventBridgeEvent<Value>>(entry.event) {
+                    Ok(event) => {
+                        let _ = queue.send(Delivery {
+                            seq: entry.seq,
+                            target: entry.target,
+                            event,
+                        });
+                    }
+                    Err(error) => tracing::warn!(seq = entry.seq, %error, "skipping an unreadable journal entry"),
+                }
+            }
+            if !pending.is_empty() {
+                tracing::info!(deliveries = pending.len(), "replaying the bus journal");
+            }
+        }
+        let mut thread = Writer {
+            dir: dir.to_path_buf(),
+            path: path.clone(),
+            file: rewrite(&path, &pending)?,
+            size: 0,
+            pending,
+            next_seq,
+            queue,
+        };
+        thread.size = thread.file.metadata()?.len();
+        let (commands, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("bus-journal".into())
+            .spawn(move || thread.run(receiver))?;
+        Ok(Journal { commands })
+    }
+
+    /// Appends deliveries, durably; once written they go to the dispatcher.
+    pub async fn append(&self, entries: Vec<(Target, Value)>) -> std::io::Result<()> {
+        let (written, done) = oneshot::channel();
+        self.commands
+            .send(Command::Append { entries, written })
+            .map_err(|_| std::io::Error::other("the bus journal has stopped"))?;
+        done.await.map_err(|_| std::io::Error::other("the bus journal has stopped"))?
+    }
+
+    /// The target took the delivery: it is not replayed.
+    pub fn done(&self, seq: u64) {
+        let _ = self.commands.send(Command::Done(seq));
+    }
+
+    /// The delivery can never succeed: kept in the dead-letter file, not replayed.
+    pub fn dead_letter(&self, seq: u64, error: String) {
+        let _ = self.commands.send(Command::DeadLetter { seq, error });
+    }
+}
+
+/// Writes the pending lines as the whole journal (atomically) and opens it for appending.
+fn rewrite(path: &Path, pending: &BTreeMap<u64, String>) -> std::io::Result<std::fs::File> {
+    let temporary = path.with_extension("jsonl.tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    for line in pending.values() {
+        file.write_all(line.as_bytes())?;
+        file.write_all(b"\n")?;
+    }
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        // The rename itself, durable.
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    std::fs::OpenOptions::new().append(true).open(path)
+}
+
+struct Writer {
+    dir: PathBuf,
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+    /// seq → its line, for every delivery not yet done.
+    pending: BTreeMap<u64, String>,
+    next_seq: u64,
+    queue: UnboundedSender<Delivery>,
+}
+
+impl Writer {
+    fn run(mut self, commands: mpsc::Receiver<Command>) {
+        while let Ok(first) = commands.recv() {
+            // Group commit: whatever arrived meanwhile shares one write and one fsync.
+            let mut batch = vec![first];
+            batch.extend(commands.try_iter());
+            let mut text = String::new();
+            let mut deliveries = Vec::new();
+            let mut waiting = Vec::new();
+            for command in batch {
+                match command {
+                    Command::Append { entries, written } => {
+                        for (target, event) in entries {
+                            let seq = self.next_seq;
+                            self.next_seq += 1;
+                            let line = serde_json::to_string(&Entry {
+                                seq,
+                                target,
+                                event: event.clone(),
+                            })
+                            .unwrap_or_default();
+                            text.push_str(&line);
+                            text.push('\n');
+                            self.pending.insert(seq, line);
+                            if let Ok(event) = serde_json::from_value::<EventBridgeEvent<Value>>(event) {
+                                deliveries.push(Delivery { seq, target, event });
+                            }
+                        }
+                        waiting.push(written);
+                    }
+                    Command::Done(seq) => {
+                        self.pending.remove(&seq);
+                    }
+                    Command::DeadLetter { seq, error } => {
+                        if let Some(line) = self.pending.remove(&seq) {
+                            self.dead_letter(&line, &error);
+                        }
+                    }
+                }
+            }
+            if !text.is_empty() {
+                let written = self.file.write_all(text.as_bytes()).and_then(|()| self.file.sync_data());
+                match written {
+                    Ok(()) => {
+                        self.size += text.len() as u64;
+                        for delivery in deliveries {
+                            // The dispatcher stopped: the process is ending, the journal keeps it.
+                            let _ = self.queue.send(delivery);
+                        }
+                        for written in waiting {
+                            let _ = written.send(Ok(()));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the bus journal cannot be written; events not published");
+                        for delivery in deliveries {
+                            self.pending.remove(&delivery.seq);
+                        }
+                        for written in waiting {
+                            let _ = written.send(Err(std::io::Error::new(error.kind(), error.to_string())));
+                        }
+                    }
+                }
+            }
+            if let Err(error) = self.compact() {
+                tracing::warn!(%error, "the bus journal could not be compacted; it is replayed in full at start");
+            }
+        }
+    }
+
+    /// Keeps the file to the deliveries in flight: emptied when none is, rewritten when large.
+    fn compact(&mut self) -> std::io::Result<()> {
+        if self.size == 0 {
+            return Ok(());
+        }
+        if self.pending.is_empty() {
+            // Not fsynced: if a crash undoes it, done deliveries are replayed, which is harmless.
+            self.file.set_len(0)?;
+            self.size = 0;
+        } else if self.size > COMPACT_BYTES {
+            self.file = rewrite(&self.path, &self.pending)?;
+            self.size = self.file.metadata()?.len();
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&self, line: &str, error: &str) {
+        let entry = serde_json::from_str::<Value>(line).unwrap_or(Value::Null);
+        let record = serde_json::json!({"target": entry["target"], "event": entry["event"], "error": error});
+        // Through the webhooks' appender: an erasure rewriting this file holds the same lock.
+        let appended = crate::webhooks::append_line(&self.dir.join(DEAD_LETTER_FILE), &record.to_string());
+        if let Err(error) = appended {
+            tracing::error!(%error, "a dead-lettered bus delivery could not be written down");
+        }
+    }
+}
