@@ -1,113 +1,13 @@
 //! The real `pyramid` binary, driven from outside as a user would: started on a free port with a
 //! temporary data directory, over HTTP, restarted, killed, importing files, delivering webhooks.
 
+mod harness;
+
+use harness::{binary, interaction, now_text, temp_dir, Server};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_pyramid")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pyramid-{name}-{}-{}", std::process::id(), fastrand::u32(..)));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temp dir");
-    dir
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl Server {
-    /// Starts `pyramid serve` and waits for the line that says it listens (its readiness).
-    fn start(data: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(binary())
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .env("PYRAMID_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("pyramid starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut reader = BufReader::new(stdout);
-        let mut url = None;
-        let mut line = String::new();
-        while reader.read_line(&mut line).expect("a line") > 0 {
-            if let Some(rest) = line.trim().strip_prefix("listening on ") {
-                url = Some(rest.to_string());
-                break;
-            }
-            line.clear();
-        }
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in reader.lines() {});
-        let token = std::fs::read_to_string(data.join("token")).expect("the token file");
-        Server {
-            child,
-            url: url.expect("pyramid said where it listens"),
-            token: token.trim().to_string(),
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_string());
-        }
-        let response = request.send().await.expect("an answer");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("a body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    /// Polls until `check` holds (the engine works asynchronously after a 202).
-    async fn until(&self, what: &str, mut check: impl AsyncFnMut(&Server) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check(self).await {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill(mut self) {
-        let _ = self.child.kill(); // SIGKILL: no shutdown, no flush
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn now_text() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn interaction(id: &str, email: &str, kind: &str) -> Value {
-    json!({"id": id, "source": "blackbox", "customer": {"channel": "email", "handle": email}, "kind": kind, "occurred_at": now_text()})
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_with_the_token_and_keeps_data_across_restarts_and_kills() {

@@ -2,20 +2,12 @@
 //! import killed partway settles everyone on its re-run; an erased person leaves nothing readable
 //! in the data directory.
 
+mod harness;
+
+use harness::{binary, temp_dir, Server};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_pyramid")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pyramid-{name}-{}-{}", std::process::id(), fastrand::u32(..)));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temp dir");
-    dir
-}
 
 /// A known salt, so that two data directories give the same person the same customer id.
 const SALT: &str = "leftovers-salt-leftovers-salt-leftovers-salt";
@@ -131,64 +123,6 @@ fn an_import_killed_partway_then_rerun_settles_everyone_as_a_clean_import_does()
         clean_table.replace(&clean.display().to_string(), "")
     );
     let _ = std::fs::remove_dir_all(&root);
-}
-
-/// `pyramid serve` on a free port, stopped when dropped.
-struct Server {
-    child: std::process::Child,
-    url: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl Server {
-    /// Starts `pyramid serve` and waits for the line that says it listens (its readiness).
-    fn start(data: &Path, extra: &[&str]) -> Server {
-        use std::io::{BufRead as _, BufReader};
-        let mut child = pyramid(&["serve", "--addr", "127.0.0.1:0"], data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("pyramid starts");
-        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut url = None;
-        let mut line = String::new();
-        while reader.read_line(&mut line).expect("a line") > 0 {
-            if let Some(rest) = line.trim().strip_prefix("listening on ") {
-                url = Some(rest.to_string());
-                break;
-            }
-            line.clear();
-        }
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in reader.lines() {});
-        let token = std::fs::read_to_string(data.join("token")).expect("the token file");
-        Server {
-            child,
-            url: url.expect("pyramid said where it listens"),
-            token: token.trim().to_string(),
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-        let mut request = self.client.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_string());
-        }
-        let response = request.send().await.expect("an answer");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("a body");
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Every file under `dir` (recursively) that holds one of `needles`, byte for byte, with the
