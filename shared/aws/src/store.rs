@@ -649,7 +649,7 @@ impl DynamoStore {
         for attempt in 0..MAX_ATTEMPTS {
             match self.transact(actions.clone()).await? {
                 Ok(()) => return Ok(true),
-                Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(false),
+                Err(reasons) if reasons.iter().any(Reason::failed_condition) => return Ok(false),
                 Err(reasons) if reasons.iter().any(|r| r.code == "TransactionConflict") => backoff(attempt).await,
                 Err(reasons) => return Err(cancelled(what, reasons.iter().map(|r| r.code.as_str()))),
             }
@@ -1511,7 +1511,19 @@ impl EngagementStore for DynamoStore {
             (NudgeOutcome::Suppressed, reason) => format!("s_{}", reason.map_or("other", SuppressReason::name)),
         };
         let counter = self.outcome_update(customer, nudge, &outcome)?;
-        let actions = vec![TransactWriteItem::builder().put(put).build(), counter];
+        // Decided from a read that an erasure may have overtaken: nothing is recorded about a
+        // customer gone or being erased (the record names the step, the erasure removed the rest).
+        let still_there = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(self.table())
+            .set_key(Some(profile_key(customer)))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(erasing)")
+            .build()
+            .map_err(invalid_request)?;
+        let actions = vec![
+            TransactWriteItem::builder().put(put).build(),
+            counter,
+            TransactWriteItem::builder().condition_check(still_there).build(),
+        ];
         self.transact_once(actions, &format!("nudge outcomes of {}", nudge.decision.playbook))
             .await
     }

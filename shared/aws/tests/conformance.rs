@@ -390,6 +390,14 @@ async fn erasure_removes_everything_and_refuses_the_identity(t: Target) {
         IdentityLookup::Erased
     );
     assert!(t.store.nudges(&id).await.expect("answered").is_empty());
+    // A nudge decided from a read before the erasure and recorded after it: nothing is written.
+    let late = StoredNudge {
+        nudge_id: "ndg_2".into(),
+        trigger_id: "t2".into(),
+        ..nudge.clone()
+    };
+    assert!(!t.store.record_nudge(&id, &late).await.expect("answered"), "recorded after the erasure");
+    assert!(t.store.nudges(&id).await.expect("answered").is_empty());
     assert!(t.store.interactions(&id, None, 10).await.expect("answered").items.is_empty());
     assert_eq!(t.store.pyramid_counts().await.expect("counts").0.iter().sum::<u64>(), 0);
     let again = t
