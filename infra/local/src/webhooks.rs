@@ -98,6 +98,21 @@ fn nudge_of_body(body: &str) -> Option<(Option<String>, Option<String>)> {
     (body["type"] == engagement::events::NUDGE_REQUESTED).then(|| nudge_of_detail(&body["data"]))
 }
 
+/// The mark that a nudge is in `nudges.jsonl`: its `nudge_id`, stable per nudge.
+fn nudge_logged_key(detail: &Value) -> Option<String> {
+    detail["nudge_id"].as_str().map(|nudge_id| format!("logged {nudge_id}"))
+}
+
+/// The marks of every nudge a nudge log holds (unreadable lines are skipped).
+fn logged_nudges(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|detail| nudge_logged_key(&detail))
+        .collect()
+}
+
 fn nudge_of_detail(detail: &Value) -> (Option<String>, Option<String>) {
     let field = |name: &str| detail[name].as_str().map(str::to_string);
     (field("customer_id"), field("handle"))
@@ -151,11 +166,14 @@ impl Webhooks {
     pub fn open(dir: &Path, urls: Vec<String>, base: Duration) -> std::io::Result<Webhooks> {
         std::fs::create_dir_all(dir.join("outbox"))?;
         let secret = secret(dir)?;
-        let delivered = std::fs::read_to_string(dir.join("delivered.log"))
+        let mut delivered: HashSet<String> = std::fs::read_to_string(dir.join("delivered.log"))
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
             .collect();
+        // The nudge log itself says what it holds: a kill between its append and the mark in
+        // `delivered.log` must not log the nudge twice when the bus replays it.
+        delivered.extend(logged_nudges(&dir.join("nudges.jsonl")));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -188,9 +206,17 @@ impl Webhooks {
             if erased.iter().any(|person| person.owns(customer_id.as_deref(), handle.as_deref())) {
                 return Ok(()); // about someone erased since it was decided: not kept anywhere
             }
-            let already = self.delivered.lock().map(|d| d.contains(&format!("jsonl {id}"))).unwrap_or(false);
+            let logged = nudge_logged_key(&envelope["detail"]);
+            let already = self
+                .delivered
+                .lock()
+                .map(|d| d.contains(&format!("jsonl {id}")) || logged.as_ref().is_some_and(|key| d.contains(key)))
+                .unwrap_or(false);
             if !already {
                 append_line(&self.dir.join("nudges.jsonl"), &envelope["detail"].to_string())?;
+                if let (Some(key), Ok(mut delivered)) = (logged, self.delivered.lock()) {
+                    delivered.insert(key);
+                }
                 self.remember(&format!("jsonl {id}"))?;
             }
         }
@@ -459,6 +485,22 @@ mod tests {
         // A nudge about her decided before the erasure and delivered after it: dropped.
         webhooks.enqueue(&nudge("n4", "cus_a", "ann@example.com")).expect("dropped");
         assert!(files(&dir).iter().all(|text| !text.contains("ann@")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_nudge_logged_just_before_a_kill_is_not_logged_again_when_replayed() {
+        let dir = std::env::temp_dir().join(format!("pyramid-relog-{}-{}", std::process::id(), fastrand::u32(..)));
+        let mut event = nudge("n1", "cus_a", "ann@example.com");
+        event["detail"]["nudge_id"] = json!("ndg_1");
+        // The line made it to the log, the mark in delivered.log did not (killed in between).
+        std::fs::create_dir_all(&dir).expect("a directory");
+        append_line(&dir.join("nudges.jsonl"), &event["detail"].to_string()).expect("logged");
+        let webhooks = Webhooks::open(&dir, Vec::new(), Duration::from_secs(1)).expect("opened");
+        webhooks.enqueue(&event).expect("replayed");
+        webhooks.enqueue(&event).expect("replayed again");
+        let log = std::fs::read_to_string(dir.join("nudges.jsonl")).expect("the log");
+        assert_eq!(log.lines().count(), 1, "{log}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
