@@ -5,14 +5,14 @@
 //! after the retry budget. A receiver that is down for an hour loses nothing: the budget spans
 //! about two hours, and a restart picks the outbox up where it was.
 
-use crate::erasure::ErasedPerson;
+use crate::erased::ErasedPerson;
+use crate::files::{append_line, os_random, rewrite_lines, write_atomically, write_private};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -56,42 +56,6 @@ fn digest_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes a file so that a crash leaves either the old or the new content, never half.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    // A name of its own: two writers of one path never share a temporary file.
-    let temporary = path.with_extension(format!("{:016x}.tmp", fastrand::u64(..)));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
-}
-
-/// Held by every append, and by a rewrite from its read to its rename.
-static APPENDING: Mutex<()> = Mutex::new(());
-
-/// Appends one line in one write (concurrent appenders never interleave within a line).
-pub(crate) fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    let _guard = APPENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    file.write_all(format!("{line}\n").as_bytes())?;
-    file.sync_data()
-}
-
-/// Rewrites a file of JSON lines without the lines `doomed` picks, atomically.
-fn rewrite_lines(path: &Path, doomed: impl Fn(&str) -> bool) -> std::io::Result<()> {
-    let _guard = APPENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error),
-    };
-    let kept: String = text.lines().filter(|line| !doomed(line)).map(|line| format!("{line}\n")).collect();
-    if kept.len() == text.len() {
-        return Ok(());
-    }
-    write_atomically(path, kept.as_bytes())
-}
-
 /// The nudge a webhook body (`{"type", "timestamp", "data"}`) carries: its customer id and handle.
 fn nudge_of_body(body: &str) -> Option<(Option<String>, Option<String>)> {
     let body: Value = serde_json::from_str(body).ok()?;
@@ -126,9 +90,9 @@ pub fn secret(dir: &Path) -> std::io::Result<String> {
         }
         return Ok(text);
     }
-    let bytes = crate::local::os_random::<32>()?;
+    let bytes = os_random::<32>()?;
     let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
-    crate::local::write_private(&path, secret.as_bytes())?;
+    write_private(&path, secret.as_bytes())?;
     Ok(secret)
 }
 
