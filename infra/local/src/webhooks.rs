@@ -52,6 +52,21 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// An outbox entry; one that cannot be read is set aside, not retried forever in silence.
+fn read_pending(path: &Path) -> Option<Pending> {
+    match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice::<Pending>(&bytes).map_err(|e| e.to_string()))
+    {
+        Ok(pending) => Some(pending),
+        Err(error) => {
+            tracing::error!(file = %path.display(), %error, "unreadable outbox entry set aside");
+            let _ = std::fs::rename(path, path.with_extension("unreadable"));
+            None
+        }
+    }
+}
+
 fn digest_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -278,79 +293,86 @@ impl Webhooks {
             if path.extension().is_none_or(|x| x != "json") {
                 continue;
             }
-            let mut pending = match std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| serde_json::from_slice::<Pending>(&bytes).map_err(|e| e.to_string()))
-            {
-                Ok(pending) => pending,
-                Err(error) => {
-                    // Set aside, not retried forever in silence.
-                    tracing::error!(file = %path.display(), %error, "unreadable outbox entry set aside");
-                    let _ = std::fs::rename(&path, path.with_extension("unreadable"));
-                    continue;
-                }
+            let Some(pending) = read_pending(&path) else {
+                continue;
             };
-            if pending.next_attempt_ms > now_ms() {
-                next = Some(next.map_or(pending.next_attempt_ms, |n| n.min(pending.next_attempt_ms)));
-                continue;
-            }
-            let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-            if self.erased.lock().is_ok_and(|erased| Self::is_erased(&erased, &pending)) {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            if self.delivered.lock().map(|d| d.contains(&key)).unwrap_or(false) {
-                // Delivered before a crash removed the file: not again.
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let timestamp = now_ms() / 1000;
-            let result = self
-                .client
-                .post(&pending.url)
-                .header("content-type", "application/json")
-                .header("webhook-id", &pending.id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", sign(&self.secret(), &pending.id, timestamp, &pending.body))
-                .body(pending.body.clone())
-                .send()
-                .await;
-            match result {
-                Ok(response) if response.status().is_success() => {
-                    let _ = self.remember(&key);
-                    let _ = std::fs::remove_file(&path);
-                    tracing::info!(webhook_id = %pending.id, attempts = pending.attempts + 1, "webhook delivered");
-                }
-                outcome => {
-                    pending.attempts += 1;
-                    let why = match outcome {
-                        Ok(response) => format!("HTTP {}", response.status()),
-                        Err(error) => error.to_string(),
-                    };
-                    // Erased while this attempt was under way: the file is gone and stays gone.
-                    let erased = self.erased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    if Self::is_erased(&erased, &pending) {
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
-                    if pending.attempts >= ATTEMPT_BUDGET {
-                        tracing::error!(webhook_id = %pending.id, %why, "webhook dead-lettered");
-                        let line = json!({"webhook_id": pending.id, "url": pending.url, "body": pending.body, "attempts": pending.attempts, "last_error": why});
-                        let _ = append_line(&self.dir.join("dead-letter.jsonl"), &line.to_string());
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
-                    // Exponential backoff with jitter: half the step plus a random half.
-                    let step = self.base.saturating_mul(1 << pending.attempts.min(20)).min(MAX_BACKOFF);
-                    let wait = step.as_millis() as i64 / 2 + fastrand::i64(0..=(step.as_millis() as i64 / 2).max(1));
-                    pending.next_attempt_ms = now_ms() + wait;
-                    tracing::warn!(webhook_id = %pending.id, attempts = pending.attempts, %why, wait_ms = wait, "webhook failed; will retry");
-                    let _ = write_atomically(&path, &serde_json::to_vec(&pending).unwrap_or_default());
-                    next = Some(next.map_or(pending.next_attempt_ms, |n| n.min(pending.next_attempt_ms)));
-                }
+            let again_at = if pending.next_attempt_ms > now_ms() {
+                Some(pending.next_attempt_ms)
+            } else {
+                self.attempt(&path, pending).await
+            };
+            if let Some(at) = again_at {
+                next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
         next
+    }
+
+    /// One attempt at a due delivery; returns when it is to be tried again, if it is.
+    async fn attempt(&self, path: &Path, mut pending: Pending) -> Option<i64> {
+        let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        if self.erased.lock().is_ok_and(|erased| Self::is_erased(&erased, &pending)) {
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        if self.delivered.lock().map(|d| d.contains(&key)).unwrap_or(false) {
+            // Delivered before a crash removed the file: not again.
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        let timestamp = now_ms() / 1000;
+        let result = self
+            .client
+            .post(&pending.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &pending.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", sign(&self.secret(), &pending.id, timestamp, &pending.body))
+            .body(pending.body.clone())
+            .send()
+            .await;
+        match result {
+            Ok(response) if response.status().is_success() => {
+                let _ = self.remember(&key);
+                let _ = std::fs::remove_file(path);
+                tracing::info!(webhook_id = %pending.id, attempts = pending.attempts + 1, "webhook delivered");
+                None
+            }
+            outcome => {
+                pending.attempts += 1;
+                let why = match outcome {
+                    Ok(response) => format!("HTTP {}", response.status()),
+                    Err(error) => error.to_string(),
+                };
+                self.after_failure(path, pending, &why)
+            }
+        }
+    }
+
+    /// A failed attempt: kept for another after a backoff (returns when), or dead-lettered once
+    /// the budget is spent.
+    fn after_failure(&self, path: &Path, mut pending: Pending, why: &str) -> Option<i64> {
+        // Erased while this attempt was under way: the file is gone and stays gone.
+        let erased = self.erased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if Self::is_erased(&erased, &pending) {
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        if pending.attempts >= ATTEMPT_BUDGET {
+            tracing::error!(webhook_id = %pending.id, %why, "webhook dead-lettered");
+            let line = json!({"webhook_id": pending.id, "url": pending.url, "body": pending.body, "attempts": pending.attempts, "last_error": why});
+            let _ = append_line(&self.dir.join("dead-letter.jsonl"), &line.to_string());
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        // Exponential backoff with jitter: half the step plus a random half.
+        let step = self.base.saturating_mul(1 << pending.attempts.min(20)).min(MAX_BACKOFF);
+        let wait = step.as_millis() as i64 / 2 + fastrand::i64(0..=(step.as_millis() as i64 / 2).max(1));
+        pending.next_attempt_ms = now_ms() + wait;
+        tracing::warn!(webhook_id = %pending.id, attempts = pending.attempts, %why, wait_ms = wait, "webhook failed; will retry");
+        let _ = write_atomically(path, &serde_json::to_vec(&pending).unwrap_or_default());
+        drop(erased);
+        Some(pending.next_attempt_ms)
     }
 
     /// Delivers forever: wakes when something is enqueued or the next retry is due.
