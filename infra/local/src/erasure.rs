@@ -10,8 +10,8 @@
 //!   checkpoint) rebuilds every page, for what `secure_delete` does not reach (pages freed before
 //!   it was on, the gaps a page rebalance leaves). ARCHITECTURE.md says why all three.
 
+use crate::erased::ErasedPerson;
 use crate::webhooks::Webhooks;
-use engagement::ports::StoredCustomer;
 use rusqlite::auto_extension::{init_auto_extension, register_auto_extension};
 use rusqlite::ffi;
 use std::ffi::{c_char, c_int};
@@ -37,39 +37,6 @@ pub enum ScrubError {
     Vacuum(String),
     #[error("the scrubbing task stopped: {0}")]
     Stopped(#[from] tokio::task::JoinError),
-}
-
-/// What identifies an erased person in the local logs: their customer ids (merged-away ones
-/// included) and their handles. Taken before the erasure, which leaves neither in the store.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ErasedPerson {
-    pub customer_ids: Vec<String>,
-    pub handles: Vec<String>,
-}
-
-impl ErasedPerson {
-    pub fn of(customer: &StoredCustomer) -> ErasedPerson {
-        let mut customer_ids = vec![customer.id.to_string()];
-        customer_ids.extend(customer.merged_ids.iter().map(ToString::to_string));
-        ErasedPerson {
-            customer_ids,
-            handles: customer.identities.iter().map(|identity| identity.handle.clone()).collect(),
-        }
-    }
-
-    /// Whether a nudge (its `customer_id` and `handle`) is about this person.
-    pub fn owns(&self, customer_id: Option<&str>, handle: Option<&str>) -> bool {
-        customer_id.is_some_and(|id| self.customer_ids.iter().any(|c| c == id))
-            || handle.is_some_and(|h| self.handles.iter().any(|mine| mine == h))
-    }
-
-    /// Whether `text` mentions this person anywhere (for lines too damaged to parse).
-    pub fn mentioned_in(&self, text: &str) -> bool {
-        self.customer_ids
-            .iter()
-            .chain(&self.handles)
-            .any(|needle| !needle.is_empty() && text.contains(needle.as_str()))
-    }
 }
 
 fn secure_delete(connection: rusqlite::Connection) -> rusqlite::Result<()> {
@@ -157,7 +124,7 @@ impl Scrubber {
             }
         }
         // Due before anything else can fail, so that a restart vacuums if this process does not.
-        crate::local::write_private(&self.dir.join(VACUUM_DUE), b"").or_else(|e| match e.kind() {
+        crate::files::write_private(&self.dir.join(VACUUM_DUE), b"").or_else(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => Ok(()),
             _ => Err(e),
         })?;

@@ -3,7 +3,9 @@
 //! the cloud) and the in-process bus routed by the template's rules.
 
 use crate::bus::LocalBus;
+use crate::dispatch::Targets;
 use crate::erasure::Scrubber;
+use crate::files::{os_random, write_private};
 use crate::routing::Router;
 use crate::webhooks::Webhooks;
 use anyhow::Context as _;
@@ -81,28 +83,6 @@ impl DataDir {
         write_private(&path, value.as_bytes())?;
         Ok(value)
     }
-}
-
-/// Bytes from the operating system's CSPRNG, for secrets (a seeded PRNG's output can be predicted).
-pub fn os_random<const N: usize>() -> std::io::Result<[u8; N]> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Writes a new file only its owner can read, durably.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Opens the embedded database for serving and serves it to the DynamoDB adapter on a loopback
@@ -270,7 +250,12 @@ impl Engine {
                 std::future::pending::<()>().await
             });
         } else {
-            crate::dispatch::run(&engine, deliveries);
+            let targets = Targets {
+                rescore: Arc::clone(&engine.rescore),
+                nudge: Arc::clone(&engine.nudge),
+                webhooks: Arc::clone(&engine.webhooks),
+            };
+            crate::dispatch::run(targets, engine.bus.journal().clone(), deliveries);
         }
         let webhooks = Arc::clone(&engine.webhooks);
         tokio::spawn(async move { webhooks.run().await });

@@ -1,6 +1,6 @@
 //! `pyramid serve`: the functions' HTTP API on one port, behind a bearer token.
 
-use crate::erasure::ErasedPerson;
+use crate::erased::ErasedPerson;
 use crate::local::Engine;
 use axum::body::Body;
 use axum::extract::State;
