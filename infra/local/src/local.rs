@@ -173,8 +173,8 @@ pub struct Options {
     pub webhooks: Vec<String>,
     pub webhook_backoff: Duration,
     pub source: String,
-    /// How long after an erasure the database is vacuumed (an hour; shorter in tests).
-    pub vacuum_after: Duration,
+    /// How long after a failed scrub of the data directory it is tried again.
+    pub scrub_retry_after: Duration,
     /// Journal deliveries but dispatch none (tests: an event deterministically in flight).
     pub hold_deliveries: bool,
 }
@@ -231,7 +231,12 @@ impl Engine {
             cursors: CursorSigner::new(&cursor_key),
         });
         let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);
-        let erasure = Scrubber::start(&dir.path, dir.database.get().cloned(), Arc::clone(&webhooks), options.vacuum_after);
+        let erasure = Scrubber::start(
+            &dir.path,
+            dir.database.get().cloned(),
+            Arc::clone(&webhooks),
+            options.scrub_retry_after,
+        );
         let engine = Engine {
             rules,
             store,

@@ -55,9 +55,10 @@ struct ServeArgs {
     /// The first webhook retry waits about this long (milliseconds), doubling each time.
     #[arg(long, default_value_t = 1000, hide = true)]
     webhook_backoff_ms: u64,
-    /// The database is vacuumed this long (seconds) after an erasure.
-    #[arg(long, default_value_t = 3600, hide = true)]
-    vacuum_after_erasure_secs: u64,
+    /// A scrub of the data directory that failed after an erasure is tried again this long
+    /// (seconds) after, and at the next erasure or start.
+    #[arg(long, default_value_t = 60, hide = true)]
+    scrub_retry_secs: u64,
     /// Journal events but deliver none (tests: an event in flight when the process is killed).
     #[arg(long, hide = true)]
     hold_deliveries: bool,
@@ -135,7 +136,7 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
         webhooks: args.webhooks,
         webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
         source: engagement::events::DEFAULT_SOURCE.to_string(),
-        vacuum_after: Duration::from_secs(args.vacuum_after_erasure_secs),
+        scrub_retry_after: Duration::from_secs(args.scrub_retry_secs),
         hold_deliveries: args.hold_deliveries,
     };
     let engine = match store {

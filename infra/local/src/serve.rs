@@ -100,7 +100,7 @@ async fn erase(engine: &Engine, id: CustomerId, request: http::Request<Vec<u8>>)
         }
         // The store has erased them and the marketing tools are told: the answer stays 204.
         if let Err(error) = engine.erasure.after_erasure(person).await {
-            tracing::error!(customer_id = %id, %error, "erased, but the data directory is not scrubbed yet; retried with the next vacuum");
+            tracing::error!(customer_id = %id, %error, "erased, but the data directory is not scrubbed yet; retried later and at the next erasure or start");
         }
     }
     response
