@@ -17,6 +17,7 @@ pub mod ports;
 pub mod replay;
 pub mod rules;
 pub mod time;
+pub mod values;
 
 pub use customer::{ConsentRecord, Consents, CustomerState, ScoredInteraction, Standing};
 pub use decide::{decide, Decision, Explanation, KindContribution, NextStep, RungEvidence};
@@ -31,3 +32,4 @@ pub use playbook::{
 pub use replay::{replay, replay_scored, settle_drops, LevelChange, Replay};
 pub use rules::{ConsentEffect, KindId, Playbook, Rules, RulesError, Step, Trigger, UnknownKinds};
 pub use time::{Timestamp, MILLIS_PER_DAY};
+pub use values::{CustomerId, Movers, PyramidCounts, RecordOutcome, RecordStatus};

@@ -8,53 +8,14 @@ use crate::evidence::Evidence;
 use crate::flow::{Day, DayFlow};
 use crate::identity::Identity;
 use crate::interaction::Interaction;
-use crate::level::{Direction, Level, LEVEL_COUNT};
+use crate::level::{Direction, Level};
 use crate::playbook::{NudgeDecision, NudgeRecord};
 use crate::replay::LevelChange;
 use crate::rules::Trigger;
 use crate::time::Timestamp;
+pub use crate::values::{CustomerId, Movers, PyramidCounts, RecordOutcome, RecordStatus};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::future::Future;
-
-/// A customer's id, assigned by the engine (`cus_…`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CustomerId(pub String);
-
-impl CustomerId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CustomerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What became of one interaction of a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordStatus {
-    /// Stored and folded into the customer's evidence, exactly once.
-    Recorded,
-    /// Already recorded with the same content: nothing changed.
-    Duplicate,
-    /// Already recorded with other content under the same id: nothing changed.
-    Conflict,
-    /// The identity was erased: accepted, not stored.
-    Erased,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordOutcome {
-    pub id: String,
-    pub status: RecordStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub customer_id: Option<CustomerId>,
-}
 
 /// A customer as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -140,25 +101,6 @@ pub enum LinkOutcome {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub cursor: Option<String>,
-}
-
-/// Customers per level, maintained with every level change.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PyramidCounts(pub [u64; LEVEL_COUNT]);
-
-impl PyramidCounts {
-    pub fn at(&self, level: Level) -> u64 {
-        self.0[level.index()]
-    }
-}
-
-/// Level changes per direction and level, over a period.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Movers {
-    /// Customers who rose *to* each level.
-    pub up: [u64; LEVEL_COUNT],
-    /// Customers who dropped *from* each level.
-    pub down: [u64; LEVEL_COUNT],
 }
 
 /// What became of one playbook step's nudges, counted as they are decided.
