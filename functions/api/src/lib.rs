@@ -11,7 +11,10 @@ mod views;
 
 use engagement::events::{recorded_events, CustomerErased, DomainEvent, SCHEMA_VERSION};
 use engagement::flow::{self, day_of, end_of_day, Day, DayFlow};
-use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, IdentityLookup, LinkOutcome, StoredCustomer};
+use engagement::ports::{
+    Clock, CustomerAdmin, CustomerId, CustomerReads, EventBus, IdentityLookup, Insights, InteractionLog, LinkOutcome, NudgeLedger,
+    Standings, StoredCustomer,
+};
 use engagement::{replay, validate_interaction, Channel, Direction, FieldError, Identity, Interaction, Level, Timestamp, MILLIS_PER_DAY};
 use engagement_http::{
     bus_problem, has_json_body, json_response, query, query_param, request_id, route, store_problem, CursorSigner, HttpRequest,
@@ -42,7 +45,12 @@ pub struct Api<S, B, C> {
 
 type Answer = Result<HttpResponse, Problem>;
 
-impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
+impl<S, B, C> Api<S, B, C>
+where
+    S: CustomerReads + InteractionLog + Insights + NudgeLedger + CustomerAdmin + Standings,
+    B: EventBus,
+    C: Clock,
+{
     fn store(&self) -> &S {
         &self.engine.store
     }

@@ -11,7 +11,9 @@
 //! after a crash or a conflicting write repeats the same id and receivers deduplicate on it.
 
 use engagement::events::{DomainEvent, EngagementAtRisk, EventExplanation, LevelChanged, SCHEMA_VERSION};
-use engagement::ports::{BusError, Clock, CustomerId, EngagementStore, EventBus, StandingWrite, StoreError, StoredCustomer, WriteOutcome};
+use engagement::ports::{
+    BusError, Clock, CustomerId, CustomerReads, EventBus, StandingWrite, Standings, StoreError, StoredCustomer, WriteOutcome,
+};
 use engagement::{decide, era_start, Direction, Level, LevelChange, Rules};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -84,7 +86,7 @@ pub struct Rescorer<S, B, C> {
     pub rules: Arc<Rules>,
 }
 
-impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
+impl<S: CustomerReads + Standings, B: EventBus, C: Clock> Rescorer<S, B, C> {
     /// Handles one EventBridge event: `Interaction Recorded` rescores its customer; the schedule
     /// sweeps the due customers while `time_left()` allows. Returns what it did, as JSON.
     pub async fn handle(

@@ -1,4 +1,5 @@
-//! `EngagementStore` on one DynamoDB table (see ARCHITECTURE.md, "Data model").
+//! The store's ports (`InteractionLog`, `CustomerReads`, `Standings`, `NudgeLedger`, `Insights`,
+//! `CustomerAdmin`) on one DynamoDB table (see ARCHITECTURE.md, "Data model").
 //!
 //! The ingest path costs one `BatchGetItem` (identities and interaction claims) and one
 //! `TransactWriteItems` per customer: evidence is folded by atomic adds against the stored epoch,
@@ -1032,7 +1033,7 @@ impl DynamoStore {
     }
 }
 
-impl EngagementStore for DynamoStore {
+impl InteractionLog for DynamoStore {
     async fn record_interactions(&self, batch: &[Interaction], now: Timestamp) -> Result<Vec<RecordOutcome>, StoreError> {
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; batch.len()];
         // Within one request, the first occurrence of an id is the one recorded.
@@ -1161,6 +1162,35 @@ impl EngagementStore for DynamoStore {
             .collect()
     }
 
+    async fn keep_unpublished(&self, events: &[engagement::events::DomainEvent], now: Timestamp) -> Result<usize, StoreError> {
+        let mut per_customer: BTreeMap<&CustomerId, Vec<&engagement::events::DomainEvent>> = BTreeMap::new();
+        for event in events {
+            per_customer.entry(event.customer_id()).or_default().push(event);
+        }
+        let writes = per_customer.into_iter().map(|(id, events)| async move {
+            let mut expr = Expr::default();
+            let outbox = expr.name("outbox");
+            for event in events {
+                let name = expr.name(&event.event_id());
+                let entry = expr.value(outbox_entry(event));
+                expr.set.push(format!("{outbox}.{name} = {entry}"));
+            }
+            expr.set(DUE_SHARD, s(due_shard(id)));
+            expr.set(DUE_AT, n_int(now.millis()));
+            expr.add("version", n_int(1));
+            let condition = "attribute_exists(pk) AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)";
+            self.send_update(expr.update(self.table(), profile_key(id), Some(condition))?).await
+        });
+        let kept = futures::future::join_all(writes).await;
+        let mut taken = 0;
+        for result in kept {
+            taken += usize::from(result?);
+        }
+        Ok(taken)
+    }
+}
+
+impl CustomerReads for DynamoStore {
     async fn load_customer(&self, id: &CustomerId) -> Result<Option<StoredCustomer>, StoreError> {
         match self.follow_redirects(id).await? {
             Some(item) => customer_from_item(&self.rules, &item).map(Some),
@@ -1180,6 +1210,63 @@ impl EngagementStore for DynamoStore {
         })
     }
 
+    async fn interactions(&self, id: &CustomerId, cursor: Option<String>, limit: usize) -> Result<Page<Interaction>, StoreError> {
+        // Merges re-point the loser's interactions to the survivor; listing the merged ids too
+        // keeps the history complete while (or if) that is still under way.
+        let mut owners = vec![id.as_str().to_string()];
+        if let Some(customer) = self.load_customer(id).await? {
+            owners = vec![customer.id.as_str().to_string()];
+            owners.extend(customer.merged_ids.iter().map(|m| m.as_str().to_string()));
+        }
+        let page = self
+            .query_partitions(
+                PartitionQuery {
+                    index: HISTORY_INDEX,
+                    hash_name: HISTORY_PK,
+                    partitions: &owners,
+                    range: None,
+                    newest_first: true,
+                },
+                cursor,
+                limit,
+            )
+            .await?;
+        let items = page
+            .items
+            .iter()
+            .map(|item| {
+                let content = get_s(item, "content").unwrap_or("{}");
+                serde_json::from_str::<Interaction>(content).map_err(|e| StoreError::Corrupt(format!("interaction: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page {
+            items,
+            cursor: page.cursor,
+        })
+    }
+
+    async fn level_changes(&self, customer: &StoredCustomer) -> Result<Vec<LevelChange>, StoreError> {
+        let mut changes = Vec::new();
+        for owner in std::iter::once(&customer.id).chain(&customer.merged_ids) {
+            let values = HashMap::from([(":pk".to_string(), s(customer_pk(owner))), (":prefix".to_string(), s("CHANGE#"))]);
+            for item in self.query_all(None, "pk = :pk AND begins_with(sk, :prefix)", values, None).await? {
+                let level = |name: &str| get_s(&item, name).and_then(|l| l.parse::<Level>().ok());
+                let (Some(from), Some(to), Some(at)) = (level("from"), level("to"), get_i64(&item, "at")) else {
+                    return Err(StoreError::Corrupt(format!("a level change of {owner}")));
+                };
+                changes.push(LevelChange {
+                    at: Timestamp::from_millis(at),
+                    from,
+                    to,
+                });
+            }
+        }
+        changes.sort_by_key(|c| c.at);
+        Ok(changes)
+    }
+}
+
+impl Standings for DynamoStore {
     async fn write_standing(&self, write: &StandingWrite) -> Result<WriteOutcome, StoreError> {
         let id = &write.customer_id;
         let mut expr = Expr::default();
@@ -1335,33 +1422,6 @@ impl EngagementStore for DynamoStore {
         Ok(())
     }
 
-    async fn keep_unpublished(&self, events: &[engagement::events::DomainEvent], now: Timestamp) -> Result<usize, StoreError> {
-        let mut per_customer: BTreeMap<&CustomerId, Vec<&engagement::events::DomainEvent>> = BTreeMap::new();
-        for event in events {
-            per_customer.entry(event.customer_id()).or_default().push(event);
-        }
-        let writes = per_customer.into_iter().map(|(id, events)| async move {
-            let mut expr = Expr::default();
-            let outbox = expr.name("outbox");
-            for event in events {
-                let name = expr.name(&event.event_id());
-                let entry = expr.value(outbox_entry(event));
-                expr.set.push(format!("{outbox}.{name} = {entry}"));
-            }
-            expr.set(DUE_SHARD, s(due_shard(id)));
-            expr.set(DUE_AT, n_int(now.millis()));
-            expr.add("version", n_int(1));
-            let condition = "attribute_exists(pk) AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)";
-            self.send_update(expr.update(self.table(), profile_key(id), Some(condition))?).await
-        });
-        let kept = futures::future::join_all(writes).await;
-        let mut taken = 0;
-        for result in kept {
-            taken += usize::from(result?);
-        }
-        Ok(taken)
-    }
-
     async fn due_customers(&self, before: Timestamp, cursor: Option<String>, limit: usize) -> Result<Page<StoredCustomer>, StoreError> {
         let page = self
             .query_partitions(
@@ -1385,7 +1445,79 @@ impl EngagementStore for DynamoStore {
             cursor: page.cursor,
         })
     }
+}
 
+impl NudgeLedger for DynamoStore {
+    async fn nudges_of(&self, customer: &StoredCustomer) -> Result<Vec<StoredNudge>, StoreError> {
+        // A merged customer keeps the nudge history of those merged into it: ladders and caps
+        // carry over, so no step is sent twice.
+        let mut owners = vec![customer.id.clone()];
+        owners.extend(customer.merged_ids.iter().cloned());
+        self.nudges_of_owners(&owners).await
+    }
+
+    async fn record_nudge(&self, customer: &CustomerId, nudge: &StoredNudge) -> Result<bool, StoreError> {
+        let content = serde_json::to_string(nudge).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut item = key(customer_pk(customer), &nudge_sk(&nudge.nudge_id));
+        item.extend([
+            ("customer_id".to_string(), s(customer.as_str())),
+            ("content".to_string(), s(content)),
+            ("playbook".to_string(), s(nudge.decision.playbook.clone())),
+            ("decided_at".to_string(), n_int(nudge.decided_at.millis())),
+        ]);
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(invalid_request)?;
+        // The step's outcome counter moves in the same transaction: counted once per nudge.
+        let outcome = match (nudge.decision.outcome, nudge.decision.reason) {
+            (NudgeOutcome::Sent, _) => "sent".to_string(),
+            (NudgeOutcome::HeldOut, _) => "held_out".to_string(),
+            (NudgeOutcome::Suppressed, reason) => format!("s_{}", reason.map_or("other", SuppressReason::name)),
+        };
+        let counter = self.outcome_update(customer, nudge, &outcome)?;
+        // Decided from a read that an erasure may have overtaken: nothing is recorded about a
+        // customer gone or being erased (the record names the step, the erasure removed the rest).
+        let still_there = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(self.table())
+            .set_key(Some(profile_key(customer)))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(erasing)")
+            .build()
+            .map_err(invalid_request)?;
+        let actions = vec![
+            TransactWriteItem::builder().put(put).build(),
+            counter,
+            TransactWriteItem::builder().condition_check(still_there).build(),
+        ];
+        self.transact_once(actions, &format!("nudge outcomes of {}", nudge.decision.playbook))
+            .await
+    }
+
+    async fn record_rise_after(&self, customer: &CustomerId, nudge: &StoredNudge, rose_at: Timestamp) -> Result<bool, StoreError> {
+        let outcome = match nudge.decision.outcome {
+            NudgeOutcome::Sent => "sent_moved_up",
+            NudgeOutcome::HeldOut => "held_out_moved_up",
+            NudgeOutcome::Suppressed => return Ok(false),
+        };
+        let mut expr = Expr::default();
+        expr.set("rose_at", n_int(rose_at.millis()));
+        let mark = expr.update(
+            self.table(),
+            key(customer_pk(customer), &nudge_sk(&nudge.nudge_id)),
+            Some("attribute_exists(pk) AND attribute_not_exists(rose_at)"),
+        )?;
+        let actions = vec![
+            TransactWriteItem::builder().update(mark).build(),
+            self.outcome_update(customer, nudge, outcome)?,
+        ];
+        self.transact_once(actions, &format!("nudge outcomes of {}", nudge.decision.playbook))
+            .await
+    }
+}
+
+impl Insights for DynamoStore {
     async fn customers_at_level(
         &self,
         level: Level,
@@ -1454,101 +1586,6 @@ impl EngagementStore for DynamoStore {
         Ok(by_day.into_values().collect())
     }
 
-    async fn interactions(&self, id: &CustomerId, cursor: Option<String>, limit: usize) -> Result<Page<Interaction>, StoreError> {
-        // Merges re-point the loser's interactions to the survivor; listing the merged ids too
-        // keeps the history complete while (or if) that is still under way.
-        let mut owners = vec![id.as_str().to_string()];
-        if let Some(customer) = self.load_customer(id).await? {
-            owners = vec![customer.id.as_str().to_string()];
-            owners.extend(customer.merged_ids.iter().map(|m| m.as_str().to_string()));
-        }
-        let page = self
-            .query_partitions(
-                PartitionQuery {
-                    index: HISTORY_INDEX,
-                    hash_name: HISTORY_PK,
-                    partitions: &owners,
-                    range: None,
-                    newest_first: true,
-                },
-                cursor,
-                limit,
-            )
-            .await?;
-        let items = page
-            .items
-            .iter()
-            .map(|item| {
-                let content = get_s(item, "content").unwrap_or("{}");
-                serde_json::from_str::<Interaction>(content).map_err(|e| StoreError::Corrupt(format!("interaction: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            cursor: page.cursor,
-        })
-    }
-
-    async fn record_nudge(&self, customer: &CustomerId, nudge: &StoredNudge) -> Result<bool, StoreError> {
-        let content = serde_json::to_string(nudge).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item = key(customer_pk(customer), &nudge_sk(&nudge.nudge_id));
-        item.extend([
-            ("customer_id".to_string(), s(customer.as_str())),
-            ("content".to_string(), s(content)),
-            ("playbook".to_string(), s(nudge.decision.playbook.clone())),
-            ("decided_at".to_string(), n_int(nudge.decided_at.millis())),
-        ]);
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(invalid_request)?;
-        // The step's outcome counter moves in the same transaction: counted once per nudge.
-        let outcome = match (nudge.decision.outcome, nudge.decision.reason) {
-            (NudgeOutcome::Sent, _) => "sent".to_string(),
-            (NudgeOutcome::HeldOut, _) => "held_out".to_string(),
-            (NudgeOutcome::Suppressed, reason) => format!("s_{}", reason.map_or("other", SuppressReason::name)),
-        };
-        let counter = self.outcome_update(customer, nudge, &outcome)?;
-        // Decided from a read that an erasure may have overtaken: nothing is recorded about a
-        // customer gone or being erased (the record names the step, the erasure removed the rest).
-        let still_there = aws_sdk_dynamodb::types::ConditionCheck::builder()
-            .table_name(self.table())
-            .set_key(Some(profile_key(customer)))
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(erasing)")
-            .build()
-            .map_err(invalid_request)?;
-        let actions = vec![
-            TransactWriteItem::builder().put(put).build(),
-            counter,
-            TransactWriteItem::builder().condition_check(still_there).build(),
-        ];
-        self.transact_once(actions, &format!("nudge outcomes of {}", nudge.decision.playbook))
-            .await
-    }
-
-    async fn record_rise_after(&self, customer: &CustomerId, nudge: &StoredNudge, rose_at: Timestamp) -> Result<bool, StoreError> {
-        let outcome = match nudge.decision.outcome {
-            NudgeOutcome::Sent => "sent_moved_up",
-            NudgeOutcome::HeldOut => "held_out_moved_up",
-            NudgeOutcome::Suppressed => return Ok(false),
-        };
-        let mut expr = Expr::default();
-        expr.set("rose_at", n_int(rose_at.millis()));
-        let mark = expr.update(
-            self.table(),
-            key(customer_pk(customer), &nudge_sk(&nudge.nudge_id)),
-            Some("attribute_exists(pk) AND attribute_not_exists(rose_at)"),
-        )?;
-        let actions = vec![
-            TransactWriteItem::builder().update(mark).build(),
-            self.outcome_update(customer, nudge, outcome)?,
-        ];
-        self.transact_once(actions, &format!("nudge outcomes of {}", nudge.decision.playbook))
-            .await
-    }
-
     async fn nudge_outcomes(&self) -> Result<Vec<StepOutcomes>, StoreError> {
         let mut steps: BTreeMap<(String, u32), StepOutcomes> = BTreeMap::new();
         for k in 0..OUTCOME_SHARDS {
@@ -1575,43 +1612,9 @@ impl EngagementStore for DynamoStore {
         }
         Ok(steps.into_values().collect())
     }
+}
 
-    async fn nudges(&self, customer: &CustomerId) -> Result<Vec<StoredNudge>, StoreError> {
-        match self.load_customer(customer).await? {
-            Some(stored) => self.nudges_of(&stored).await,
-            // Unknown or erased: whatever is left under the id itself.
-            None => self.nudges_of_owners(std::slice::from_ref(customer)).await,
-        }
-    }
-
-    async fn level_changes(&self, customer: &StoredCustomer) -> Result<Vec<LevelChange>, StoreError> {
-        let mut changes = Vec::new();
-        for owner in std::iter::once(&customer.id).chain(&customer.merged_ids) {
-            let values = HashMap::from([(":pk".to_string(), s(customer_pk(owner))), (":prefix".to_string(), s("CHANGE#"))]);
-            for item in self.query_all(None, "pk = :pk AND begins_with(sk, :prefix)", values, None).await? {
-                let level = |name: &str| get_s(&item, name).and_then(|l| l.parse::<Level>().ok());
-                let (Some(from), Some(to), Some(at)) = (level("from"), level("to"), get_i64(&item, "at")) else {
-                    return Err(StoreError::Corrupt(format!("a level change of {owner}")));
-                };
-                changes.push(LevelChange {
-                    at: Timestamp::from_millis(at),
-                    from,
-                    to,
-                });
-            }
-        }
-        changes.sort_by_key(|c| c.at);
-        Ok(changes)
-    }
-
-    async fn nudges_of(&self, customer: &StoredCustomer) -> Result<Vec<StoredNudge>, StoreError> {
-        // A merged customer keeps the nudge history of those merged into it: ladders and caps
-        // carry over, so no step is sent twice.
-        let mut owners = vec![customer.id.clone()];
-        owners.extend(customer.merged_ids.iter().cloned());
-        self.nudges_of_owners(&owners).await
-    }
-
+impl CustomerAdmin for DynamoStore {
     async fn link_identity(&self, customer: &CustomerId, identity: &Identity, now: Timestamp) -> Result<LinkOutcome, StoreError> {
         for attempt in 0..MAX_ATTEMPTS {
             let Some(survivor_item) = self.follow_redirects(customer).await? else {
@@ -1736,6 +1739,18 @@ impl EngagementStore for DynamoStore {
             // Erased concurrently: the other erasure moved the count.
             Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => Ok(true),
             Err(reasons) => Err(cancelled("erase_customer", reasons.iter().map(|r| r.code.as_str()))),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// The nudge history under a customer id, read or not: an erased customer's must be empty
+    /// (the conformance tests check it).
+    pub async fn nudges(&self, customer: &CustomerId) -> Result<Vec<StoredNudge>, StoreError> {
+        match self.load_customer(customer).await? {
+            Some(stored) => self.nudges_of(&stored).await,
+            // Unknown or erased: whatever is left under the id itself.
+            None => self.nudges_of_owners(std::slice::from_ref(customer)).await,
         }
     }
 }
