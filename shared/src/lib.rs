@@ -15,6 +15,7 @@ pub mod level;
 pub mod playbook;
 pub mod ports;
 pub mod replay;
+pub mod rescoring;
 pub mod rules;
 pub mod time;
 pub mod values;
