@@ -14,6 +14,7 @@ pub mod interaction;
 pub mod level;
 pub mod playbook;
 pub mod ports;
+pub mod recording;
 pub mod replay;
 pub mod rescoring;
 pub mod rules;

@@ -120,3 +120,65 @@ impl RescorePlan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{Channel, HandleStyle, Identity};
+    use crate::interaction::{CustomerRef, Interaction};
+    use crate::recording::newcomer;
+    use crate::values::CustomerId;
+
+    /// A customer just created by one review: stored at observing, due now.
+    fn reviewer(rules: &Rules, at: Timestamp) -> StoredCustomer {
+        let interaction = Interaction {
+            id: "i1".into(),
+            source: "test".into(),
+            customer: CustomerRef {
+                identity: Identity::new(Channel::parse("email").expect("valid"), HandleStyle::Email, "ada@example.com").expect("valid"),
+                also: Vec::new(),
+                name: None,
+            },
+            kind: "review_posted".into(),
+            occurred_at: at,
+            properties: None,
+            weight: None,
+        };
+        let scored = interaction.score(rules).expect("a known kind");
+        StoredCustomer {
+            id: CustomerId("cus_1".into()),
+            name: None,
+            identities: Vec::new(),
+            state: newcomer(rules, &[scored], at).state,
+            version: 1,
+            created_at: at,
+            at_risk_notified_for: None,
+            due_at: Some(at),
+            merged_ids: Vec::new(),
+            outbox: Vec::new(),
+            erasing: false,
+        }
+    }
+
+    #[test]
+    fn a_rise_is_announced_and_written_with_its_change_and_unpublished_events_wait_in_the_outbox() {
+        let rules = Rules::default_rules();
+        let at = Timestamp::from_millis(1_700_000_000_000);
+        let customer = reviewer(&rules, at);
+        let now = at.plus_millis(1_000);
+        let plan = plan_rescore(&rules, &customer, now);
+        assert_eq!(plan.direction, Some(Direction::Up));
+        assert!(!plan.unchanged);
+        assert!(matches!(plan.events.first(), Some(DomainEvent::LevelChanged(change)) if change.to == plan.decision.level));
+
+        let published = plan.write(&customer, false, now);
+        assert_eq!(published.expected_version, 1);
+        assert!(published.outbox.is_empty());
+        assert_eq!(published.due_at, plan.next_due);
+        assert_eq!(published.change.map(|c| c.to), Some(plan.decision.level));
+
+        let unpublished = plan.write(&customer, true, now);
+        assert_eq!(unpublished.outbox, plan.events);
+        assert_eq!(unpublished.due_at, Some(now), "stays due so the next run publishes");
+    }
+}

@@ -6,7 +6,8 @@ use crate::errors::{cancelled, store_error};
 use crate::item::*;
 use crate::keys::*;
 use crate::retry::{backoff, MAX_ATTEMPTS};
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
+use engagement::customer::CustomerState;
 use engagement::flow::FlowEntry;
 use engagement::ports::*;
 use engagement::{Identity, Level, Timestamp};
@@ -153,84 +154,8 @@ impl DynamoStore {
         now: Timestamp,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let merged = survivor.state.merge(&self.rules, &loser.state);
-        let mut expr = Expr::default();
-        expr.replace_evidence(&self.rules, &merged.evidence, Some(survivor_item));
-        // The survivor takes the higher standing (the core's merge), so hysteresis protects what
-        // either side had earned; the next rescore decides from the merged evidence.
-        if let Some(standing) = merged.standing {
-            for (name, value) in standing_attributes(&survivor.id, &standing) {
-                expr.set(&name, value);
-            }
-            if standing.drops_at.is_none() {
-                expr.remove("drops_at");
-            }
-            if standing.at_risk_at.is_none() {
-                expr.remove("at_risk_at");
-            }
-        }
-        // Consent: union of both sides' decisions, then a withdrawal wherever the strictest merge
-        // says withdrawn (dated at the latest decision on that channel, so it wins when read).
-        let mut adds: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-        for (name, value) in consent_attributes(&loser.state.consent) {
-            if let AttributeValue::Ns(numbers) = value {
-                adds.entry(name)
-                    .or_default()
-                    .extend(numbers.iter().filter_map(|n| n.parse::<i64>().ok()));
-            }
-        }
-        for (channel, record) in &merged.consent.0 {
-            if !record.granted {
-                let latest = [survivor.state.consent.0.get(channel), loser.state.consent.0.get(channel)]
-                    .into_iter()
-                    .flatten()
-                    .map(|r| r.at.millis())
-                    .max()
-                    .unwrap_or(record.at.millis());
-                adds.entry(consent_withdraw_attr(channel)).or_default().insert(latest);
-            }
-        }
-        for (name, numbers) in adds {
-            expr.add(&name, AttributeValue::Ns(numbers.iter().map(|n| n.to_string()).collect()));
-        }
-        let mut identities = survivor.identities.clone();
-        identities.extend(loser.identities.iter().filter(|i| !survivor.identities.contains(i)).cloned());
-        expr.set("identities", AttributeValue::L(identities.iter().map(identity_value).collect()));
-        let mut merged_ids = survivor.merged_ids.clone();
-        merged_ids.push(loser.id.clone());
-        merged_ids.extend(loser.merged_ids.iter().cloned());
-        expr.set(
-            "merged_ids",
-            AttributeValue::L(merged_ids.iter().map(|id| s(id.as_str())).collect()),
-        );
-        if survivor.name.is_none() {
-            if let Some(name) = &loser.name {
-                expr.set("name", s(name.clone()));
-            }
-        }
-        expr.set(DUE_SHARD, s(due_shard(&survivor.id)));
-        expr.set(DUE_AT, n_int(now.millis()));
-        expr.add("version", n_int(1));
-        let version = expr.value(n_int(survivor.version as i64));
-        let condition = format!(
-            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
-            expr.name("version")
-        );
-        let survivor_update = expr.update(self.table(), profile_key(&survivor.id), Some(&condition))?;
-
-        let mut expr = Expr::default();
-        expr.set("merged_into", s(survivor.id.as_str()));
-        expr.set("merged_at", n_int(now.millis()));
-        for attribute in [DUE_SHARD, DUE_AT, LEVEL_SHARD, LEVEL_SINCE] {
-            expr.remove(attribute);
-        }
-        expr.add("version", n_int(1));
-        let version = expr.value(n_int(loser.version as i64));
-        let condition = format!(
-            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
-            expr.name("version")
-        );
-        let loser_update = expr.update(self.table(), profile_key(&loser.id), Some(&condition))?;
-
+        let survivor_update = self.survivor_update(survivor, survivor_item, loser, &merged, now)?;
+        let loser_update = self.loser_update(survivor, loser, now)?;
         let mut actions = vec![
             TransactWriteItem::builder().update(survivor_update).build(),
             TransactWriteItem::builder().update(loser_update).build(),
@@ -277,6 +202,76 @@ impl DynamoStore {
             )));
         }
         Ok(actions)
+    }
+
+    /// The survivor's side of a merge, conditional on the version read.
+    fn survivor_update(
+        &self,
+        survivor: &StoredCustomer,
+        survivor_item: &Item,
+        loser: &StoredCustomer,
+        merged: &CustomerState,
+        now: Timestamp,
+    ) -> Result<Update, StoreError> {
+        let mut expr = Expr::default();
+        expr.replace_evidence(&self.rules, &merged.evidence, Some(survivor_item));
+        // The survivor takes the higher standing (the core's merge), so hysteresis protects what
+        // either side had earned; the next rescore decides from the merged evidence.
+        if let Some(standing) = merged.standing {
+            for (name, value) in standing_attributes(&survivor.id, &standing) {
+                expr.set(&name, value);
+            }
+            if standing.drops_at.is_none() {
+                expr.remove("drops_at");
+            }
+            if standing.at_risk_at.is_none() {
+                expr.remove("at_risk_at");
+            }
+        }
+        for (name, numbers) in merged_consent_adds(survivor, loser, merged) {
+            expr.add(&name, AttributeValue::Ns(numbers.iter().map(|n| n.to_string()).collect()));
+        }
+        let mut identities = survivor.identities.clone();
+        identities.extend(loser.identities.iter().filter(|i| !survivor.identities.contains(i)).cloned());
+        expr.set("identities", AttributeValue::L(identities.iter().map(identity_value).collect()));
+        let mut merged_ids = survivor.merged_ids.clone();
+        merged_ids.push(loser.id.clone());
+        merged_ids.extend(loser.merged_ids.iter().cloned());
+        expr.set(
+            "merged_ids",
+            AttributeValue::L(merged_ids.iter().map(|id| s(id.as_str())).collect()),
+        );
+        if survivor.name.is_none() {
+            if let Some(name) = &loser.name {
+                expr.set("name", s(name.clone()));
+            }
+        }
+        expr.set(DUE_SHARD, s(due_shard(&survivor.id)));
+        expr.set(DUE_AT, n_int(now.millis()));
+        expr.add("version", n_int(1));
+        let version = expr.value(n_int(survivor.version as i64));
+        let condition = format!(
+            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
+            expr.name("version")
+        );
+        expr.update(self.table(), profile_key(&survivor.id), Some(&condition))
+    }
+
+    /// The loser's side of a merge: a redirect to the survivor, out of the due and level indexes.
+    fn loser_update(&self, survivor: &StoredCustomer, loser: &StoredCustomer, now: Timestamp) -> Result<Update, StoreError> {
+        let mut expr = Expr::default();
+        expr.set("merged_into", s(survivor.id.as_str()));
+        expr.set("merged_at", n_int(now.millis()));
+        for attribute in [DUE_SHARD, DUE_AT, LEVEL_SHARD, LEVEL_SINCE] {
+            expr.remove(attribute);
+        }
+        expr.add("version", n_int(1));
+        let version = expr.value(n_int(loser.version as i64));
+        let condition = format!(
+            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
+            expr.name("version")
+        );
+        expr.update(self.table(), profile_key(&loser.id), Some(&condition))
     }
 
     /// Every item about a customer (and those merged into it) but its profile: interactions,
@@ -334,4 +329,30 @@ impl DynamoStore {
         }
         Ok(())
     }
+}
+
+/// Consent after a merge: the union of both sides' decisions, then a withdrawal wherever the
+/// strictest merge says withdrawn (dated at the latest decision on that channel, so it wins when
+/// read). Attribute name → instants to add.
+fn merged_consent_adds(survivor: &StoredCustomer, loser: &StoredCustomer, merged: &CustomerState) -> BTreeMap<String, BTreeSet<i64>> {
+    let mut adds: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
+    for (name, value) in consent_attributes(&loser.state.consent) {
+        if let AttributeValue::Ns(numbers) = value {
+            adds.entry(name)
+                .or_default()
+                .extend(numbers.iter().filter_map(|n| n.parse::<i64>().ok()));
+        }
+    }
+    for (channel, record) in &merged.consent.0 {
+        if !record.granted {
+            let latest = [survivor.state.consent.0.get(channel), loser.state.consent.0.get(channel)]
+                .into_iter()
+                .flatten()
+                .map(|r| r.at.millis())
+                .max()
+                .unwrap_or(record.at.millis());
+            adds.entry(consent_withdraw_attr(channel)).or_default().insert(latest);
+        }
+    }
+    adds
 }

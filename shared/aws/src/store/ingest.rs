@@ -12,10 +12,12 @@ use crate::item::*;
 use crate::keys::*;
 use crate::retry::{backoff, MAX_ATTEMPTS};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
-use engagement::customer::{CustomerState, Standing};
+use engagement::customer::ScoredInteraction;
+use engagement::evidence::quantize;
 use engagement::flow::FlowEntry;
 use engagement::ports::*;
-use engagement::{era_start, Evidence, Identity, Interaction, Level, Timestamp, LEVEL_COUNT};
+use engagement::recording::{consent_marks, evidence_adds, newcomer, Newcomer};
+use engagement::{era_start, Evidence, Identity, Interaction, Rules, Timestamp};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most identities claimed in one transaction (the rest are claimed by the next interaction).
@@ -153,6 +155,75 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// Groups a round's pending interactions by customer: those already recorded or erased get
+    /// their outcome now; those that would overflow a transaction wait for the next round.
+    fn chunks_of(
+        &self,
+        batch: &[Interaction],
+        pending: &[usize],
+        snapshot: &Snapshot,
+        outcomes: &mut [Option<RecordOutcome>],
+    ) -> (BTreeMap<CustomerId, Chunk>, Vec<usize>) {
+        let mut chunks: BTreeMap<CustomerId, Chunk> = BTreeMap::new();
+        let mut deferred = Vec::new();
+        for &index in pending {
+            let interaction = &batch[index];
+            if let Some((fingerprint, customer)) = snapshot.claims.get(&interaction.id) {
+                let status = if *fingerprint == interaction.fingerprint() {
+                    RecordStatus::Duplicate
+                } else {
+                    RecordStatus::Conflict
+                };
+                outcomes[index] = Some(RecordOutcome {
+                    id: interaction.id.clone(),
+                    status,
+                    customer_id: Some(CustomerId(customer.clone())),
+                });
+                continue;
+            }
+            let entries: Vec<(&Identity, Option<&IdentityEntry>)> = interaction
+                .identities()
+                .map(|identity| (identity, snapshot.identities.get(&identity_pk(&self.config.salt, identity))))
+                .collect();
+            if entries.iter().any(|(_, entry)| entry.is_some_and(|e| e.erased)) {
+                outcomes[index] = Some(RecordOutcome {
+                    id: interaction.id.clone(),
+                    status: RecordStatus::Erased,
+                    customer_id: None,
+                });
+                continue;
+            }
+            let known = entries.iter().find_map(|(_, entry)| entry.and_then(|e| e.customer.clone()));
+            let (customer, is_new) = match known {
+                Some(id) => (CustomerId(id), false),
+                None => (customer_id_for(&self.config.salt, &interaction.customer.identity), true),
+            };
+            let chunk = chunks.entry(customer.clone()).or_insert_with(|| Chunk {
+                customer,
+                is_new,
+                indices: Vec::new(),
+                new_identities: Vec::new(),
+            });
+            let unclaimed: Vec<Identity> = entries
+                .iter()
+                .filter(|(_, entry)| entry.is_none())
+                .map(|(identity, _)| (*identity).clone())
+                .filter(|identity| !chunk.new_identities.contains(identity))
+                .collect();
+            // Besides its interactions and identities, a chunk holds the customer and the
+            // pyramid counter, and a new customer also the day's flow counter.
+            let fixed = if chunk.is_new { 3 } else { 2 };
+            let room = MAX_TRANSACTION_ACTIONS - fixed - chunk.indices.len() - chunk.new_identities.len();
+            if chunk.new_identities.len() + unclaimed.len() > MAX_NEW_IDENTITIES || room < 1 + unclaimed.len() {
+                deferred.push(index);
+                continue;
+            }
+            chunk.new_identities.extend(unclaimed);
+            chunk.indices.push(index);
+        }
+        (chunks, deferred)
+    }
+
     /// Writes one customer's chunk of a round.
     async fn write_chunk(
         &self,
@@ -164,231 +235,149 @@ impl DynamoStore {
         let interactions: Vec<&Interaction> = chunk.indices.iter().map(|&i| &batch[i]).collect();
         let scored: Vec<_> = interactions.iter().filter_map(|i| i.score(&self.rules)).collect();
         let latest = interactions.iter().map(|i| i.occurred_at).max().unwrap_or(now);
-        let mut actions = Vec::new();
         let hint = hints.get(&chunk.customer).cloned().unwrap_or_default();
-        let mut used_epoch = None;
-
-        if chunk.is_new {
-            let mut state = CustomerState::new(&self.rules);
-            for item in &scored {
-                state.fold(&self.rules, item);
-            }
-            let earliest = interactions.iter().map(|i| i.occurred_at).min().unwrap_or(now);
-            let standing = Standing {
-                level: Level::Observing,
-                since: earliest,
-                drops_at: None,
-                at_risk_at: None,
-            };
-            let mut item = profile_key(&chunk.customer);
-            item.extend([
-                ("customer_id".to_string(), s(chunk.customer.as_str())),
-                ("created_at".to_string(), n_int(now.millis())),
-                ("version".to_string(), n_int(1)),
-                ("outbox".to_string(), AttributeValue::M(HashMap::new())),
-                (
-                    "identities".to_string(),
-                    AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()),
-                ),
-                (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
-                (DUE_AT.to_string(), n_int(now.millis())),
-            ]);
-            if let Some(name) = interactions.iter().find_map(|i| i.customer.name.clone()) {
-                item.insert("name".to_string(), s(name));
-            }
-            item.extend(evidence_attributes(&self.rules, &state.evidence));
-            item.extend(consent_attributes(&state.consent));
-            item.extend(standing_attributes(&chunk.customer, &standing));
-            let put = Put::builder()
-                .table_name(self.table())
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(invalid_request)?;
-            actions.push(TransactWriteItem::builder().put(put).build());
-            actions.push(self.count_update(&chunk.customer, &[(Level::Observing, 1)])?);
-            // Joined on the day of their first interaction, so the past pyramid has them then.
-            actions.push(self.flow_update(&chunk.customer, earliest, &[FlowEntry::Joined])?);
+        let name = interactions.iter().find_map(|i| i.customer.name.clone());
+        let (mut actions, used_epoch) = if chunk.is_new {
+            let first_at = interactions.iter().map(|i| i.occurred_at).min().unwrap_or(now);
+            let newcomer = newcomer(&self.rules, &scored, first_at);
+            (self.newcomer_actions(chunk, &newcomer, name, now)?, None)
         } else {
-            let mut expr = Expr::default();
-            let needed_epoch = era_start(latest);
-            let condition;
-            match hint.epoch {
-                // Too long after the stored epoch to add against it (a customer silent for
-                // 40 half-lives): rewrite the sums against the new epoch, conditional on the
-                // version read. Otherwise rescores move epochs forward.
-                Some(known) if !Evidence::within_lag(&self.rules, known, latest) => {
-                    let item = match hint.item.clone() {
-                        Some(item) => item,
-                        None => match self.get(profile_key(&chunk.customer)).await? {
-                            Some(item) => item,
-                            None => return Ok(ChunkResult::Retry),
-                        },
-                    };
-                    let stored = customer_from_item(&self.rules, &item)?;
-                    if Evidence::within_lag(&self.rules, stored.state.evidence.epoch, latest) || item.contains_key("merged_into") {
-                        // Someone moved it meanwhile: go again with what we now know.
-                        hints.insert(
-                            chunk.customer.clone(),
-                            Hint {
-                                epoch: Some(stored.state.evidence.epoch),
-                                last_at: stored.state.evidence.last_interaction_at,
-                                item: None,
-                            },
-                        );
-                        return Ok(ChunkResult::Retry);
-                    }
-                    let mut state = stored.state.clone();
-                    for item in &scored {
-                        state.fold(&self.rules, item);
-                    }
-                    used_epoch = Some(state.evidence.epoch);
-                    expr.replace_evidence(&self.rules, &state.evidence, Some(&item));
-                    let version = expr.value(n_int(stored.version as i64));
-                    condition = format!(
-                        "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
-                        expr.name("version")
-                    );
-                }
-                known => {
-                    let epoch = known.unwrap_or(needed_epoch);
-                    used_epoch = Some(epoch);
-                    let mut levels = [0.0; LEVEL_COUNT];
-                    let mut kinds: BTreeMap<String, (f64, i64)> = BTreeMap::new();
-                    for item in &scored {
-                        let delta = Evidence::delta(&self.rules, epoch, &item.contribution);
-                        for (sum, term) in levels.iter_mut().zip(delta.levels) {
-                            *sum += term;
-                        }
-                        let entry = kinds.entry(self.rules.kind_name(delta.kind).to_string()).or_default();
-                        entry.0 += delta.kind_evidence;
-                        entry.1 += 1;
-                    }
-                    for (name, sum) in EVIDENCE.iter().zip(levels) {
-                        if sum != 0.0 {
-                            expr.increment(name, n_float(engagement::evidence::quantize(sum)));
-                        }
-                    }
-                    for (kind, (sum, count)) in kinds {
-                        expr.increment(&kind_evidence_attr(&kind), n_float(engagement::evidence::quantize(sum)));
-                        expr.increment(&kind_count_attr(&kind), n_int(count));
-                    }
-                    // `last_at` only moves forward: set it only when this chunk is newer than
-                    // what is stored (a concurrent newer write fails the condition; we re-read).
-                    let mut last_at_condition = String::new();
-                    if hint.last_at.is_none_or(|stored| stored < latest) {
-                        let (name, value) = (expr.name("last_at"), expr.value(n_int(latest.millis())));
-                        expr.set.push(format!("{name} = {value}"));
-                        last_at_condition = format!(" AND (attribute_not_exists({name}) OR {name} < {value})");
-                    }
-                    let epoch_value = expr.value(n_int(epoch.millis()));
-                    let epoch_name = expr.name("epoch");
-                    condition = format!("attribute_exists(pk) AND {epoch_name} = {epoch_value} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing){last_at_condition}");
-                }
-            }
-            // Consent decisions go into number sets, one ADD per attribute.
-            let mut consent_adds: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
-            for item in &scored {
-                if let Some((channel, effect)) = &item.consent {
-                    let name = if *effect == engagement::ConsentEffect::Grant {
-                        consent_grant_attr(channel)
-                    } else {
-                        consent_withdraw_attr(channel)
-                    };
-                    consent_adds.entry(name).or_default().insert(item.contribution.occurred_at.millis());
-                }
-            }
-            for (name, instants) in consent_adds {
-                expr.add(&name, AttributeValue::Ns(instants.iter().map(i64::to_string).collect()));
-            }
-            if !chunk.new_identities.is_empty() {
-                let name = expr.name("identities");
-                let empty = expr.value(AttributeValue::L(vec![]));
-                let new = expr.value(AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()));
-                expr.set
-                    .push(format!("{name} = list_append(if_not_exists({name}, {empty}), {new})"));
-            }
-            if let Some(name) = interactions.iter().find_map(|i| i.customer.name.clone()) {
-                let attribute = expr.name("name");
-                let value = expr.value(s(name));
-                expr.set.push(format!("{attribute} = if_not_exists({attribute}, {value})"));
-            }
-            expr.set(DUE_SHARD, s(due_shard(&chunk.customer)));
-            expr.set(DUE_AT, n_int(now.millis()));
-            expr.add("version", n_int(1));
+            let Some((mut expr, condition, epoch)) = self.fold_expression(chunk, &scored, &hint, latest).await? else {
+                return Ok(ChunkResult::Retry);
+            };
+            known_customer_sets(&mut expr, chunk, &scored, name, now);
             let update = expr.update(self.table(), profile_key(&chunk.customer), Some(&condition))?;
-            actions.push(TransactWriteItem::builder().update(update).build());
-        }
+            (vec![TransactWriteItem::builder().update(update).build()], Some(epoch))
+        };
         for identity in &chunk.new_identities {
             actions.push(self.identity_put(identity, &chunk.customer, now)?);
         }
         for interaction in &interactions {
             actions.push(self.interaction_put(interaction, &chunk.customer, now)?);
         }
-
         match self.transact(actions).await? {
             Ok(()) => {
-                hints.insert(
-                    chunk.customer.clone(),
-                    Hint {
-                        epoch: used_epoch,
-                        last_at: Some(hint.last_at.map_or(latest, |stored| stored.max(latest))),
-                        item: None,
-                    },
-                );
+                let last_at = Some(hint.last_at.map_or(latest, |stored| stored.max(latest)));
+                let written = Hint {
+                    epoch: used_epoch,
+                    last_at,
+                    item: None,
+                };
+                hints.insert(chunk.customer.clone(), written);
                 Ok(ChunkResult::Recorded)
             }
-            Err(reasons) => {
-                if let Some(first) = reasons.first() {
-                    if first.failed_condition() && !chunk.is_new {
-                        match &first.item {
-                            Some(item) if !item.contains_key("merged_into") && !item.contains_key("erasing") => {
-                                hints.insert(
-                                    chunk.customer.clone(),
-                                    Hint {
-                                        epoch: get_i64(item, "epoch").map(Timestamp),
-                                        last_at: get_ts(item, "last_at"),
-                                        item: Some(item.clone()),
-                                    },
-                                );
-                            }
-                            _ => {
-                                hints.remove(&chunk.customer);
-                            }
-                        }
-                    }
-                }
-                let unexpected = reasons.iter().find(|r| {
-                    !matches!(
-                        r.code.as_str(),
-                        "None" | "ConditionalCheckFailed" | "TransactionConflict" | "ThrottlingError"
-                    )
-                });
-                if let Some(reason) = unexpected {
-                    return Err(cancelled("record_interactions", [reason.code.as_str()]));
-                }
-                Ok(ChunkResult::Retry)
+            Err(reasons) => chunk_failed(chunk, &reasons, hints),
+        }
+    }
+
+    /// A new customer: the profile as the core decided it, counted at its level and as joined
+    /// on the day of its first interaction (so the past pyramid has them then).
+    fn newcomer_actions(
+        &self,
+        chunk: &Chunk,
+        newcomer: &Newcomer,
+        name: Option<String>,
+        now: Timestamp,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut item = profile_key(&chunk.customer);
+        item.extend([
+            ("customer_id".to_string(), s(chunk.customer.as_str())),
+            ("created_at".to_string(), n_int(now.millis())),
+            ("version".to_string(), n_int(1)),
+            ("outbox".to_string(), AttributeValue::M(HashMap::new())),
+            (
+                "identities".to_string(),
+                AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()),
+            ),
+            (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
+            (DUE_AT.to_string(), n_int(now.millis())),
+        ]);
+        if let Some(name) = name {
+            item.insert("name".to_string(), s(name));
+        }
+        item.extend(evidence_attributes(&self.rules, &newcomer.state.evidence));
+        item.extend(consent_attributes(&newcomer.state.consent));
+        item.extend(standing_attributes(&chunk.customer, &newcomer.standing));
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(invalid_request)?;
+        Ok(vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.count_update(&chunk.customer, &[(newcomer.standing.level, 1)])?,
+            self.flow_update(&chunk.customer, newcomer.standing.since, &[FlowEntry::Joined])?,
+        ])
+    }
+
+    /// Folds a known customer's chunk into its stored evidence: the update, its condition and the
+    /// epoch used; `None` to read again and retry.
+    async fn fold_expression(
+        &self,
+        chunk: &Chunk,
+        scored: &[ScoredInteraction],
+        hint: &Hint,
+        latest: Timestamp,
+    ) -> Result<Option<(Expr, String, Timestamp)>, StoreError> {
+        let mut expr = Expr::default();
+        match hint.epoch {
+            // Too long after the stored epoch to add against it (a customer silent for
+            // 40 half-lives): rewrite the sums against the new epoch, conditional on the
+            // version read. Otherwise rescores move epochs forward.
+            Some(known) if !Evidence::within_lag(&self.rules, known, latest) => {
+                let item = match hint.item.clone() {
+                    Some(item) => item,
+                    None => match self.get(profile_key(&chunk.customer)).await? {
+                        Some(item) => item,
+                        None => return Ok(None),
+                    },
+                };
+                let Some((condition, epoch)) = self.rewrite_evidence(&mut expr, &item, scored, latest)? else {
+                    // Someone moved it meanwhile: go again with what we now know.
+                    return Ok(None);
+                };
+                Ok(Some((expr, condition, epoch)))
+            }
+            known => {
+                let epoch = known.unwrap_or(era_start(latest));
+                let condition = add_evidence(&self.rules, &mut expr, epoch, scored, hint, latest);
+                Ok(Some((expr, condition, epoch)))
             }
         }
+    }
+
+    /// Rewrites the whole evidence against a new epoch, conditional on the version read; `None`
+    /// when the stored customer moved meanwhile.
+    fn rewrite_evidence(
+        &self,
+        expr: &mut Expr,
+        item: &Item,
+        scored: &[ScoredInteraction],
+        latest: Timestamp,
+    ) -> Result<Option<(String, Timestamp)>, StoreError> {
+        let stored = customer_from_item(&self.rules, item)?;
+        if Evidence::within_lag(&self.rules, stored.state.evidence.epoch, latest) || item.contains_key("merged_into") {
+            return Ok(None);
+        }
+        let mut state = stored.state.clone();
+        for item in scored {
+            state.fold(&self.rules, item);
+        }
+        expr.replace_evidence(&self.rules, &state.evidence, Some(item));
+        let version = expr.value(n_int(stored.version as i64));
+        let condition = format!(
+            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
+            expr.name("version")
+        );
+        Ok(Some((condition, state.evidence.epoch)))
     }
 }
 
 impl InteractionLog for DynamoStore {
     async fn record_interactions(&self, batch: &[Interaction], now: Timestamp) -> Result<Vec<RecordOutcome>, StoreError> {
         let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; batch.len()];
-        // Within one request, the first occurrence of an id is the one recorded.
-        let mut first_index: HashMap<&str, usize> = HashMap::new();
-        let mut repeats = Vec::new();
-        let mut pending = Vec::new();
-        for (index, interaction) in batch.iter().enumerate() {
-            match first_index.get(interaction.id.as_str()) {
-                Some(&first) => repeats.push((index, first)),
-                None => {
-                    first_index.insert(&interaction.id, index);
-                    pending.push(index);
-                }
-            }
-        }
+        let (mut pending, repeats) = first_occurrences(batch);
         let mut hints = Hints::new();
         // Rounds in a row in which nothing could be written; progress resets it.
         let mut stalled = 0;
@@ -402,63 +391,7 @@ impl InteractionLog for DynamoStore {
                     hint.last_at = epoch.1;
                 }
             }
-            let mut chunks: BTreeMap<CustomerId, Chunk> = BTreeMap::new();
-            let mut deferred = Vec::new();
-            for &index in &pending {
-                let interaction = &batch[index];
-                if let Some((fingerprint, customer)) = snapshot.claims.get(&interaction.id) {
-                    let status = if *fingerprint == interaction.fingerprint() {
-                        RecordStatus::Duplicate
-                    } else {
-                        RecordStatus::Conflict
-                    };
-                    outcomes[index] = Some(RecordOutcome {
-                        id: interaction.id.clone(),
-                        status,
-                        customer_id: Some(CustomerId(customer.clone())),
-                    });
-                    continue;
-                }
-                let entries: Vec<(&Identity, Option<&IdentityEntry>)> = interaction
-                    .identities()
-                    .map(|identity| (identity, snapshot.identities.get(&identity_pk(&self.config.salt, identity))))
-                    .collect();
-                if entries.iter().any(|(_, entry)| entry.is_some_and(|e| e.erased)) {
-                    outcomes[index] = Some(RecordOutcome {
-                        id: interaction.id.clone(),
-                        status: RecordStatus::Erased,
-                        customer_id: None,
-                    });
-                    continue;
-                }
-                let known = entries.iter().find_map(|(_, entry)| entry.and_then(|e| e.customer.clone()));
-                let (customer, is_new) = match known {
-                    Some(id) => (CustomerId(id), false),
-                    None => (customer_id_for(&self.config.salt, &interaction.customer.identity), true),
-                };
-                let chunk = chunks.entry(customer.clone()).or_insert_with(|| Chunk {
-                    customer,
-                    is_new,
-                    indices: Vec::new(),
-                    new_identities: Vec::new(),
-                });
-                let unclaimed: Vec<Identity> = entries
-                    .iter()
-                    .filter(|(_, entry)| entry.is_none())
-                    .map(|(identity, _)| (*identity).clone())
-                    .filter(|identity| !chunk.new_identities.contains(identity))
-                    .collect();
-                // Besides its interactions and identities, a chunk holds the customer and the
-                // pyramid counter, and a new customer also the day's flow counter.
-                let fixed = if chunk.is_new { 3 } else { 2 };
-                let room = MAX_TRANSACTION_ACTIONS - fixed - chunk.indices.len() - chunk.new_identities.len();
-                if chunk.new_identities.len() + unclaimed.len() > MAX_NEW_IDENTITIES || room < 1 + unclaimed.len() {
-                    deferred.push(index);
-                    continue;
-                }
-                chunk.new_identities.extend(unclaimed);
-                chunk.indices.push(index);
-            }
+            let (chunks, deferred) = self.chunks_of(batch, &pending, &snapshot, &mut outcomes);
             rounds += 1;
             let mut retry = Vec::new();
             let mut progressed = false;
@@ -528,4 +461,114 @@ impl InteractionLog for DynamoStore {
         }
         Ok(taken)
     }
+}
+
+/// Adds a chunk's sums to the stored ones (atomic adds against the stored epoch); returns the
+/// condition that the epoch is still the one added against.
+fn add_evidence(rules: &Rules, expr: &mut Expr, epoch: Timestamp, scored: &[ScoredInteraction], hint: &Hint, latest: Timestamp) -> String {
+    let adds = evidence_adds(rules, epoch, scored);
+    for (name, sum) in EVIDENCE.iter().zip(adds.levels) {
+        if sum != 0.0 {
+            expr.increment(name, n_float(quantize(sum)));
+        }
+    }
+    for (kind, (sum, count)) in adds.kinds {
+        expr.increment(&kind_evidence_attr(&kind), n_float(quantize(sum)));
+        expr.increment(&kind_count_attr(&kind), n_int(count));
+    }
+    // `last_at` only moves forward: set it only when this chunk is newer than
+    // what is stored (a concurrent newer write fails the condition; we re-read).
+    let mut last_at_condition = String::new();
+    if hint.last_at.is_none_or(|stored| stored < latest) {
+        let (name, value) = (expr.name("last_at"), expr.value(n_int(latest.millis())));
+        expr.set.push(format!("{name} = {value}"));
+        last_at_condition = format!(" AND (attribute_not_exists({name}) OR {name} < {value})");
+    }
+    let epoch_value = expr.value(n_int(epoch.millis()));
+    let epoch_name = expr.name("epoch");
+    format!("attribute_exists(pk) AND {epoch_name} = {epoch_value} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing){last_at_condition}")
+}
+
+/// What a known customer's update sets besides its evidence: consent marks, new identities, a
+/// first name, and due for rescoring now.
+fn known_customer_sets(expr: &mut Expr, chunk: &Chunk, scored: &[ScoredInteraction], name: Option<String>, now: Timestamp) {
+    // Consent decisions go into number sets, one ADD per attribute.
+    for ((channel, granted), instants) in consent_marks(scored) {
+        let attribute = if granted {
+            consent_grant_attr(&channel)
+        } else {
+            consent_withdraw_attr(&channel)
+        };
+        expr.add(
+            &attribute,
+            AttributeValue::Ns(instants.iter().map(|t| t.millis().to_string()).collect()),
+        );
+    }
+    if !chunk.new_identities.is_empty() {
+        let name = expr.name("identities");
+        let empty = expr.value(AttributeValue::L(vec![]));
+        let new = expr.value(AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()));
+        expr.set
+            .push(format!("{name} = list_append(if_not_exists({name}, {empty}), {new})"));
+    }
+    if let Some(name) = name {
+        let attribute = expr.name("name");
+        let value = expr.value(s(name));
+        expr.set.push(format!("{attribute} = if_not_exists({attribute}, {value})"));
+    }
+    expr.set(DUE_SHARD, s(due_shard(&chunk.customer)));
+    expr.set(DUE_AT, n_int(now.millis()));
+    expr.add("version", n_int(1));
+}
+
+/// A chunk's transaction was cancelled: keeps what the failed condition returned (for the next
+/// try) and retries, unless the cancellation is one no retry mends.
+fn chunk_failed(chunk: &Chunk, reasons: &[Reason], hints: &mut Hints) -> Result<ChunkResult, StoreError> {
+    if let Some(first) = reasons.first() {
+        if first.failed_condition() && !chunk.is_new {
+            match &first.item {
+                Some(item) if !item.contains_key("merged_into") && !item.contains_key("erasing") => {
+                    hints.insert(
+                        chunk.customer.clone(),
+                        Hint {
+                            epoch: get_i64(item, "epoch").map(Timestamp),
+                            last_at: get_ts(item, "last_at"),
+                            item: Some(item.clone()),
+                        },
+                    );
+                }
+                _ => {
+                    hints.remove(&chunk.customer);
+                }
+            }
+        }
+    }
+    let unexpected = reasons.iter().find(|r| {
+        !matches!(
+            r.code.as_str(),
+            "None" | "ConditionalCheckFailed" | "TransactionConflict" | "ThrottlingError"
+        )
+    });
+    if let Some(reason) = unexpected {
+        return Err(cancelled("record_interactions", [reason.code.as_str()]));
+    }
+    Ok(ChunkResult::Retry)
+}
+
+/// The indices of each id's first occurrence (recorded), and the repeats with their first.
+fn first_occurrences(batch: &[Interaction]) -> (Vec<usize>, Vec<(usize, usize)>) {
+    // Within one request, the first occurrence of an id is the one recorded.
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    let mut pending = Vec::new();
+    for (index, interaction) in batch.iter().enumerate() {
+        match first_index.get(interaction.id.as_str()) {
+            Some(&first) => repeats.push((index, first)),
+            None => {
+                first_index.insert(&interaction.id, index);
+                pending.push(index);
+            }
+        }
+    }
+    (pending, repeats)
 }

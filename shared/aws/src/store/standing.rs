@@ -7,14 +7,15 @@ use crate::errors::cancelled;
 use crate::item::*;
 use crate::keys::*;
 use crate::retry::{backoff, MAX_ATTEMPTS};
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use engagement::events::SCHEMA_VERSION;
 use engagement::flow::FlowEntry;
 use engagement::ports::*;
-use engagement::{Direction, Timestamp};
+use engagement::{Direction, LevelChange, Timestamp};
 
-impl Standings for DynamoStore {
-    async fn write_standing(&self, write: &StandingWrite) -> Result<WriteOutcome, StoreError> {
+impl DynamoStore {
+    /// The profile's update for a standing write, conditional on the version it was decided from.
+    fn standing_update(&self, write: &StandingWrite) -> Result<Update, StoreError> {
         let id = &write.customer_id;
         let mut expr = Expr::default();
         for (name, value) in standing_attributes(id, &write.standing) {
@@ -61,7 +62,47 @@ impl Standings for DynamoStore {
             "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
             expr.name("version")
         );
-        let update = expr.update(self.table(), profile_key(id), Some(&condition))?;
+        expr.update(self.table(), profile_key(id), Some(&condition))
+    }
+
+    /// A level change: recorded in the customer's history and in the day's flow.
+    fn change_actions(&self, id: &CustomerId, change: &LevelChange) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut actions = Vec::new();
+        let mut item = key(customer_pk(id), &change_sk(change.at, change.to));
+        item.extend([
+            ("customer_id".to_string(), s(id.as_str())),
+            ("from".to_string(), s(change.from.name())),
+            ("to".to_string(), s(change.to.name())),
+            ("at".to_string(), n_int(change.at.millis())),
+            ("schema_version".to_string(), n_int(i64::from(SCHEMA_VERSION))),
+        ]);
+        actions.push(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(self.table())
+                        .set_item(Some(item))
+                        .build()
+                        .map_err(invalid_request)?,
+                )
+                .build(),
+        );
+        actions.push(self.flow_update(
+            id,
+            change.at,
+            &[FlowEntry::Moved {
+                from: change.from,
+                to: change.to,
+            }],
+        )?);
+        Ok(actions)
+    }
+}
+
+impl Standings for DynamoStore {
+    async fn write_standing(&self, write: &StandingWrite) -> Result<WriteOutcome, StoreError> {
+        let id = &write.customer_id;
+        let update = self.standing_update(write)?;
         let previous_level = write.previous.map(|p| p.level);
         let level_moved = previous_level != Some(write.standing.level);
 
@@ -82,33 +123,7 @@ impl Standings for DynamoStore {
             actions.push(self.count_update(id, &moves)?);
         }
         if let Some(change) = &write.change {
-            let mut item = key(customer_pk(id), &change_sk(change.at, change.to));
-            item.extend([
-                ("customer_id".to_string(), s(id.as_str())),
-                ("from".to_string(), s(change.from.name())),
-                ("to".to_string(), s(change.to.name())),
-                ("at".to_string(), n_int(change.at.millis())),
-                ("schema_version".to_string(), n_int(i64::from(SCHEMA_VERSION))),
-            ]);
-            actions.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(self.table())
-                            .set_item(Some(item))
-                            .build()
-                            .map_err(invalid_request)?,
-                    )
-                    .build(),
-            );
-            actions.push(self.flow_update(
-                id,
-                change.at,
-                &[FlowEntry::Moved {
-                    from: change.from,
-                    to: change.to,
-                }],
-            )?);
+            actions.extend(self.change_actions(id, change)?);
         }
         for attempt in 0..MAX_ATTEMPTS {
             match self.transact(actions.clone()).await? {
