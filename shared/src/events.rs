@@ -4,9 +4,9 @@
 use crate::decide::Decision;
 use crate::identity::Channel;
 use crate::level::{Direction, Level};
-use crate::ports::{CustomerId, RecordOutcome, RecordStatus};
 use crate::rules::Trigger;
 use crate::time::Timestamp;
+use crate::values::{CustomerId, RecordOutcome, RecordStatus};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a detail changes incompatibly; consumers check it.

@@ -5,8 +5,8 @@
 //! customers or replaying histories.
 
 use crate::level::{Direction, Level, LEVEL_COUNT};
-use crate::ports::{Movers, PyramidCounts};
 use crate::time::{Timestamp, MILLIS_PER_DAY};
+use crate::values::{Movers, PyramidCounts};
 use serde::{Deserialize, Serialize};
 
 /// A UTC day, counted from 1970-01-01.

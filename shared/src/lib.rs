@@ -14,9 +14,12 @@ pub mod interaction;
 pub mod level;
 pub mod playbook;
 pub mod ports;
+pub mod recording;
 pub mod replay;
+pub mod rescoring;
 pub mod rules;
 pub mod time;
+pub mod values;
 
 pub use customer::{ConsentRecord, Consents, CustomerState, ScoredInteraction, Standing};
 pub use decide::{decide, Decision, Explanation, KindContribution, NextStep, RungEvidence};
@@ -31,3 +34,4 @@ pub use playbook::{
 pub use replay::{replay, replay_scored, settle_drops, LevelChange, Replay};
 pub use rules::{ConsentEffect, KindId, Playbook, Rules, RulesError, Step, Trigger, UnknownKinds};
 pub use time::{Timestamp, MILLIS_PER_DAY};
+pub use values::{CustomerId, Movers, PyramidCounts, RecordOutcome, RecordStatus};

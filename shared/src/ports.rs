@@ -1,60 +1,21 @@
 //! Ports: what the functions need from the outside world, in domain terms. Adapters (DynamoDB,
-//! EventBridge, the embedded store, the local bus, webhooks) implement them; handlers are generic
+//! EventBridge, the local bus) implement them; handlers are generic
 //! over them, so they run the same in Lambda, in `pyramid serve` and in tests.
 
 use crate::customer::{CustomerState, Standing};
-use crate::events::{DomainEvent, NudgeRequested};
+use crate::events::DomainEvent;
 use crate::evidence::Evidence;
 use crate::flow::{Day, DayFlow};
 use crate::identity::Identity;
 use crate::interaction::Interaction;
-use crate::level::{Direction, Level, LEVEL_COUNT};
+use crate::level::{Direction, Level};
 use crate::playbook::{NudgeDecision, NudgeRecord};
 use crate::replay::LevelChange;
 use crate::rules::Trigger;
 use crate::time::Timestamp;
+pub use crate::values::{CustomerId, Movers, PyramidCounts, RecordOutcome, RecordStatus};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::future::Future;
-
-/// A customer's id, assigned by the engine (`cus_…`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CustomerId(pub String);
-
-impl CustomerId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CustomerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What became of one interaction of a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordStatus {
-    /// Stored and folded into the customer's evidence, exactly once.
-    Recorded,
-    /// Already recorded with the same content: nothing changed.
-    Duplicate,
-    /// Already recorded with other content under the same id: nothing changed.
-    Conflict,
-    /// The identity was erased: accepted, not stored.
-    Erased,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecordOutcome {
-    pub id: String,
-    pub status: RecordStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub customer_id: Option<CustomerId>,
-}
 
 /// A customer as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,25 +103,6 @@ pub struct Page<T> {
     pub cursor: Option<String>,
 }
 
-/// Customers per level, maintained with every level change.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PyramidCounts(pub [u64; LEVEL_COUNT]);
-
-impl PyramidCounts {
-    pub fn at(&self, level: Level) -> u64 {
-        self.0[level.index()]
-    }
-}
-
-/// Level changes per direction and level, over a period.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Movers {
-    /// Customers who rose *to* each level.
-    pub up: [u64; LEVEL_COUNT],
-    /// Customers who dropped *from* each level.
-    pub down: [u64; LEVEL_COUNT],
-}
-
 /// What became of one playbook step's nudges, counted as they are decided.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepOutcomes {
@@ -229,8 +171,13 @@ impl StoreError {
     }
 }
 
-/// The domain operations the functions need from storage.
-pub trait EngagementStore: Send + Sync {
+// The store's ports, one per family of operations. A handler is generic over the ones it calls
+// (ingest: `InteractionLog`; rescore: `CustomerReads + Standings`; nudge: `CustomerReads +
+// NudgeLedger`; the API: those and `Insights`, `CustomerAdmin`), so its bounds say what it
+// touches. `DynamoStore` implements them all.
+
+/// Interactions in: what ingest writes (and the consent route, which records one).
+pub trait InteractionLog: Send + Sync {
     /// Records interactions (all of one request) exactly once each: resolves or creates each
     /// customer by identity, stores each new interaction, folds it into the evidence and marks
     /// the customer due for rescoring, atomically per customer. Outcomes are in input order.
@@ -240,11 +187,36 @@ pub trait EngagementStore: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<Vec<RecordOutcome>, StoreError>> + Send;
 
+    /// Keeps events that could not be published (ingest's `Interaction Recorded`) in their
+    /// customers' outboxes and marks those customers due now, one write per customer, each
+    /// bumping the version (a rescore that read before writes nothing and reads again): the
+    /// sweep publishes them. Returns how many customers took them (an erased or merged-away
+    /// customer takes none).
+    fn keep_unpublished(&self, events: &[DomainEvent], now: Timestamp) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// One customer read: its profile, its identities, its interactions and its level history.
+pub trait CustomerReads: Send + Sync {
     /// Loads a customer, following merge redirects. `None` if unknown or erased.
     fn load_customer(&self, id: &CustomerId) -> impl Future<Output = Result<Option<StoredCustomer>, StoreError>> + Send;
 
     fn find_customer(&self, identity: &Identity) -> impl Future<Output = Result<IdentityLookup, StoreError>> + Send;
 
+    /// The customer's interactions, newest first.
+    fn interactions(
+        &self,
+        id: &CustomerId,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<Interaction>, StoreError>> + Send;
+
+    /// The level changes recorded for a customer already read (and those merged into it),
+    /// oldest first.
+    fn level_changes(&self, customer: &StoredCustomer) -> impl Future<Output = Result<Vec<LevelChange>, StoreError>> + Send;
+}
+
+/// Level decisions out, and the sweep's work list.
+pub trait Standings: Send + Sync {
     /// Writes a decision if the customer is still at `expected_version`; moves the pyramid counts
     /// in the same transaction when the level changed.
     fn write_standing(&self, write: &StandingWrite) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
@@ -259,13 +231,6 @@ pub trait EngagementStore: Send + Sync {
         due_at: Option<Timestamp>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Keeps events that could not be published (ingest's `Interaction Recorded`) in their
-    /// customers' outboxes and marks those customers due now, one write per customer, each
-    /// bumping the version (a rescore that read before writes nothing and reads again): the
-    /// sweep publishes them. Returns how many customers took them (an erased or merged-away
-    /// customer takes none).
-    fn keep_unpublished(&self, events: &[DomainEvent], now: Timestamp) -> impl Future<Output = Result<usize, StoreError>> + Send;
-
     /// Customers whose `due_at` is at or before `before`, a page at a time.
     fn due_customers(
         &self,
@@ -273,7 +238,29 @@ pub trait EngagementStore: Send + Sync {
         cursor: Option<String>,
         limit: usize,
     ) -> impl Future<Output = Result<Page<StoredCustomer>, StoreError>> + Send;
+}
 
+/// Nudge decisions, recorded once per trigger, and the rises counted toward them.
+pub trait NudgeLedger: Send + Sync {
+    /// The nudge history of a customer already read: its own and that of those merged into it.
+    fn nudges_of(&self, customer: &StoredCustomer) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;
+
+    /// Records a nudge decision once per (trigger_id, playbook): returns false if it was already
+    /// recorded (a redelivered event), and then nothing is written.
+    fn record_nudge(&self, customer: &CustomerId, nudge: &StoredNudge) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Counts a rise of the customer after one of its nudges (sent or held out) toward that
+    /// step's outcomes, once per nudge: returns false if this nudge already counted a rise.
+    fn record_rise_after(
+        &self,
+        customer: &CustomerId,
+        nudge: &StoredNudge,
+        rose_at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Aggregates across customers: listings by level, the pyramid, its flow, nudge outcomes.
+pub trait Insights: Send + Sync {
     /// Customers at a level, newest `since` first, a page at a time; with `since_from`, only
     /// those at the level since then.
     fn customers_at_level(
@@ -290,40 +277,12 @@ pub trait EngagementStore: Send + Sync {
     /// oldest first.
     fn flows(&self, first: Day, last: Day) -> impl Future<Output = Result<Vec<DayFlow>, StoreError>> + Send;
 
-    /// The customer's interactions, newest first.
-    fn interactions(
-        &self,
-        id: &CustomerId,
-        cursor: Option<String>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Page<Interaction>, StoreError>> + Send;
-
-    /// Records a nudge decision once per (trigger_id, playbook): returns false if it was already
-    /// recorded (a redelivered event), and then nothing is written.
-    fn record_nudge(&self, customer: &CustomerId, nudge: &StoredNudge) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Counts a rise of the customer after one of its nudges (sent or held out) toward that
-    /// step's outcomes, once per nudge: returns false if this nudge already counted a rise.
-    fn record_rise_after(
-        &self,
-        customer: &CustomerId,
-        nudge: &StoredNudge,
-        rose_at: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
     /// Outcomes per playbook step, over every nudge decided so far.
     fn nudge_outcomes(&self) -> impl Future<Output = Result<Vec<StepOutcomes>, StoreError>> + Send;
+}
 
-    /// The nudge history of a customer by id (read first, to follow merges).
-    fn nudges(&self, customer: &CustomerId) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;
-
-    /// The level changes recorded for a customer already read (and those merged into it),
-    /// oldest first.
-    fn level_changes(&self, customer: &StoredCustomer) -> impl Future<Output = Result<Vec<LevelChange>, StoreError>> + Send;
-
-    /// The nudge history of a customer already read: its own and that of those merged into it.
-    fn nudges_of(&self, customer: &StoredCustomer) -> impl Future<Output = Result<Vec<StoredNudge>, StoreError>> + Send;
-
+/// Changes to who a customer is: identity links (merges) and erasure.
+pub trait CustomerAdmin: Send + Sync {
     /// Links an identity to a customer; if it belongs to another, merges that one into this one.
     fn link_identity(
         &self,
@@ -365,17 +324,4 @@ pub trait EventBus: Send + Sync {
 /// The time, injected so tests and replays can set it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    #[error("the receiver did not accept the nudge: {0}")]
-    Rejected(String),
-    #[error("the receiver could not be reached: {0}")]
-    Unreachable(String),
-}
-
-/// Hands a nudge to the marketing or support tool that acts on it.
-pub trait NudgeDelivery: Send + Sync {
-    fn deliver(&self, nudge: &NudgeRequested) -> impl Future<Output = Result<(), DeliveryError>> + Send;
 }

@@ -11,15 +11,22 @@ mod views;
 
 use engagement::events::{recorded_events, CustomerErased, DomainEvent, SCHEMA_VERSION};
 use engagement::flow::{self, day_of, end_of_day, Day, DayFlow};
-use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, IdentityLookup, LinkOutcome, StoredCustomer};
-use engagement::{replay, validate_interaction, Channel, Direction, FieldError, Identity, Interaction, Level, Timestamp, MILLIS_PER_DAY};
+use engagement::ports::{
+    Clock, CustomerAdmin, CustomerId, CustomerReads, EventBus, IdentityLookup, Insights, InteractionLog, LinkOutcome, NudgeLedger,
+    Standings, StoredCustomer,
+};
+use engagement::{
+    replay, validate_interaction, Channel, Direction, FieldError, Identity, Interaction, Level, Rules, Timestamp, MILLIS_PER_DAY,
+};
 use engagement_http::{
     bus_problem, has_json_body, json_response, query, query_param, request_id, route, store_problem, CursorSigner, HttpRequest,
     HttpResponse, Problem,
 };
+use engagement_rescoring::Rescoring;
 use http::Method;
-use rescore::Rescorer;
 use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::Arc;
 use tracing::Instrument;
 pub use views::*;
 
@@ -35,20 +42,33 @@ const MAX_WEEKS: u32 = 260;
 const MAX_PERIOD_DAYS: i64 = 3660;
 
 pub struct Api<S, B, C> {
-    /// The ports, and the rescore handler: a merge is rescored at once.
-    pub engine: Rescorer<S, B, C>,
+    pub store: S,
+    pub bus: B,
+    pub clock: C,
+    pub rules: Arc<Rules>,
     pub cursors: CursorSigner,
 }
 
 type Answer = Result<HttpResponse, Problem>;
 
-impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
-    fn store(&self) -> &S {
-        &self.engine.store
+impl<S, B, C> Api<S, B, C>
+where
+    S: CustomerReads + InteractionLog + Insights + NudgeLedger + CustomerAdmin + Standings,
+    B: EventBus,
+    C: Clock,
+{
+    /// The decide-and-write step: a merge is rescored at once.
+    fn rescoring(&self) -> Rescoring<'_, S, B, C> {
+        Rescoring {
+            store: &self.store,
+            bus: &self.bus,
+            clock: &self.clock,
+            rules: &self.rules,
+        }
     }
 
     fn now(&self) -> Timestamp {
-        self.engine.clock.now()
+        self.clock.now()
     }
 
     /// Handles an HTTP request to any API route.
@@ -149,7 +169,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
                 id.as_str().chars().take(64).collect::<String>()
             )));
         }
-        self.store()
+        self.store
             .load_customer(id)
             .await
             .map_err(|e| store_problem(&e))?
@@ -161,20 +181,20 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         let at = optional_time(q, "at")?;
         let limit = limit(q, DEFAULT_INTERACTIONS)?;
         let customer = self.load(id).await?;
-        let rules = &self.engine.rules;
+        let rules = &self.rules;
         let now = self.now();
-        let nudges = self.store().nudges_of(&customer).await.map_err(|e| store_problem(&e))?;
+        let nudges = self.store.nudges_of(&customer).await.map_err(|e| store_problem(&e))?;
         let view = match at {
             None => {
                 let page = self
-                    .store()
+                    .store
                     .interactions(&customer.id, self.open_cursor(q, &format!("interactions:{}", customer.id))?, limit)
                     .await
                     .map_err(|e| store_problem(&e))?;
                 let cursor = page.cursor.map(|c| self.cursors.seal(&format!("interactions:{}", customer.id), &c));
                 let decision = engagement::decide(rules, &customer.state, now);
                 // The timeline as recorded (no replay): what the engine decided, when.
-                let timeline = self.store().level_changes(&customer).await.map_err(|e| store_problem(&e))?;
+                let timeline = self.store.level_changes(&customer).await.map_err(|e| store_problem(&e))?;
                 CustomerView::new(&customer, &decision, now, Some(timeline), page.items, cursor, nudges)
             }
             Some(at) => {
@@ -183,7 +203,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
                 let mut cursor = None;
                 loop {
                     let page = self
-                        .store()
+                        .store
                         .interactions(&customer.id, cursor, REPLAY_PAGE)
                         .await
                         .map_err(|e| store_problem(&e))?;
@@ -207,8 +227,8 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
 
     /// `GET /v1/customers/by-identity?channel=&handle=`
     async fn by_identity(&self, q: &[(String, String)]) -> Answer {
-        let identity = identity_from(query_param(q, "channel"), query_param(q, "handle"), "query.", &self.engine.rules)?;
-        match self.store().find_customer(&identity).await.map_err(|e| store_problem(&e))? {
+        let identity = identity_from(query_param(q, "channel"), query_param(q, "handle"), "query.", &self.rules)?;
+        match self.store.find_customer(&identity).await.map_err(|e| store_problem(&e))? {
             IdentityLookup::Customer(id) => self.get_customer(&id, &[]).await,
             IdentityLookup::Erased | IdentityLookup::Unknown => Err(Problem::not_found("no customer has this identity")),
         }
@@ -270,7 +290,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         let mut items = Vec::new();
         loop {
             let page = self
-                .store()
+                .store
                 .customers_at_level(current, since, cursor, limit - items.len())
                 .await
                 .map_err(|e| store_problem(&e))?;
@@ -316,7 +336,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
     /// a few minutes ahead of this clock).
     async fn flows_from(&self, first: Day) -> Result<Vec<DayFlow>, Problem> {
         let last = day_of(self.now()) + 1;
-        self.store().flows(first, last).await.map_err(|e| store_problem(&e))
+        self.store.flows(first, last).await.map_err(|e| store_problem(&e))
     }
 
     /// `GET /v1/pyramid[?at=]`: customers per level, now (the maintained counts) or at the end
@@ -329,7 +349,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             return Err(Problem::invalid_field("query.at", "must not be in the future"));
         }
         let day = day_of(at.unwrap_or(now));
-        let current = self.store().pyramid_counts().await.map_err(|e| store_problem(&e))?;
+        let current = self.store.pyramid_counts().await.map_err(|e| store_problem(&e))?;
         let flows = self.flows_from(day - 29).await?;
         let counts = match at {
             None => current,
@@ -361,7 +381,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             },
         };
         let last = day_of(at);
-        let current = self.store().pyramid_counts().await.map_err(|e| store_problem(&e))?;
+        let current = self.store.pyramid_counts().await.map_err(|e| store_problem(&e))?;
         let flows = self.flows_from(last - 7 * i64::from(weeks)).await?;
         let series = flow::weekly(&current, &flows, last, weeks);
         Ok(json_response(
@@ -383,7 +403,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             return Err(Problem::invalid_field("query.from", "must not be after query.to"));
         }
         let (first, last) = whole_days(from, to, "query.from")?;
-        let current = self.store().pyramid_counts().await.map_err(|e| store_problem(&e))?;
+        let current = self.store.pyramid_counts().await.map_err(|e| store_problem(&e))?;
         let flows = self.flows_from(first).await?;
         let view = TransitionsView::new(
             end_of_day(first - 1).plus_millis(1),
@@ -398,8 +418,8 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
     /// `GET /v1/nudges/outcomes`: per playbook step, what was decided and who rose afterwards,
     /// sent against held out.
     async fn nudge_outcomes(&self) -> Answer {
-        let steps = self.store().nudge_outcomes().await.map_err(|e| store_problem(&e))?;
-        Ok(json_response(200, &OutcomesView::new(steps, &self.engine.rules)))
+        let steps = self.store.nudge_outcomes().await.map_err(|e| store_problem(&e))?;
+        Ok(json_response(200, &OutcomesView::new(steps, &self.rules)))
     }
 
     /// `GET /v1/movers?since=&direction=up|down`
@@ -424,7 +444,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             body.get("channel").and_then(Value::as_str),
             body.get("handle").and_then(Value::as_str),
             "",
-            &self.engine.rules,
+            &self.rules,
         )?;
         if let Some(object) = body.as_object() {
             let unknown: Vec<FieldError> = object
@@ -441,7 +461,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
         }
         let customer = self.load(id).await?;
         let outcome = self
-            .store()
+            .store
             .link_identity(&customer.id, &identity, self.now())
             .await
             .map_err(|e| store_problem(&e))?;
@@ -449,7 +469,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             tracing::info!(customer_id = %customer.id, merged = %merged, "customers merged");
             // Merged evidence may lift the level: decide now rather than at the next sweep
             // (the merge left the customer due, so a failure here is retried by the sweep).
-            if let Err(error) = self.engine.rescore(&customer.id).await {
+            if let Err(error) = self.rescoring().rescore(&customer.id, &mut HashSet::new()).await {
                 tracing::warn!(%error, "merged customer not rescored yet; the sweep will");
             }
         }
@@ -492,7 +512,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             "kind": kind,
             "occurred_at": now,
         });
-        let interaction = validate_interaction(&submitted, &self.engine.rules, now).map_err(|errors| {
+        let interaction = validate_interaction(&submitted, &self.rules, now).map_err(|errors| {
             tracing::error!(%errors, "the rules refuse consent interactions");
             Problem::new(
                 500,
@@ -502,13 +522,13 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             )
         })?;
         let outcomes = self
-            .store()
+            .store
             .record_interactions(std::slice::from_ref(&interaction), now)
             .await
             .map_err(|e| store_problem(&e))?;
         let events = recorded_events(&outcomes, &[kind], now);
-        if let Err(error) = self.engine.bus.publish(&events).await {
-            engagement_http::outbox::keep_unpublished(self.store(), &events, now, &error).await;
+        if let Err(error) = self.bus.publish(&events).await {
+            engagement_http::outbox::keep_unpublished(&self.store, &events, now, &error).await;
         }
         Ok(json_response(
             200,
@@ -529,15 +549,11 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             customer_id: customer.id.clone(),
             erased_at: now,
         });
-        if let Err(error) = self.engine.bus.publish(std::slice::from_ref(&event)).await {
+        if let Err(error) = self.bus.publish(std::slice::from_ref(&event)).await {
             let problem = bus_problem(&error, "marketing tools could not be told; nothing was erased, retry this DELETE");
             return Err(problem.because(format!("Customer Erased not published, nothing erased: {error}")));
         }
-        let erased = self
-            .store()
-            .erase_customer(&customer.id, now)
-            .await
-            .map_err(|e| store_problem(&e))?;
+        let erased = self.store.erase_customer(&customer.id, now).await.map_err(|e| store_problem(&e))?;
         if !erased {
             return Err(Problem::not_found(format!("no customer {id}")));
         }

@@ -9,7 +9,6 @@ use engagement_aws::{wiring, SystemClock};
 use engagement_http::lambda::{from_lambda, to_lambda};
 use engagement_http::CursorSigner;
 use lambda_http::{service_fn, Error, Request};
-use rescore::Rescorer;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -18,12 +17,10 @@ async fn main() -> Result<(), Error> {
     let deployment = wiring::from_env().await?;
     let cursor_key = wiring::cursor_key()?;
     let api = Arc::new(Api {
-        engine: Rescorer {
-            store: deployment.store,
-            bus: deployment.bus,
-            clock: SystemClock,
-            rules: deployment.rules,
-        },
+        store: deployment.store,
+        bus: deployment.bus,
+        clock: SystemClock,
+        rules: deployment.rules,
         cursors: CursorSigner::new(&cursor_key),
     });
     lambda_http::run(service_fn(move |request: Request| {

@@ -7,7 +7,7 @@
 
 use engagement::events::recorded_events;
 use engagement::interaction::parse_submission;
-use engagement::ports::{Clock, CustomerId, EngagementStore, EventBus, RecordOutcome, RecordStatus};
+use engagement::ports::{Clock, CustomerId, EventBus, InteractionLog, RecordOutcome, RecordStatus};
 use engagement::Rules;
 use engagement_http::{has_json_body, json_response, request_id, route, store_problem, HttpRequest, HttpResponse, Problem};
 use serde::Serialize;
@@ -27,7 +27,7 @@ pub struct Accepted {
     pub interactions: Vec<RecordOutcome>,
 }
 
-impl<S: EngagementStore, B: EventBus, C: Clock> Ingest<S, B, C> {
+impl<S: InteractionLog, B: EventBus, C: Clock> Ingest<S, B, C> {
     /// Handles an HTTP request to the ingest route.
     pub async fn handle(&self, request: HttpRequest) -> HttpResponse {
         let path = request.uri().path().to_string();

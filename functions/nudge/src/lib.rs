@@ -11,7 +11,7 @@
 //! as of its first decision.
 
 use engagement::events::{DomainEvent, NudgeRequested, SCHEMA_VERSION};
-use engagement::ports::{BusError, Clock, EngagementStore, EventBus, StoreError, StoredCustomer, StoredNudge};
+use engagement::ports::{BusError, Clock, CustomerReads, EventBus, NudgeLedger, StoreError, StoredCustomer, StoredNudge};
 use engagement::{
     decide, may_offer, nudge_id, rise_follows, select_nudges, Direction, NudgeDecision, NudgeOutcome, Rules, SuppressReason, Trigger,
 };
@@ -73,7 +73,7 @@ pub fn triggers_of(event: &DomainEvent) -> Vec<(Trigger, String)> {
     }
 }
 
-impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
+impl<S: CustomerReads + NudgeLedger, B: EventBus, C: Clock> Nudger<S, B, C> {
     /// Handles one EventBridge event; returns the decisions as JSON.
     pub async fn handle(
         &self,

@@ -4,15 +4,11 @@
 //! the customers that are due. Generic over the ports, so Lambda, `pyramid serve` and the tests
 //! run the same code.
 //!
-//! Events are published first, then the decision is written (one read and one write per rescore,
-//! so a new interaction costs four requests in all, level change included). If publishing fails,
-//! the events are written with the decision (the customer's outbox) and the customer stays due:
-//! the next run publishes them. Event ids are stable per fact, so a rescore that publishes again
-//! after a crash or a conflicting write repeats the same id and receivers deduplicate on it.
+//! The decide-and-write step itself is `engagement-rescoring`, which the API shares.
 
-use engagement::events::{DomainEvent, EngagementAtRisk, EventExplanation, LevelChanged, SCHEMA_VERSION};
-use engagement::ports::{BusError, Clock, CustomerId, EngagementStore, EventBus, StandingWrite, StoreError, StoredCustomer, WriteOutcome};
-use engagement::{decide, era_start, Direction, Level, LevelChange, Rules};
+use engagement::ports::{Clock, CustomerId, CustomerReads, EventBus, Standings, StoredCustomer};
+use engagement::Rules;
+pub use engagement_rescoring::{RescoreError, Rescored, Rescoring};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,45 +21,6 @@ pub const SWEEP_MARGIN: Duration = Duration::from_secs(10);
 
 /// Customers a sweep rescores at once.
 const SWEEP_CONCURRENCY: usize = 4;
-
-/// Conflicting writes tolerated before giving up (each is a fresh read and decision).
-const MAX_ATTEMPTS: u32 = 8;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RescoreError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("the decision is stored but its events are not published yet (the customer stays due): {0}")]
-    Bus(#[from] BusError),
-    #[error("customer {0}: too many concurrent writers")]
-    Contention(CustomerId),
-    #[error("not an event rescore handles: {0}")]
-    UnexpectedEvent(String),
-}
-
-impl RescoreError {
-    /// Whether retrying the invocation can help.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            RescoreError::Store(error) => error.is_retryable(),
-            RescoreError::Bus(error) => error.is_retryable(),
-            RescoreError::Contention(_) => true,
-            RescoreError::UnexpectedEvent(_) => false,
-        }
-    }
-}
-
-/// What one rescore did.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Rescored {
-    pub customer_id: CustomerId,
-    pub level: Level,
-    pub direction: Option<Direction>,
-    /// Detail-types published by this run (outbox leftovers included).
-    pub published: Vec<&'static str>,
-    /// False when nothing needed writing (a repeated run).
-    pub wrote: bool,
-}
 
 /// What a sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -84,7 +41,7 @@ pub struct Rescorer<S, B, C> {
     pub rules: Arc<Rules>,
 }
 
-impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
+impl<S: CustomerReads + Standings, B: EventBus, C: Clock> Rescorer<S, B, C> {
     /// Handles one EventBridge event: `Interaction Recorded` rescores its customer; the schedule
     /// sweeps the due customers while `time_left()` allows. Returns what it did, as JSON.
     pub async fn handle(
@@ -131,186 +88,29 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Rescorer<S, B, C> {
         }
     }
 
+    /// The decide-and-write step over this handler's ports.
+    pub fn rescoring(&self) -> Rescoring<'_, S, B, C> {
+        Rescoring {
+            store: &self.store,
+            bus: &self.bus,
+            clock: &self.clock,
+            rules: &self.rules,
+        }
+    }
+
     /// Rescores one customer (after `Interaction Recorded`). `None` if unknown or erased.
     pub async fn rescore(&self, id: &CustomerId) -> Result<Option<Rescored>, RescoreError> {
-        self.rescore_with(id, &mut HashSet::new()).await
-    }
-
-    /// [`Rescorer::rescore`], remembering what this invocation already published.
-    async fn rescore_with(&self, id: &CustomerId, published: &mut HashSet<String>) -> Result<Option<Rescored>, RescoreError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(customer) = self.store.load_customer(id).await? else {
-                return Ok(None);
-            };
-            if let Some(done) = self.rescore_loaded(&customer, published).await? {
-                return Ok(Some(done));
-            }
-        }
-        Err(RescoreError::Contention(id.clone()))
-    }
-
-    /// Rescores from a customer already read (the sweep reads them from the due index).
-    /// `None` when someone wrote since that read. `published_ids` holds the ids of events this
-    /// invocation already published (before a conflicting write): they are not published again.
-    pub async fn rescore_loaded(
-        &self,
-        customer: &StoredCustomer,
-        published_ids: &mut HashSet<String>,
-    ) -> Result<Option<Rescored>, RescoreError> {
-        let now = self.clock.now();
-        let mut published = Vec::new();
-        if customer.erasing {
-            // Being erased: nothing more is said about them (Customer Erased went out first).
-            return Ok(Some(Rescored {
-                customer_id: customer.id.clone(),
-                level: customer.state.standing.map_or(Level::Observing, |s| s.level),
-                direction: None,
-                published,
-                wrote: false,
-            }));
-        }
-        // First, what an earlier run (or ingest) could not publish. If that fails too, the level
-        // is decided all the same and the new events join the outbox.
-        let mut outbox_failure = None;
-        if !customer.outbox.is_empty() {
-            let events: Vec<DomainEvent> = customer.outbox.iter().map(|(_, e)| e.clone()).collect();
-            match self.bus.publish(&events).await {
-                Ok(()) => {
-                    let ids: Vec<String> = customer.outbox.iter().map(|(id, _)| id.clone()).collect();
-                    self.store
-                        .clear_outbox(&customer.id, &ids, customer.version, customer.due_at)
-                        .await?;
-                    published.extend(events.iter().map(DomainEvent::detail_type));
-                }
-                Err(error) => outbox_failure = Some(error),
-            }
-        }
-
-        let decision = decide(&self.rules, &customer.state, now);
-        let previous = customer.state.standing;
-        let previous_level = previous.map_or(Level::Observing, |p| p.level);
-        let direction = Direction::between(previous_level, decision.level);
-        let notify_risk = decision.is_at_risk(now) && customer.at_risk_notified_for != decision.drops_at;
-        let rebased = customer.state.evidence.epoch_is_stale().then(|| {
-            let mut evidence = customer.state.evidence.clone();
-            if let Some(last) = evidence.last_interaction_at {
-                evidence.rebase(&self.rules, era_start(last));
-            }
-            evidence
-        });
-        let next_due = decision.next_transition(now);
-
-        let explanation = EventExplanation::of(&decision);
-        let mut events = Vec::new();
-        if let Some(direction) = direction {
-            events.push(DomainEvent::LevelChanged(LevelChanged {
-                schema_version: SCHEMA_VERSION,
-                customer_id: customer.id.clone(),
-                from: previous_level,
-                to: decision.level,
-                direction,
-                since: decision.since,
-                drops_at: decision.drops_at,
-                at_risk_at: decision.at_risk_at,
-                explanation: explanation.clone(),
-            }));
-        }
-        if let (true, Some(drops_at), Some(drops_to)) = (notify_risk, decision.drops_at, decision.drops_to) {
-            events.push(DomainEvent::EngagementAtRisk(EngagementAtRisk {
-                schema_version: SCHEMA_VERSION,
-                customer_id: customer.id.clone(),
-                level: decision.level,
-                drops_at,
-                drops_to,
-                explanation,
-            }));
-        }
-
-        let unchanged = events.is_empty() && rebased.is_none() && previous == Some(decision.standing()) && customer.due_at == next_due;
-        if unchanged {
-            if let Some(error) = outbox_failure {
-                // Nothing to write: the customer stays due with its outbox.
-                return Err(RescoreError::Bus(error));
-            }
-            return Ok(Some(Rescored {
-                customer_id: customer.id.clone(),
-                level: decision.level,
-                direction: None,
-                published,
-                wrote: false,
-            }));
-        }
-        // Publish first: on success the decision is written with an empty outbox, in one write.
-        let fresh: Vec<DomainEvent> = events
-            .iter()
-            .filter(|event| !published_ids.contains(&event.event_id()))
-            .cloned()
-            .collect();
-        let publish_failure = if outbox_failure.is_some() {
-            // The bus is down: the new events wait behind the old ones.
-            outbox_failure
-        } else if fresh.is_empty() {
-            None
-        } else {
-            match self.bus.publish(&fresh).await {
-                Ok(()) => {
-                    published_ids.extend(fresh.iter().map(DomainEvent::event_id));
-                    published.extend(fresh.iter().map(DomainEvent::detail_type));
-                    None
-                }
-                Err(error) => Some(error),
-            }
-        };
-        let write = StandingWrite {
-            customer_id: customer.id.clone(),
-            expected_version: customer.version,
-            previous,
-            standing: decision.standing(),
-            // Events not published go into the outbox and keep the customer due, so the next run
-            // (or the sweep) publishes them.
-            due_at: if publish_failure.is_some() { Some(now) } else { next_due },
-            at_risk_notified_for: if notify_risk {
-                decision.drops_at
-            } else {
-                customer.at_risk_notified_for
-            },
-            change: direction.map(|_| LevelChange {
-                at: decision.since,
-                from: previous_level,
-                to: decision.level,
-            }),
-            rebased,
-            outbox: if publish_failure.is_some() { events.clone() } else { Vec::new() },
-        };
-        if self.store.write_standing(&write).await? == WriteOutcome::Conflict {
-            return Ok(None);
-        }
-        if let Some(error) = publish_failure {
-            return Err(RescoreError::Bus(error));
-        }
-        tracing::info!(customer_id = %customer.id, level = %decision.level, changed = direction.is_some(), "rescored");
-        if let Some(direction) = direction {
-            engagement_aws::metrics::emit("rescore", &[("Direction", direction.name())], &[("LevelChanges", 1)]);
-        }
-        if notify_risk {
-            engagement_aws::metrics::emit("rescore", &[], &[("AtRiskNotices", 1)]);
-        }
-        Ok(Some(Rescored {
-            customer_id: customer.id.clone(),
-            level: decision.level,
-            direction,
-            published,
-            wrote: true,
-        }))
+        self.rescoring().rescore(id, &mut HashSet::new()).await
     }
 
     /// Rescores a customer read from the due index, whose copy may be stale: on a conflict, it
     /// reads it again.
     async fn rescore_due(&self, customer: &StoredCustomer) -> Result<Option<Rescored>, RescoreError> {
         let mut published = HashSet::new();
-        match self.rescore_loaded(customer, &mut published).await? {
+        let rescoring = self.rescoring();
+        match rescoring.rescore_loaded(customer, &mut published).await? {
             Some(done) => Ok(Some(done)),
-            None => self.rescore_with(&customer.id, &mut published).await,
+            None => rescoring.rescore(&customer.id, &mut published).await,
         }
     }
 

@@ -2,7 +2,7 @@
 //! EventBridge, events read back from the SQS queue a rule routes them to.
 
 use engagement::events::{DomainEvent, DEFAULT_SOURCE};
-use engagement::ports::{Clock, EngagementStore};
+use engagement::ports::{Clock, CustomerReads, Insights, InteractionLog};
 use engagement::*;
 use engagement_aws::client::{local_dynamodb, local_eventbridge};
 use engagement_aws::{DynamoStore, EventBridgeBus, RequestCounter, StoreConfig};

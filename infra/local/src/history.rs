@@ -5,7 +5,7 @@
 
 use crate::bus::CollectingBus;
 use engagement::events::{recorded_events, DomainEvent};
-use engagement::ports::{Clock, EngagementStore};
+use engagement::ports::{Clock, InteractionLog};
 use engagement::{validate_interaction, Interaction, Rules, Timestamp, MILLIS_PER_DAY};
 use engagement_aws::DynamoStore;
 use nudge::Nudger;

@@ -3,7 +3,7 @@
 //! levels are then decided by the sweep, quietly (a history import nudges nobody).
 
 use crate::bus::QuietBus;
-use engagement::ports::{CustomerId, EngagementStore, RecordStatus};
+use engagement::ports::{CustomerId, InteractionLog, RecordStatus};
 use engagement::{validate_interaction, Interaction, Rules, Timestamp};
 use engagement_aws::{DynamoStore, SystemClock};
 use futures::StreamExt as _;

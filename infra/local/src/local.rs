@@ -222,12 +222,10 @@ impl Engine {
         });
         let (s, b, c, r) = parts();
         let api = Arc::new(Api {
-            engine: Rescorer {
-                store: s,
-                bus: b,
-                clock: c,
-                rules: r,
-            },
+            store: s,
+            bus: b,
+            clock: c,
+            rules: r,
             cursors: CursorSigner::new(&cursor_key),
         });
         let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);

@@ -5,7 +5,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use engagement::ports::EngagementStore;
+use engagement::ports::Insights;
 use engagement::{Level, Rules, Timestamp};
 use engagement_aws::DynamoStore;
 use pyramid::import::{import, Format};
@@ -121,7 +121,7 @@ fn parse_time(text: &str) -> anyhow::Result<Timestamp> {
     Timestamp::parse_rfc3339(text).with_context(|| format!("{text:?} is not an RFC 3339 time (e.g. 2027-01-01T00:00:00Z)"))
 }
 
-async fn print_pyramid(store: &impl EngagementStore) -> anyhow::Result<()> {
+async fn print_pyramid(store: &impl Insights) -> anyhow::Result<()> {
     let counts = store.pyramid_counts().await?;
     for level in Level::ALL.iter().rev() {
         println!("  {:>2} {:<13}{:>9}", level.rung(), level.name(), counts.at(*level));

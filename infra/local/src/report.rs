@@ -2,7 +2,7 @@
 //! Each customer's history is replayed (under the given rules, as of the given instant) and
 //! compared with the level stored now.
 
-use engagement::ports::EngagementStore;
+use engagement::ports::{CustomerReads, Insights};
 use engagement::{replay, Level, Rules, Timestamp, LEVEL_COUNT};
 use engagement_aws::DynamoStore;
 use std::fmt::Write as _;

@@ -5,7 +5,7 @@ use crate::local::Engine;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use engagement::ports::{CustomerId, EngagementStore as _};
+use engagement::ports::{CustomerId, CustomerReads as _};
 use engagement_http::{HttpResponse, Problem};
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! and what the sweep reads per due customer. Prints its figures.
 //! Run: `cargo bench -p engagement-aws --bench store`
 
-use engagement::ports::EngagementStore;
+use engagement::ports::{InteractionLog, Standings};
 use engagement::{validate_interaction, Interaction, Rules, Timestamp};
 use engagement_aws::client::local_dynamodb;
 use engagement_aws::{DynamoStore, RequestCounter, StoreConfig};

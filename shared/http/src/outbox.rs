@@ -2,13 +2,13 @@
 //! customer's outbox, where the sweep finds and publishes it.
 
 use engagement::events::DomainEvent;
-use engagement::ports::{BusError, EngagementStore};
+use engagement::ports::{BusError, InteractionLog};
 use engagement::Timestamp;
 
 /// After a failed publish, keeps the events in their customers' outboxes: the sweep publishes
 /// them. If that write fails too, the levels are still caught up (the customers are due) but
 /// the interactions' triggers are lost: logged as an error, with ids only.
-pub async fn keep_unpublished(store: &impl EngagementStore, events: &[DomainEvent], now: Timestamp, error: &BusError) {
+pub async fn keep_unpublished(store: &impl InteractionLog, events: &[DomainEvent], now: Timestamp, error: &BusError) {
     match store.keep_unpublished(events, now).await {
         Ok(kept) => tracing::warn!(%error, customers = kept, "Interaction Recorded not published; kept in the outbox for the sweep"),
         Err(store_error) => {

@@ -112,12 +112,10 @@ impl Engine {
         };
         let (s, b, c, r) = parts();
         let api = Api {
-            engine: Rescorer {
-                store: s,
-                bus: b,
-                clock: c,
-                rules: r,
-            },
+            store: s,
+            bus: b,
+            clock: c,
+            rules: r,
             cursors: CursorSigner::new(SALT),
         };
         requests.reset();

@@ -12,7 +12,6 @@ use engagement_http::lambda::from_lambda;
 use engagement_http::CursorSigner;
 use engagement_testkit::{at, dynoxide_endpoint, moto_endpoint, unique_name, ManualClock};
 use ingest::Ingest;
-use rescore::Rescorer;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -55,7 +54,10 @@ impl Front {
                 rules: Arc::clone(&rules),
             },
             api: Api {
-                engine: Rescorer { store, bus, clock, rules },
+                store,
+                bus,
+                clock,
+                rules,
                 cursors: CursorSigner::new("failures-cursor-key"),
             },
         }

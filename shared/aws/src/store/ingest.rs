@@ -1,0 +1,574 @@
+//! `InteractionLog`: recording interactions exactly once, and keeping unpublished events.
+//!
+//! The ingest path costs one `BatchGetItem` (identities and interaction claims) and one
+//! `TransactWriteItems` per customer: evidence is folded by atomic adds against the stored epoch,
+//! so there is no read-modify-write; only the first interaction of a new 32-day era rewrites the
+//! sums (conditional on the version). A duplicate delivery is detected by the read alone.
+
+use super::requests::*;
+use super::DynamoStore;
+use crate::errors::cancelled;
+use crate::item::*;
+use crate::keys::*;
+use crate::retry::{backoff, MAX_ATTEMPTS};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use engagement::customer::ScoredInteraction;
+use engagement::evidence::quantize;
+use engagement::flow::FlowEntry;
+use engagement::ports::*;
+use engagement::recording::{consent_marks, evidence_adds, newcomer, Newcomer};
+use engagement::{era_start, Evidence, Identity, Interaction, Rules, Timestamp};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Most identities claimed in one transaction (the rest are claimed by the next interaction).
+const MAX_NEW_IDENTITIES: usize = 40;
+
+/// One customer's share of an ingest round.
+struct Chunk {
+    customer: CustomerId,
+    is_new: bool,
+    indices: Vec<usize>,
+    new_identities: Vec<Identity>,
+}
+
+/// What this request knows of a customer's stored epoch: from the ingest read, a write that
+/// succeeded, or the item a failed condition returned (kept for the rare epoch move).
+#[derive(Clone, Default)]
+struct Hint {
+    epoch: Option<Timestamp>,
+    /// The stored `last_at`: it only moves forward, so a chunk older than it leaves it alone.
+    last_at: Option<Timestamp>,
+    item: Option<Item>,
+}
+
+type Hints = HashMap<CustomerId, Hint>;
+
+enum ChunkResult {
+    Recorded,
+    /// Read again and retry (someone else wrote first).
+    Retry,
+}
+
+/// An identity item as the ingest read sees it.
+struct IdentityEntry {
+    customer: Option<String>,
+    erased: bool,
+}
+
+struct Snapshot {
+    identities: HashMap<String, IdentityEntry>,
+    /// interaction id → (fingerprint, customer id)
+    claims: HashMap<String, (String, String)>,
+    /// Epoch and `last_at` of the customers the primary identities would have created (most
+    /// customers).
+    epochs: HashMap<CustomerId, (Timestamp, Option<Timestamp>)>,
+}
+
+impl DynamoStore {
+    async fn read_for_ingest(&self, batch: &[Interaction], pending: &[usize]) -> Result<Snapshot, StoreError> {
+        let mut keys: Vec<Item> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for &index in pending {
+            let interaction = &batch[index];
+            for identity in interaction.identities() {
+                let pk = identity_pk(&self.config.salt, identity);
+                if seen.insert(pk.clone()) {
+                    keys.push(key(pk, "IDENTITY"));
+                }
+            }
+            let pk = interaction_pk(&interaction.id);
+            if seen.insert(pk.clone()) {
+                keys.push(key(pk, "INTERACTION"));
+            }
+            // The same read fetches the epoch of the customer this identity created, if any, so
+            // that late interactions fold against the right epoch on the first try.
+            let pk = customer_pk(&customer_id_for(&self.config.salt, &interaction.customer.identity));
+            if seen.insert(pk.clone()) {
+                keys.push(key(pk, PROFILE));
+            }
+        }
+        let items = self
+            .batch_get(keys, Some("pk, customer_id, fingerprint, erased, epoch, last_at, merged_into"))
+            .await?;
+        let mut snapshot = Snapshot {
+            identities: HashMap::new(),
+            claims: HashMap::new(),
+            epochs: HashMap::new(),
+        };
+        for item in items {
+            let Some(pk) = get_s(&item, PK) else { continue };
+            let customer = get_s(&item, "customer_id").map(str::to_string);
+            if pk.starts_with("CUSTOMER#") {
+                if let (Some(id), Some(epoch), false) = (customer, get_i64(&item, "epoch"), item.contains_key("merged_into")) {
+                    snapshot.epochs.insert(CustomerId(id), (Timestamp(epoch), get_ts(&item, "last_at")));
+                }
+            } else if let Some(id) = pk.strip_prefix("INTERACTION#") {
+                snapshot.claims.insert(
+                    id.to_string(),
+                    (get_s(&item, "fingerprint").unwrap_or("").to_string(), customer.unwrap_or_default()),
+                );
+            } else {
+                let erased = item.get("erased").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+                snapshot.identities.insert(pk.to_string(), IdentityEntry { customer, erased });
+            }
+        }
+        Ok(snapshot)
+    }
+
+    fn interaction_put(&self, interaction: &Interaction, customer: &CustomerId, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
+        let content = serde_json::to_string(interaction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut item = key(interaction_pk(&interaction.id), "INTERACTION");
+        item.extend([
+            ("customer_id".to_string(), s(customer.as_str())),
+            ("fingerprint".to_string(), s(interaction.fingerprint())),
+            ("content".to_string(), s(content)),
+            ("kind".to_string(), s(interaction.kind.clone())),
+            ("occurred_at".to_string(), n_int(interaction.occurred_at.millis())),
+            ("recorded_at".to_string(), n_int(now.millis())),
+            (HISTORY_PK.to_string(), s(customer.as_str())),
+            (HISTORY_SK.to_string(), n_int(interaction.occurred_at.millis())),
+        ]);
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(invalid_request)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    pub(super) fn identity_put(&self, identity: &Identity, customer: &CustomerId, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
+        let mut item = key(identity_pk(&self.config.salt, identity), "IDENTITY");
+        item.extend([
+            ("customer_id".to_string(), s(customer.as_str())),
+            ("channel".to_string(), s(identity.channel.as_str())),
+            ("handle".to_string(), s(identity.handle.clone())),
+            ("linked_at".to_string(), n_int(now.millis())),
+        ]);
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(invalid_request)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Groups a round's pending interactions by customer: those already recorded or erased get
+    /// their outcome now; those that would overflow a transaction wait for the next round.
+    fn chunks_of(
+        &self,
+        batch: &[Interaction],
+        pending: &[usize],
+        snapshot: &Snapshot,
+        outcomes: &mut [Option<RecordOutcome>],
+    ) -> (BTreeMap<CustomerId, Chunk>, Vec<usize>) {
+        let mut chunks: BTreeMap<CustomerId, Chunk> = BTreeMap::new();
+        let mut deferred = Vec::new();
+        for &index in pending {
+            let interaction = &batch[index];
+            if let Some((fingerprint, customer)) = snapshot.claims.get(&interaction.id) {
+                let status = if *fingerprint == interaction.fingerprint() {
+                    RecordStatus::Duplicate
+                } else {
+                    RecordStatus::Conflict
+                };
+                outcomes[index] = Some(RecordOutcome {
+                    id: interaction.id.clone(),
+                    status,
+                    customer_id: Some(CustomerId(customer.clone())),
+                });
+                continue;
+            }
+            let entries: Vec<(&Identity, Option<&IdentityEntry>)> = interaction
+                .identities()
+                .map(|identity| (identity, snapshot.identities.get(&identity_pk(&self.config.salt, identity))))
+                .collect();
+            if entries.iter().any(|(_, entry)| entry.is_some_and(|e| e.erased)) {
+                outcomes[index] = Some(RecordOutcome {
+                    id: interaction.id.clone(),
+                    status: RecordStatus::Erased,
+                    customer_id: None,
+                });
+                continue;
+            }
+            let known = entries.iter().find_map(|(_, entry)| entry.and_then(|e| e.customer.clone()));
+            let (customer, is_new) = match known {
+                Some(id) => (CustomerId(id), false),
+                None => (customer_id_for(&self.config.salt, &interaction.customer.identity), true),
+            };
+            let chunk = chunks.entry(customer.clone()).or_insert_with(|| Chunk {
+                customer,
+                is_new,
+                indices: Vec::new(),
+                new_identities: Vec::new(),
+            });
+            let unclaimed: Vec<Identity> = entries
+                .iter()
+                .filter(|(_, entry)| entry.is_none())
+                .map(|(identity, _)| (*identity).clone())
+                .filter(|identity| !chunk.new_identities.contains(identity))
+                .collect();
+            // Besides its interactions and identities, a chunk holds the customer and the
+            // pyramid counter, and a new customer also the day's flow counter.
+            let fixed = if chunk.is_new { 3 } else { 2 };
+            let room = MAX_TRANSACTION_ACTIONS - fixed - chunk.indices.len() - chunk.new_identities.len();
+            if chunk.new_identities.len() + unclaimed.len() > MAX_NEW_IDENTITIES || room < 1 + unclaimed.len() {
+                deferred.push(index);
+                continue;
+            }
+            chunk.new_identities.extend(unclaimed);
+            chunk.indices.push(index);
+        }
+        (chunks, deferred)
+    }
+
+    /// Writes one customer's chunk of a round.
+    async fn write_chunk(
+        &self,
+        batch: &[Interaction],
+        chunk: &Chunk,
+        hints: &mut Hints,
+        now: Timestamp,
+    ) -> Result<ChunkResult, StoreError> {
+        let interactions: Vec<&Interaction> = chunk.indices.iter().map(|&i| &batch[i]).collect();
+        let scored: Vec<_> = interactions.iter().filter_map(|i| i.score(&self.rules)).collect();
+        let latest = interactions.iter().map(|i| i.occurred_at).max().unwrap_or(now);
+        let hint = hints.get(&chunk.customer).cloned().unwrap_or_default();
+        let name = interactions.iter().find_map(|i| i.customer.name.clone());
+        let (mut actions, used_epoch) = if chunk.is_new {
+            let first_at = interactions.iter().map(|i| i.occurred_at).min().unwrap_or(now);
+            let newcomer = newcomer(&self.rules, &scored, first_at);
+            (self.newcomer_actions(chunk, &newcomer, name, now)?, None)
+        } else {
+            let Some((mut expr, condition, epoch)) = self.fold_expression(chunk, &scored, &hint, latest).await? else {
+                return Ok(ChunkResult::Retry);
+            };
+            known_customer_sets(&mut expr, chunk, &scored, name, now);
+            let update = expr.update(self.table(), profile_key(&chunk.customer), Some(&condition))?;
+            (vec![TransactWriteItem::builder().update(update).build()], Some(epoch))
+        };
+        for identity in &chunk.new_identities {
+            actions.push(self.identity_put(identity, &chunk.customer, now)?);
+        }
+        for interaction in &interactions {
+            actions.push(self.interaction_put(interaction, &chunk.customer, now)?);
+        }
+        match self.transact(actions).await? {
+            Ok(()) => {
+                let last_at = Some(hint.last_at.map_or(latest, |stored| stored.max(latest)));
+                let written = Hint {
+                    epoch: used_epoch,
+                    last_at,
+                    item: None,
+                };
+                hints.insert(chunk.customer.clone(), written);
+                Ok(ChunkResult::Recorded)
+            }
+            Err(reasons) => chunk_failed(chunk, &reasons, hints),
+        }
+    }
+
+    /// A new customer: the profile as the core decided it, counted at its level and as joined
+    /// on the day of its first interaction (so the past pyramid has them then).
+    fn newcomer_actions(
+        &self,
+        chunk: &Chunk,
+        newcomer: &Newcomer,
+        name: Option<String>,
+        now: Timestamp,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut item = profile_key(&chunk.customer);
+        item.extend([
+            ("customer_id".to_string(), s(chunk.customer.as_str())),
+            ("created_at".to_string(), n_int(now.millis())),
+            ("version".to_string(), n_int(1)),
+            ("outbox".to_string(), AttributeValue::M(HashMap::new())),
+            (
+                "identities".to_string(),
+                AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()),
+            ),
+            (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
+            (DUE_AT.to_string(), n_int(now.millis())),
+        ]);
+        if let Some(name) = name {
+            item.insert("name".to_string(), s(name));
+        }
+        item.extend(evidence_attributes(&self.rules, &newcomer.state.evidence));
+        item.extend(consent_attributes(&newcomer.state.consent));
+        item.extend(standing_attributes(&chunk.customer, &newcomer.standing));
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(invalid_request)?;
+        Ok(vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.count_update(&chunk.customer, &[(newcomer.standing.level, 1)])?,
+            self.flow_update(&chunk.customer, newcomer.standing.since, &[FlowEntry::Joined])?,
+        ])
+    }
+
+    /// Folds a known customer's chunk into its stored evidence: the update, its condition and the
+    /// epoch used; `None` to read again and retry.
+    async fn fold_expression(
+        &self,
+        chunk: &Chunk,
+        scored: &[ScoredInteraction],
+        hint: &Hint,
+        latest: Timestamp,
+    ) -> Result<Option<(Expr, String, Timestamp)>, StoreError> {
+        let mut expr = Expr::default();
+        match hint.epoch {
+            // Too long after the stored epoch to add against it (a customer silent for
+            // 40 half-lives): rewrite the sums against the new epoch, conditional on the
+            // version read. Otherwise rescores move epochs forward.
+            Some(known) if !Evidence::within_lag(&self.rules, known, latest) => {
+                let item = match hint.item.clone() {
+                    Some(item) => item,
+                    None => match self.get(profile_key(&chunk.customer)).await? {
+                        Some(item) => item,
+                        None => return Ok(None),
+                    },
+                };
+                let Some((condition, epoch)) = self.rewrite_evidence(&mut expr, &item, scored, latest)? else {
+                    // Someone moved it meanwhile: go again with what we now know.
+                    return Ok(None);
+                };
+                Ok(Some((expr, condition, epoch)))
+            }
+            known => {
+                let epoch = known.unwrap_or(era_start(latest));
+                let condition = add_evidence(&self.rules, &mut expr, epoch, scored, hint, latest);
+                Ok(Some((expr, condition, epoch)))
+            }
+        }
+    }
+
+    /// Rewrites the whole evidence against a new epoch, conditional on the version read; `None`
+    /// when the stored customer moved meanwhile.
+    fn rewrite_evidence(
+        &self,
+        expr: &mut Expr,
+        item: &Item,
+        scored: &[ScoredInteraction],
+        latest: Timestamp,
+    ) -> Result<Option<(String, Timestamp)>, StoreError> {
+        let stored = customer_from_item(&self.rules, item)?;
+        if Evidence::within_lag(&self.rules, stored.state.evidence.epoch, latest) || item.contains_key("merged_into") {
+            return Ok(None);
+        }
+        let mut state = stored.state.clone();
+        for item in scored {
+            state.fold(&self.rules, item);
+        }
+        expr.replace_evidence(&self.rules, &state.evidence, Some(item));
+        let version = expr.value(n_int(stored.version as i64));
+        let condition = format!(
+            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
+            expr.name("version")
+        );
+        Ok(Some((condition, state.evidence.epoch)))
+    }
+}
+
+impl InteractionLog for DynamoStore {
+    async fn record_interactions(&self, batch: &[Interaction], now: Timestamp) -> Result<Vec<RecordOutcome>, StoreError> {
+        let mut outcomes: Vec<Option<RecordOutcome>> = vec![None; batch.len()];
+        let (mut pending, repeats) = first_occurrences(batch);
+        let mut hints = Hints::new();
+        // Rounds in a row in which nothing could be written; progress resets it.
+        let mut stalled = 0;
+        let mut rounds = 0;
+        while !pending.is_empty() {
+            let snapshot = self.read_for_ingest(batch, &pending).await?;
+            for (customer, epoch) in &snapshot.epochs {
+                let hint = hints.entry(customer.clone()).or_default();
+                if hint.item.is_none() {
+                    hint.epoch = Some(epoch.0);
+                    hint.last_at = epoch.1;
+                }
+            }
+            let (chunks, deferred) = self.chunks_of(batch, &pending, &snapshot, &mut outcomes);
+            rounds += 1;
+            let mut retry = Vec::new();
+            let mut progressed = false;
+            for chunk in chunks.values() {
+                match self.write_chunk(batch, chunk, &mut hints, now).await? {
+                    ChunkResult::Recorded => {
+                        progressed = true;
+                        for &index in &chunk.indices {
+                            outcomes[index] = Some(RecordOutcome {
+                                id: batch[index].id.clone(),
+                                status: RecordStatus::Recorded,
+                                customer_id: Some(chunk.customer.clone()),
+                            });
+                        }
+                    }
+                    ChunkResult::Retry => retry.extend(&chunk.indices),
+                }
+            }
+            if !retry.is_empty() {
+                stalled = if progressed { 0 } else { stalled + 1 };
+                if stalled >= MAX_ATTEMPTS || rounds > 20 * MAX_ATTEMPTS {
+                    return Err(StoreError::Contention("interactions of one customer".into()));
+                }
+                backoff(stalled).await;
+            }
+            retry.extend(deferred);
+            retry.sort_unstable();
+            pending = retry;
+        }
+        for (index, first) in repeats {
+            let same = batch[index].fingerprint() == batch[first].fingerprint();
+            outcomes[index] = Some(RecordOutcome {
+                id: batch[index].id.clone(),
+                status: if same { RecordStatus::Duplicate } else { RecordStatus::Conflict },
+                customer_id: outcomes[first].as_ref().and_then(|o| o.customer_id.clone()),
+            });
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::Corrupt("an interaction was left without an outcome".into())))
+            .collect()
+    }
+
+    async fn keep_unpublished(&self, events: &[engagement::events::DomainEvent], now: Timestamp) -> Result<usize, StoreError> {
+        let mut per_customer: BTreeMap<&CustomerId, Vec<&engagement::events::DomainEvent>> = BTreeMap::new();
+        for event in events {
+            per_customer.entry(event.customer_id()).or_default().push(event);
+        }
+        let writes = per_customer.into_iter().map(|(id, events)| async move {
+            let mut expr = Expr::default();
+            let outbox = expr.name("outbox");
+            for event in events {
+                let name = expr.name(&event.event_id());
+                let entry = expr.value(outbox_entry(event));
+                expr.set.push(format!("{outbox}.{name} = {entry}"));
+            }
+            expr.set(DUE_SHARD, s(due_shard(id)));
+            expr.set(DUE_AT, n_int(now.millis()));
+            expr.add("version", n_int(1));
+            let condition = "attribute_exists(pk) AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)";
+            self.send_update(expr.update(self.table(), profile_key(id), Some(condition))?).await
+        });
+        let kept = futures::future::join_all(writes).await;
+        let mut taken = 0;
+        for result in kept {
+            taken += usize::from(result?);
+        }
+        Ok(taken)
+    }
+}
+
+/// Adds a chunk's sums to the stored ones (atomic adds against the stored epoch); returns the
+/// condition that the epoch is still the one added against.
+fn add_evidence(rules: &Rules, expr: &mut Expr, epoch: Timestamp, scored: &[ScoredInteraction], hint: &Hint, latest: Timestamp) -> String {
+    let adds = evidence_adds(rules, epoch, scored);
+    for (name, sum) in EVIDENCE.iter().zip(adds.levels) {
+        if sum != 0.0 {
+            expr.increment(name, n_float(quantize(sum)));
+        }
+    }
+    for (kind, (sum, count)) in adds.kinds {
+        expr.increment(&kind_evidence_attr(&kind), n_float(quantize(sum)));
+        expr.increment(&kind_count_attr(&kind), n_int(count));
+    }
+    // `last_at` only moves forward: set it only when this chunk is newer than
+    // what is stored (a concurrent newer write fails the condition; we re-read).
+    let mut last_at_condition = String::new();
+    if hint.last_at.is_none_or(|stored| stored < latest) {
+        let (name, value) = (expr.name("last_at"), expr.value(n_int(latest.millis())));
+        expr.set.push(format!("{name} = {value}"));
+        last_at_condition = format!(" AND (attribute_not_exists({name}) OR {name} < {value})");
+    }
+    let epoch_value = expr.value(n_int(epoch.millis()));
+    let epoch_name = expr.name("epoch");
+    format!("attribute_exists(pk) AND {epoch_name} = {epoch_value} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing){last_at_condition}")
+}
+
+/// What a known customer's update sets besides its evidence: consent marks, new identities, a
+/// first name, and due for rescoring now.
+fn known_customer_sets(expr: &mut Expr, chunk: &Chunk, scored: &[ScoredInteraction], name: Option<String>, now: Timestamp) {
+    // Consent decisions go into number sets, one ADD per attribute.
+    for ((channel, granted), instants) in consent_marks(scored) {
+        let attribute = if granted {
+            consent_grant_attr(&channel)
+        } else {
+            consent_withdraw_attr(&channel)
+        };
+        expr.add(
+            &attribute,
+            AttributeValue::Ns(instants.iter().map(|t| t.millis().to_string()).collect()),
+        );
+    }
+    if !chunk.new_identities.is_empty() {
+        let name = expr.name("identities");
+        let empty = expr.value(AttributeValue::L(vec![]));
+        let new = expr.value(AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()));
+        expr.set
+            .push(format!("{name} = list_append(if_not_exists({name}, {empty}), {new})"));
+    }
+    if let Some(name) = name {
+        let attribute = expr.name("name");
+        let value = expr.value(s(name));
+        expr.set.push(format!("{attribute} = if_not_exists({attribute}, {value})"));
+    }
+    expr.set(DUE_SHARD, s(due_shard(&chunk.customer)));
+    expr.set(DUE_AT, n_int(now.millis()));
+    expr.add("version", n_int(1));
+}
+
+/// A chunk's transaction was cancelled: keeps what the failed condition returned (for the next
+/// try) and retries, unless the cancellation is one no retry mends.
+fn chunk_failed(chunk: &Chunk, reasons: &[Reason], hints: &mut Hints) -> Result<ChunkResult, StoreError> {
+    if let Some(first) = reasons.first() {
+        if first.failed_condition() && !chunk.is_new {
+            match &first.item {
+                Some(item) if !item.contains_key("merged_into") && !item.contains_key("erasing") => {
+                    hints.insert(
+                        chunk.customer.clone(),
+                        Hint {
+                            epoch: get_i64(item, "epoch").map(Timestamp),
+                            last_at: get_ts(item, "last_at"),
+                            item: Some(item.clone()),
+                        },
+                    );
+                }
+                _ => {
+                    hints.remove(&chunk.customer);
+                }
+            }
+        }
+    }
+    let unexpected = reasons.iter().find(|r| {
+        !matches!(
+            r.code.as_str(),
+            "None" | "ConditionalCheckFailed" | "TransactionConflict" | "ThrottlingError"
+        )
+    });
+    if let Some(reason) = unexpected {
+        return Err(cancelled("record_interactions", [reason.code.as_str()]));
+    }
+    Ok(ChunkResult::Retry)
+}
+
+/// The indices of each id's first occurrence (recorded), and the repeats with their first.
+fn first_occurrences(batch: &[Interaction]) -> (Vec<usize>, Vec<(usize, usize)>) {
+    // Within one request, the first occurrence of an id is the one recorded.
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    let mut pending = Vec::new();
+    for (index, interaction) in batch.iter().enumerate() {
+        match first_index.get(interaction.id.as_str()) {
+            Some(&first) => repeats.push((index, first)),
+            None => {
+                first_index.insert(&interaction.id, index);
+                pending.push(index);
+            }
+        }
+    }
+    (pending, repeats)
+}
