@@ -69,7 +69,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Api<S, B, C> {
             Ok(response) => response,
             Err(problem) => {
                 if problem.status == 500 {
-                    engagement_aws::metrics::emit("api", &[], &[("InternalErrors", 1)]);
+                    tracing::info!(target: engagement::metrics::METRICS, function = "api", InternalErrors = 1u64);
                 }
                 problem.at(&path).answer(&request_id)
             }

@@ -11,6 +11,7 @@
 //! as of its first decision.
 
 use engagement::events::{DomainEvent, NudgeRequested, SCHEMA_VERSION};
+use engagement::metrics::METRICS;
 use engagement::ports::{BusError, Clock, EngagementStore, EventBus, StoreError, StoredCustomer, StoredNudge};
 use engagement::{
     decide, may_offer, nudge_id, rise_follows, select_nudges, Direction, NudgeDecision, NudgeOutcome, Rules, SuppressReason, Trigger,
@@ -24,8 +25,6 @@ pub enum NudgeError {
     Store(#[from] StoreError),
     #[error("nudges are recorded but not yet requested (a retry requests them): {0}")]
     Bus(#[from] BusError),
-    #[error("not an event nudge handles: {0}")]
-    UnexpectedEvent(String),
 }
 
 impl NudgeError {
@@ -33,7 +32,6 @@ impl NudgeError {
         match self {
             NudgeError::Store(error) => error.is_retryable(),
             NudgeError::Bus(error) => error.is_retryable(),
-            NudgeError::UnexpectedEvent(_) => false,
         }
     }
 }
@@ -74,17 +72,10 @@ pub fn triggers_of(event: &DomainEvent) -> Vec<(Trigger, String)> {
 }
 
 impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
-    /// Handles one EventBridge event; returns the decisions as JSON.
-    pub async fn handle(
-        &self,
-        event: &aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value>,
-    ) -> Result<serde_json::Value, NudgeError> {
-        let domain = DomainEvent::from_parts(&event.detail_type, event.detail.clone())
-            .map_err(|error| NudgeError::UnexpectedEvent(error.to_string()))?;
-        let customer_id = domain.customer_id().clone();
-        let span = tracing::info_span!("nudge", customer_id = %customer_id, detail_type = domain.detail_type());
-        let decided = self.on_event(&domain).instrument(span).await?;
-        Ok(serde_json::json!({ "customer_id": customer_id, "nudges": decided }))
+    /// Handles one event: decides the nudges it triggers (none for an event that triggers none).
+    pub async fn handle(&self, event: &DomainEvent) -> Result<Vec<Decided>, NudgeError> {
+        let span = tracing::info_span!("nudge", customer_id = %event.customer_id(), detail_type = event.detail_type());
+        self.on_event(event).instrument(span).await
     }
 
     /// Decides the nudges an event triggers.
@@ -190,7 +181,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
                         NudgeOutcome::HeldOut => "held_out",
                         NudgeOutcome::Suppressed => "suppressed",
                     };
-                    engagement_aws::metrics::emit("nudge", &[("Outcome", outcome)], &[("Nudges", 1)]);
+                    tracing::info!(target: METRICS, function = "nudge", Outcome = outcome, Nudges = 1u64);
                 }
                 decided.push(Decided {
                     nudge_id: nudge.nudge_id.clone(),

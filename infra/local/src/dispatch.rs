@@ -7,6 +7,7 @@
 use crate::bus::Delivery;
 use crate::local::Engine;
 use crate::routing::Target;
+use engagement_aws::envelope::{delivered, Delivered};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,16 +43,24 @@ pub fn run(engine: &Engine, mut deliveries: tokio::sync::mpsc::UnboundedReceiver
             );
             tokio::spawn(async move {
                 let attempt = || async {
+                    // The handlers take domain events: the envelope is read here, as a Lambda main reads it.
+                    let event = || match delivered(&delivery.event) {
+                        Ok(Delivered::Event(event)) => Ok(event),
+                        Ok(Delivered::Schedule) => Err(Failure {
+                            error: "a scheduled event on the bus".into(),
+                            retryable: false,
+                        }),
+                        Err(error) => Err(Failure {
+                            error: error.to_string(),
+                            retryable: false,
+                        }),
+                    };
                     match delivery.target {
-                        Target::Rescore => rescore
-                            .handle(&delivery.event, || Duration::from_secs(60))
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| Failure {
-                                retryable: e.is_retryable(),
-                                error: e.to_string(),
-                            }),
-                        Target::Nudge => nudge.handle(&delivery.event).await.map(|_| ()).map_err(|e| Failure {
+                        Target::Rescore => rescore.handle(&event()?).await.map(|_| ()).map_err(|e| Failure {
+                            retryable: e.is_retryable(),
+                            error: e.to_string(),
+                        }),
+                        Target::Nudge => nudge.handle(&event()?).await.map(|_| ()).map_err(|e| Failure {
                             retryable: e.is_retryable(),
                             error: e.to_string(),
                         }),

@@ -396,7 +396,10 @@ async fn erasure_removes_everything_and_refuses_the_identity(t: Target) {
         trigger_id: "t2".into(),
         ..nudge.clone()
     };
-    assert!(!t.store.record_nudge(&id, &late).await.expect("answered"), "recorded after the erasure");
+    assert!(
+        !t.store.record_nudge(&id, &late).await.expect("answered"),
+        "recorded after the erasure"
+    );
     assert!(t.store.nudges(&id).await.expect("answered").is_empty());
     assert!(t.store.interactions(&id, None, 10).await.expect("answered").items.is_empty());
     assert_eq!(t.store.pyramid_counts().await.expect("counts").0.iter().sum::<u64>(), 0);

@@ -2,6 +2,7 @@
 
 use crate::{held_out_email, treated_email};
 use engagement::events::{DomainEvent, LEVEL_CHANGED};
+use engagement::Level;
 use engagement_e2e::{interaction, Engine};
 use engagement_testkit::at;
 use serde_json::{json, Value};
@@ -28,23 +29,24 @@ async fn a_level_change_delivered_twice_yields_one_nudge() {
     ]});
     engine.http("POST", "/v1/interactions", batch).await;
     engine.clock.set(now.plus_millis(1_000));
-    let recorded = engine.take_envelopes().await;
+    let recorded = engine.take_events().await;
     let outcome = engine
         .rescore
-        .handle(&recorded[0], || std::time::Duration::from_secs(60))
+        .handle(&recorded[0])
         .await
-        .expect("rescored");
-    assert_eq!(outcome["level"], "endorsing");
-    let changed = engine.take_envelopes().await;
-    let level_changed = changed.iter().find(|e| e.detail_type == LEVEL_CHANGED).expect("Level Changed");
+        .expect("rescored")
+        .expect("a known customer");
+    assert_eq!(outcome.level, Level::Endorsing);
+    let changed = engine.take_events().await;
+    let level_changed = changed.iter().find(|e| e.detail_type() == LEVEL_CHANGED).expect("Level Changed");
 
     let first = engine.nudge.handle(level_changed).await.expect("nudged");
     let second = engine.nudge.handle(level_changed).await.expect("nudged again");
-    assert_eq!(first["nudges"][0]["new"], true);
-    assert_eq!(second["nudges"][0]["new"], false, "the redelivery is recognized");
-    assert_eq!(first["nudges"][0]["nudge_id"], second["nudges"][0]["nudge_id"]);
+    assert!(first[0].new);
+    assert!(!second[0].new, "the redelivery is recognized");
+    assert_eq!(first[0].nudge_id, second[0].nudge_id);
 
-    let customer_id = first["customer_id"].as_str().expect("an id");
+    let customer_id = level_changed.customer_id();
     let view = engine.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
     let invitations = view.body["nudges"]
         .as_array()
@@ -57,9 +59,7 @@ async fn a_level_change_delivered_twice_yields_one_nudge() {
     // targets are at-least-once; receivers deduplicate on it).
     let published = requested(&engine.take_events().await);
     assert!(!published.is_empty());
-    assert!(published
-        .iter()
-        .all(|(id, _)| id == first["nudges"][0]["nudge_id"].as_str().unwrap_or_default()));
+    assert!(published.iter().all(|(id, _)| *id == first[0].nudge_id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
