@@ -10,7 +10,7 @@
 //! A trigger recorded only in part (an error between two playbooks) is completed on redelivery,
 //! as of its first decision.
 
-use engagement::events::{DomainEvent, NudgeRequested, SCHEMA_VERSION};
+use engagement::events::{DomainEvent, EventExplanation, NudgeRequested, NUDGE_REQUESTED_SCHEMA_VERSION};
 use engagement::metrics::METRICS;
 use engagement::ports::{BusError, Clock, EngagementStore, EventBus, StoreError, StoredCustomer, StoredNudge};
 use engagement::{
@@ -203,7 +203,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
         let identity = customer.identities.iter().find(|i| i.channel == nudge.decision.channel)?;
         let decision = decide(&self.rules, &customer.state, now);
         Some(DomainEvent::NudgeRequested(NudgeRequested {
-            schema_version: SCHEMA_VERSION,
+            schema_version: NUDGE_REQUESTED_SCHEMA_VERSION,
             nudge_id: nudge.nudge_id.clone(),
             customer_id: customer.id.clone(),
             playbook: nudge.decision.playbook.clone(),
@@ -213,7 +213,7 @@ impl<S: EngagementStore, B: EventBus, C: Clock> Nudger<S, B, C> {
             handle: identity.handle.clone(),
             level: decision.level,
             trigger: nudge.trigger.clone(),
-            explanation: decision.summary(),
+            explanation: EventExplanation::of(&decision),
             requested_at: nudge.decided_at,
         }))
     }

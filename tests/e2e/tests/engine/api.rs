@@ -405,21 +405,42 @@ async fn the_pyramid_of_a_past_day_is_what_it_was_that_day() {
         .await;
     assert_eq!(reversed.body["errors"][0]["path"], "query.from");
 
-    // Movers up, as a listing a manager can click through.
-    let risen = engine
-        .http(
-            "GET",
-            &format!("/v1/customers?moved=up&since={}", day0.plus_days(5.0).to_rfc3339()),
-            Value::Null,
-        )
+    // Movers up, as a listing a manager can click through: `direction`, as on /v1/movers, or
+    // its older alias `moved` (ignored when `direction` is given).
+    let since = day0.plus_days(5.0).to_rfc3339();
+    for query in [
+        format!("direction=up&since={since}"),
+        format!("moved=up&since={since}"),
+        format!("direction=up&moved=down&since={since}"),
+    ] {
+        let risen = engine.http("GET", &format!("/v1/customers?{query}"), Value::Null).await;
+        let risen: Vec<(&str, &str, &str)> = risen.body["customers"]
+            .as_array()
+            .expect("customers")
+            .iter()
+            .map(|c| {
+                let direction = c["direction"].as_str().unwrap_or_default();
+                (
+                    c["id"].as_str().unwrap_or_default(),
+                    direction,
+                    c["moved"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(risen, [(ids[0].as_str(), "up", "up")], "only Ada rose since day 5 ({query})");
+    }
+    let fallen = engine
+        .http("GET", &format!("/v1/customers?direction=down&since={since}"), Value::Null)
         .await;
-    let risen: Vec<(&str, &str)> = risen.body["customers"]
-        .as_array()
-        .expect("customers")
-        .iter()
-        .map(|c| (c["id"].as_str().unwrap_or_default(), c["moved"].as_str().unwrap_or_default()))
-        .collect();
-    assert_eq!(risen, [(ids[0].as_str(), "up")], "only Ada rose since day 5");
+    assert!(
+        fallen.body["customers"]
+            .as_array()
+            .expect("customers")
+            .iter()
+            .all(|c| c["direction"] == "down"),
+        "{:?}",
+        fallen.body
+    );
     let unbound = engine.http("GET", "/v1/customers?since=2026-01-01T00:00:00Z", Value::Null).await;
     assert_eq!(unbound.body["errors"][0]["path"], "query.since");
 }
@@ -495,8 +516,8 @@ async fn a_level_listing_is_newest_first_across_shards_and_pages() {
     for page_number in 0.. {
         engine.clock.set(start.plus_days(10.0).plus_millis(page_number * 60_000));
         let path = match &cursor {
-            None => "/v1/customers?moved=up&limit=3".to_string(),
-            Some(c) => format!("/v1/customers?moved=up&limit=3&cursor={c}"),
+            None => "/v1/customers?direction=up&limit=3".to_string(),
+            Some(c) => format!("/v1/customers?direction=up&limit=3&cursor={c}"),
         };
         let page = engine.http("GET", &path, Value::Null).await;
         assert_eq!(page.status, 200, "{:?}", page.body);

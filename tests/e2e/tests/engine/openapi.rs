@@ -219,7 +219,7 @@ async fn every_answer_matches_the_openapi_file() {
     spec.check(
         "GET",
         "/v1/customers",
-        &engine.http("GET", "/v1/customers?moved=up", Value::Null).await,
+        &engine.http("GET", "/v1/customers?direction=up", Value::Null).await,
     );
     spec.check(
         "GET",

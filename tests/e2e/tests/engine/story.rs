@@ -73,6 +73,14 @@ async fn an_endorser_is_invited_as_guest_then_asked_to_sponsor_then_warned_befor
     assert_eq!((invited.channel.as_str(), invited.handle.as_str()), ("email", maya.as_str()));
     assert_eq!(invited.level, Level::Endorsing);
     assert_eq!(invited.trigger, Trigger::LevelReached(Level::Endorsing));
+    // The explanation has one shape in every event (schema_version 2 of Nudge Requested).
+    assert_eq!(invited.schema_version, 2);
+    assert_eq!(invited.explanation.top_kinds, rose.explanation.top_kinds);
+    assert!(
+        invited.explanation.summary.starts_with("Endorsing since"),
+        "{}",
+        invited.explanation.summary
+    );
 
     // Three weeks later she attends: the next step of the ladder, asking her to sponsor.
     let attended = start.plus_days(22.0);
