@@ -5,7 +5,7 @@
 //! retry can mend, it is dead-lettered to `DATA/bus-dead-letter.jsonl`.
 
 use crate::bus::Delivery;
-use crate::local::Engine;
+use crate::local::Stack;
 use crate::routing::Target;
 use engagement_aws::envelope::{delivered, Delivered};
 use std::sync::Arc;
@@ -24,10 +24,10 @@ struct Failure {
     retryable: bool,
 }
 
-/// Starts dispatching `deliveries` to the engine's handlers.
-pub fn run(engine: &Engine, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
-    let (rescore, nudge, webhooks) = (Arc::clone(&engine.rescore), Arc::clone(&engine.nudge), Arc::clone(&engine.webhooks));
-    let journal = engine.bus.journal().clone();
+/// Starts dispatching `deliveries` to the stack's handlers.
+pub fn run(stack: &Stack, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
+    let (rescore, nudge, webhooks) = (Arc::clone(&stack.rescore), Arc::clone(&stack.nudge), Arc::clone(&stack.webhooks));
+    let journal = stack.bus.journal().clone();
     let permits = Arc::new(tokio::sync::Semaphore::new(8));
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.recv().await {

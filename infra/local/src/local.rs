@@ -1,4 +1,4 @@
-//! The engine on one machine: the four functions' handlers over the embedded store (dynoxide on
+//! The stack on one machine: the four functions' handlers over the embedded store (dynoxide on
 //! SQLite, file-backed in the data directory, reached through the same DynamoDB adapter as in
 //! the cloud) and the in-process bus routed by the template's rules.
 
@@ -176,7 +176,7 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
 pub type LocalRescorer<C = SystemClock> = Rescorer<DynamoStore, LocalBus, C>;
 
 /// Everything `serve` runs.
-pub struct Engine {
+pub struct Stack {
     pub rules: Arc<Rules>,
     pub store: DynamoStore,
     pub bus: LocalBus,
@@ -199,20 +199,20 @@ pub struct Options {
     pub hold_deliveries: bool,
 }
 
-impl Engine {
-    pub async fn start(dir: &DataDir, rules: Arc<Rules>, router: Router, options: Options) -> anyhow::Result<Engine> {
+impl Stack {
+    pub async fn start(dir: &DataDir, rules: Arc<Rules>, router: Router, options: Options) -> anyhow::Result<Stack> {
         let store = embedded_store(dir, Arc::clone(&rules)).await?;
-        Engine::with_store(dir, store, rules, router, options).await
+        Stack::with_store(dir, store, rules, router, options).await
     }
 
-    /// The engine over a store already open (the demo imports first, then serves the same one).
+    /// The stack over a store already open (the demo imports first, then serves the same one).
     pub async fn with_store(
         dir: &DataDir,
         store: DynamoStore,
         rules: Arc<Rules>,
         router: Router,
         options: Options,
-    ) -> anyhow::Result<Engine> {
+    ) -> anyhow::Result<Stack> {
         let router = Arc::new(router);
         let (bus, deliveries) = LocalBus::open(Arc::clone(&router), &options.source, &dir.path)?;
         // Cursors have a key of their own: a leaked cursor key forges page cursors, nothing more,
@@ -252,7 +252,7 @@ impl Engine {
         });
         let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);
         let erasure = Scrubber::start(&dir.path, dir.database.get().cloned(), Arc::clone(&webhooks), options.vacuum_after);
-        let engine = Engine {
+        let stack = Stack {
             rules,
             store,
             bus,
@@ -270,11 +270,11 @@ impl Engine {
                 std::future::pending::<()>().await
             });
         } else {
-            crate::dispatch::run(&engine, deliveries);
+            crate::dispatch::run(&stack, deliveries);
         }
-        let webhooks = Arc::clone(&engine.webhooks);
+        let webhooks = Arc::clone(&stack.webhooks);
         tokio::spawn(async move { webhooks.run().await });
-        Ok(engine)
+        Ok(stack)
     }
 
     /// Runs the sweep at the template's rate (or `every`), forever.

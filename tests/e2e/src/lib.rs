@@ -1,4 +1,4 @@
-//! The engine as deployed, in one test process: the four functions' handlers over the DynamoDB
+//! The stack as deployed, in one test process: the four functions' handlers over the DynamoDB
 //! store (dynoxide) and the EventBridge bus (moto). A rule on the bus routes every event of
 //! source `engagement` to an SQS queue; `deliver` reads the queue and hands each event to the
 //! functions that `infra/template.yaml`'s rules target (matched by `engagement-routing`, as
@@ -28,7 +28,7 @@ pub type Bus = EventBridgeBus;
 
 pub const SALT: &str = "e2e-salt";
 
-pub struct Engine {
+pub struct Stack {
     pub clock: ManualClock,
     pub rules: Arc<Rules>,
     /// Counts every DynamoDB request the functions send.
@@ -57,21 +57,21 @@ pub struct Answer {
     pub body: Value,
 }
 
-impl Engine {
-    pub async fn start(now: Timestamp) -> Engine {
-        Engine::start_with(now, Rules::default_rules()).await
+impl Stack {
+    pub async fn start(now: Timestamp) -> Stack {
+        Stack::start_with(now, Rules::default_rules()).await
     }
 
-    pub async fn start_with(now: Timestamp, rules: Rules) -> Engine {
-        Engine::build(now, rules, true).await
+    pub async fn start_with(now: Timestamp, rules: Rules) -> Stack {
+        Stack::build(now, rules, true).await
     }
 
-    /// An engine whose event bus does not exist: every publish fails (after its retries).
-    pub async fn start_without_bus(now: Timestamp) -> Engine {
-        Engine::build(now, Rules::default_rules(), false).await
+    /// A stack whose event bus does not exist: every publish fails (after its retries).
+    pub async fn start_without_bus(now: Timestamp) -> Stack {
+        Stack::build(now, Rules::default_rules(), false).await
     }
 
-    async fn build(now: Timestamp, rules: Rules, bus_exists: bool) -> Engine {
+    async fn build(now: Timestamp, rules: Rules, bus_exists: bool) -> Stack {
         let rules = Arc::new(rules);
         let requests = RequestCounter::default();
         let store = DynamoStore::new(
@@ -126,7 +126,7 @@ impl Engine {
             cursors: CursorSigner::new(SALT),
         };
         requests.reset();
-        Engine {
+        Stack {
             clock,
             rules,
             requests,
