@@ -11,6 +11,8 @@ use serde_json::Value;
 pub const SCHEDULED_EVENT: &str = "Scheduled Event";
 
 /// What an EventBridge envelope asks of a handler.
+// One per invocation, moved once: boxing the event would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Delivered {
     /// One of the engine's events.
