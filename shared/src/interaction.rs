@@ -270,10 +270,47 @@ fn validate_at(value: &Value, path: &str, rules: &Rules, now: Timestamp, errors:
     for key in object.keys().filter(|k| !INTERACTION_FIELDS.contains(&k.as_str())) {
         errors.add(path, key, "unknown field");
     }
+    // Each field in turn, so that the problems come in the fields' order.
     let id = text_field(object, path, "id", MAX_ID_CHARS, errors);
     let source = text_field(object, path, "source", MAX_SOURCE_CHARS, errors);
+    let kind = kind_field(object.get("kind"), path, rules, errors);
+    let occurred_at = occurred_at_field(object.get("occurred_at"), path, now, errors);
+    let customer = match object.get("customer") {
+        None | Some(Value::Null) => {
+            errors.add(path, "customer", "required");
+            None
+        }
+        Some(value) => {
+            let customer_path = if path.is_empty() {
+                "customer".to_string()
+            } else {
+                format!("{path}.customer")
+            };
+            customer_field(value, &customer_path, rules, errors)
+        }
+    };
+    let properties = properties_field(object.get("properties"), path, errors);
+    let weight = match object.get("weight") {
+        None | Some(Value::Null) => None,
+        Some(value) => weight_field(value, kind, path, rules, errors),
+    };
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(Interaction {
+        id: id?.to_string(),
+        source: source?.to_string(),
+        customer: customer?,
+        kind: kind?.to_string(),
+        occurred_at: occurred_at?,
+        properties,
+        weight,
+    })
+}
 
-    let kind = match object.get("kind") {
+/// A kind the rules accept (named, or unknown when they observe unknown kinds).
+fn kind_field<'v>(value: Option<&'v Value>, path: &str, rules: &Rules, errors: &mut Errors) -> Option<&'v str> {
+    match value {
         Some(Value::String(kind)) if !is_valid_kind_name(kind) => {
             errors.add(path, "kind", "must be 1..64 characters of a-z, 0-9, '_', '-' or '.'");
             None
@@ -291,9 +328,12 @@ fn validate_at(value: &Value, path: &str, rules: &Rules, now: Timestamp, errors:
             errors.add(path, "kind", "must be a string");
             None
         }
-    };
+    }
+}
 
-    let occurred_at = match object.get("occurred_at") {
+/// An RFC 3339 time no further in the future than clocks drift.
+fn occurred_at_field(value: Option<&Value>, path: &str, now: Timestamp, errors: &mut Errors) -> Option<Timestamp> {
+    match value {
         Some(Value::String(text)) => match Timestamp::parse_rfc3339(text) {
             Some(at) if at.0 > now.0.saturating_add(MAX_FUTURE_SKEW_MS) => {
                 errors.add(path, "occurred_at", "more than 5 minutes in the future");
@@ -313,68 +353,63 @@ fn validate_at(value: &Value, path: &str, rules: &Rules, now: Timestamp, errors:
             errors.add(path, "occurred_at", "not RFC 3339 (e.g. 2026-03-03T09:30:00Z)");
             None
         }
-    };
+    }
+}
 
-    let customer_path = if path.is_empty() {
-        "customer".to_string()
-    } else {
-        format!("{path}.customer")
-    };
-    let customer = match object.get("customer") {
-        None | Some(Value::Null) => {
-            errors.add(path, "customer", "required");
-            None
+/// `customer`: an identity, the other identities `also` names (without repeats), and a name.
+fn customer_field(value: &Value, path: &str, rules: &Rules, errors: &mut Errors) -> Option<CustomerRef> {
+    let identity = identity_at(value, path, rules, errors, &["channel", "handle", "also", "name"]);
+    let object = value.as_object();
+    let mut also = also_field(object.and_then(|o| o.get("also")), path, rules, errors);
+    let name = name_field(object.and_then(|o| o.get("name")), path, errors);
+    identity.map(|identity| {
+        also.retain(|other| *other != identity);
+        CustomerRef { identity, also, name }
+    })
+}
+
+fn also_field(value: Option<&Value>, path: &str, rules: &Rules, errors: &mut Errors) -> Vec<Identity> {
+    let mut also = Vec::new();
+    match value {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) if items.len() > MAX_ALSO_IDENTITIES => {
+            errors.add(path, "also", "at most 20 identities");
         }
-        Some(value) => {
-            let identity = identity_at(value, &customer_path, rules, errors, &["channel", "handle", "also", "name"]);
-            let object = value.as_object();
-            let mut also = Vec::new();
-            match object.and_then(|o| o.get("also")) {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(items)) if items.len() > MAX_ALSO_IDENTITIES => {
-                    errors.add(&customer_path, "also", "at most 20 identities");
-                }
-                Some(Value::Array(items)) => {
-                    for (index, item) in items.iter().enumerate() {
-                        if let Some(identity) = identity_at(
-                            item,
-                            &format!("{customer_path}.also[{index}]"),
-                            rules,
-                            errors,
-                            &["channel", "handle"],
-                        ) {
-                            if !also.contains(&identity) {
-                                also.push(identity);
-                            }
-                        }
+        Some(Value::Array(items)) => {
+            for (index, item) in items.iter().enumerate() {
+                if let Some(identity) = identity_at(item, &format!("{path}.also[{index}]"), rules, errors, &["channel", "handle"]) {
+                    if !also.contains(&identity) {
+                        also.push(identity);
                     }
                 }
-                Some(_) => errors.add(&customer_path, "also", "must be an array of {channel, handle}"),
             }
-            let name = match object.and_then(|o| o.get("name")) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(name)) if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS => {
-                    errors.add(&customer_path, "name", "must be 1..256 characters");
-                    None
-                }
-                Some(Value::String(name)) if name.chars().any(char::is_control) => {
-                    errors.add(&customer_path, "name", "must not contain control characters");
-                    None
-                }
-                Some(Value::String(name)) => Some(name.trim().to_string()),
-                Some(_) => {
-                    errors.add(&customer_path, "name", "must be a string");
-                    None
-                }
-            };
-            identity.map(|identity| {
-                also.retain(|other| *other != identity);
-                CustomerRef { identity, also, name }
-            })
         }
-    };
+        Some(_) => errors.add(path, "also", "must be an array of {channel, handle}"),
+    }
+    also
+}
 
-    let properties = match object.get("properties") {
+fn name_field(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<String> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS => {
+            errors.add(path, "name", "must be 1..256 characters");
+            None
+        }
+        Some(Value::String(name)) if name.chars().any(char::is_control) => {
+            errors.add(path, "name", "must not contain control characters");
+            None
+        }
+        Some(Value::String(name)) => Some(name.trim().to_string()),
+        Some(_) => {
+            errors.add(path, "name", "must be a string");
+            None
+        }
+    }
+}
+
+fn properties_field(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<Map<String, Value>> {
+    match value {
         None | Some(Value::Null) => None,
         Some(Value::Object(map)) => {
             let size = serde_json::to_vec(map).map_or(usize::MAX, |bytes| bytes.len());
@@ -387,52 +422,36 @@ fn validate_at(value: &Value, path: &str, rules: &Rules, now: Timestamp, errors:
             errors.add(path, "properties", "must be a JSON object");
             None
         }
-    };
-
-    let weight = match object.get("weight") {
-        None | Some(Value::Null) => None,
-        Some(value) => {
-            let max = kind
-                .and_then(|k| rules.resolve_kind(k))
-                .and_then(|id| rules.kind(id))
-                .and_then(|k| k.max_weight);
-            match (value.as_f64(), max) {
-                (None, _) => {
-                    errors.add(path, "weight", "must be a number");
-                    None
-                }
-                (Some(_), None) if kind.is_some() => {
-                    let why = if rules.unknown_kinds == UnknownKinds::Observe
-                        && kind.and_then(|k| rules.resolve_kind(k)) == Some(rules.other_kind())
-                    {
-                        "not allowed for kinds the rules do not name"
-                    } else {
-                        "not allowed for this kind (its rules set no max_weight)"
-                    };
-                    errors.add(path, "weight", why);
-                    None
-                }
-                (Some(weight), Some(max)) if !(0.0..=max).contains(&weight) => {
-                    errors.add(path, "weight", format!("must be between 0 and {max} for this kind"));
-                    None
-                }
-                (Some(weight), _) => Some(weight),
-            }
-        }
-    };
-
-    if errors.0.len() > before {
-        return None;
     }
-    Some(Interaction {
-        id: id?.to_string(),
-        source: source?.to_string(),
-        customer: customer?,
-        kind: kind?.to_string(),
-        occurred_at: occurred_at?,
-        properties,
-        weight,
-    })
+}
+
+/// A client's own weight: only for a kind whose rules set a `max_weight`, and within it.
+fn weight_field(value: &Value, kind: Option<&str>, path: &str, rules: &Rules, errors: &mut Errors) -> Option<f64> {
+    let max = kind
+        .and_then(|k| rules.resolve_kind(k))
+        .and_then(|id| rules.kind(id))
+        .and_then(|k| k.max_weight);
+    match (value.as_f64(), max) {
+        (None, _) => {
+            errors.add(path, "weight", "must be a number");
+            None
+        }
+        (Some(_), None) if kind.is_some() => {
+            let why =
+                if rules.unknown_kinds == UnknownKinds::Observe && kind.and_then(|k| rules.resolve_kind(k)) == Some(rules.other_kind()) {
+                    "not allowed for kinds the rules do not name"
+                } else {
+                    "not allowed for this kind (its rules set no max_weight)"
+                };
+            errors.add(path, "weight", why);
+            None
+        }
+        (Some(weight), Some(max)) if !(0.0..=max).contains(&weight) => {
+            errors.add(path, "weight", format!("must be between 0 and {max} for this kind"));
+            None
+        }
+        (Some(weight), _) => Some(weight),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use crate::customer::Consents;
 use crate::identity::Channel;
-use crate::rules::{Playbook, Rules, Trigger};
+use crate::rules::{Playbook, Rules, Step, Trigger};
 use crate::time::{Timestamp, MILLIS_PER_DAY};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -130,6 +130,53 @@ pub fn may_offer(rules: &Rules, trigger: &Trigger) -> bool {
     })
 }
 
+/// Held-out nudges count as sent for the caps: the holdout group must see the same cadence as
+/// the treated group, or the two are not comparable.
+fn would_have_sent(record: &&NudgeRecord) -> bool {
+    record.outcome != NudgeOutcome::Suppressed
+}
+
+/// Whether `trigger` is an interaction that counts as the outcome of the last step offered
+/// (before `now`), which offers the next one.
+fn is_outcome_of_last_step(playbook: &Playbook, trigger: &Trigger, position: u32, last_at: Option<Timestamp>, now: Timestamp) -> bool {
+    match (trigger, position) {
+        (Trigger::Interaction(kind), 1..) => playbook
+            .steps
+            .get(position as usize - 1)
+            .is_some_and(|step| step.outcome.contains(kind) && last_at.is_some_and(|at| at <= now)),
+        _ => false,
+    }
+}
+
+/// Why a step may not go out now: no consent on its channel, the playbook's cool-down, or the
+/// frequency cap (`sent_in_window` already sent); `None` when it may.
+fn why_suppressed(
+    rules: &Rules,
+    playbook: &Playbook,
+    step: &Step,
+    consent: &Consents,
+    history: &[NudgeRecord],
+    sent_in_window: u32,
+    now: Timestamp,
+) -> Option<SuppressReason> {
+    let last_sent = history
+        .iter()
+        .filter(would_have_sent)
+        .filter(|r| r.playbook == playbook.name)
+        .map(|r| r.decided_at)
+        .max();
+    let cool_down_ms = (playbook.cool_down_days * MILLIS_PER_DAY as f64) as i64;
+    if !consent.granted(&step.channel) {
+        Some(SuppressReason::NoConsent)
+    } else if last_sent.is_some_and(|at| at.plus_millis(cool_down_ms) > now) {
+        Some(SuppressReason::CoolDown)
+    } else if sent_in_window >= rules.nudges.frequency_cap {
+        Some(SuppressReason::FrequencyCap)
+    } else {
+        None
+    }
+}
+
 /// Offers, for each playbook the trigger matches, its next step, or says why none is sent.
 ///
 /// A playbook matches when the trigger is its own (offering the step after the last one offered),
@@ -144,9 +191,6 @@ pub fn select_nudges(
     now: Timestamp,
 ) -> Vec<NudgeDecision> {
     let window_start = now.minus_millis((rules.nudges.frequency_window_days * MILLIS_PER_DAY as f64) as i64);
-    // Held-out nudges count as sent for the caps: the holdout group must see the same cadence
-    // as the treated group, or the two are not comparable.
-    let would_have_sent = |r: &&NudgeRecord| r.outcome != NudgeOutcome::Suppressed;
     let mut sent_in_window = history
         .iter()
         .filter(would_have_sent)
@@ -156,13 +200,7 @@ pub fn select_nudges(
     for playbook in &rules.playbooks {
         let (position, last_at) = ladder_position(playbook, history);
         let own_trigger = &playbook.trigger == trigger;
-        let outcome_of_last = match (trigger, position) {
-            (Trigger::Interaction(kind), 1..) => playbook
-                .steps
-                .get(position as usize - 1)
-                .is_some_and(|step| step.outcome.contains(kind) && last_at.is_some_and(|at| at <= now)),
-            _ => false,
-        };
+        let outcome_of_last = is_outcome_of_last_step(playbook, trigger, position, last_at, now);
         if !own_trigger && !outcome_of_last {
             continue;
         }
@@ -180,22 +218,7 @@ pub fn select_nudges(
             }
             continue;
         };
-        let last_sent = history
-            .iter()
-            .filter(would_have_sent)
-            .filter(|r| r.playbook == playbook.name)
-            .map(|r| r.decided_at)
-            .max();
-        let cool_down_ms = (playbook.cool_down_days * MILLIS_PER_DAY as f64) as i64;
-        let reason = if !consent.granted(&step.channel) {
-            Some(SuppressReason::NoConsent)
-        } else if last_sent.is_some_and(|at| at.plus_millis(cool_down_ms) > now) {
-            Some(SuppressReason::CoolDown)
-        } else if sent_in_window >= rules.nudges.frequency_cap {
-            Some(SuppressReason::FrequencyCap)
-        } else {
-            None
-        };
+        let reason = why_suppressed(rules, playbook, step, consent, history, sent_in_window, now);
         let outcome = match reason {
             Some(_) => NudgeOutcome::Suppressed,
             None => {

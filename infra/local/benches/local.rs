@@ -79,7 +79,7 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
             webhooks: Vec::new(),
             webhook_backoff: Duration::from_secs(1),
             source: "engagement".into(),
-            vacuum_after: Duration::from_secs(3600),
+            scrub_retry_after: Duration::from_secs(60),
             hold_deliveries: false,
         },
     )

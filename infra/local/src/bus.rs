@@ -3,9 +3,9 @@
 //! routed delivery is journaled durably before `publish` returns (`crate::journal`), so events
 //! in flight survive a crash and are delivered at the next start.
 
+use crate::delivery::Delivery;
 use crate::journal::Journal;
-use crate::routing::{Router, Target};
-use aws_lambda_events::eventbridge::EventBridgeEvent;
+use crate::routing::Router;
 use engagement::events::DomainEvent;
 use engagement::ports::{BusError, EventBus};
 use serde_json::{json, Value};
@@ -13,14 +13,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// One event on its way to one target.
-pub struct Delivery {
-    /// Its line in the journal: marked done once the target took it.
-    pub seq: u64,
-    pub target: Target,
-    pub event: EventBridgeEvent<Value>,
-}
 
 #[derive(Clone)]
 pub struct LocalBus {

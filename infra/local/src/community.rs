@@ -47,6 +47,38 @@ pub fn synthetic(seed: u64, customers: usize, until: Timestamp) -> impl Iterator
     let mut rng = fastrand::Rng::with_seed(seed);
     let start = until.millis() - 730 * DAY_MS;
     (0..customers).flat_map(move |n| {
+        let member = Member::draw(&mut rng, n, start, until.millis());
+        let mut draws = Draws {
+            rng: &mut rng,
+            start,
+            until: until.millis(),
+            joined: member.joined,
+            span: (member.active_until - member.joined).max(DAY_MS),
+            items: Vec::new(),
+        };
+        draws.interactions_of(&member);
+        let mut items = draws.items;
+        items.sort();
+        items
+            .into_iter()
+            .enumerate()
+            .map(move |(i, (at, kind, channel, handle))| member.submission(i, at, kind, channel, handle))
+    })
+}
+
+/// One synthetic customer: who they are and when they were active.
+struct Member {
+    n: usize,
+    name: String,
+    email: String,
+    social: String,
+    persona: Persona,
+    joined: i64,
+    active_until: i64,
+}
+
+impl Member {
+    fn draw(rng: &mut fastrand::Rng, n: usize, start: i64, until: i64) -> Member {
         let name = format!(
             "{} {}",
             capitalize(FIRST[rng.usize(..FIRST.len())]),
@@ -57,102 +89,120 @@ pub fn synthetic(seed: u64, customers: usize, until: Timestamp) -> impl Iterator
         let persona = persona(rng.u32(0..100));
         let joined = start + rng.i64(0..600 * DAY_MS);
         let active_until = match persona {
-            Persona::Fading => (joined + 200 * DAY_MS).min(until.millis() - 300 * DAY_MS),
-            _ => until.millis() - rng.i64(0..20 * DAY_MS),
+            Persona::Fading => (joined + 200 * DAY_MS).min(until - 300 * DAY_MS),
+            _ => until - rng.i64(0..20 * DAY_MS),
         };
-        let mut items = Vec::new();
-        let mut push = |kind: &str, at: i64, channel: &str, handle: &str, rng: &mut fastrand::Rng| {
-            let at = at.clamp(start, until.millis() - 60_000) + rng.i64(0..3_600_000);
-            items.push((at, kind.to_string(), channel.to_string(), handle.to_string()));
-        };
-        let span = (active_until - joined).max(DAY_MS);
-        let moments = |count: usize, rng: &mut fastrand::Rng| -> Vec<i64> { (0..count).map(|_| joined + rng.i64(0..span)).collect() };
-        for at in moments(rng.usize(2..12), &mut rng) {
-            push(
-                ["page_viewed", "post_viewed", "email_opened"][rng.usize(..3)],
-                at,
-                "email",
-                &email,
-                &mut rng,
-            );
+        Member {
+            n,
+            name,
+            email,
+            social,
+            persona,
+            joined,
+            active_until,
         }
-        let rank = match persona {
+    }
+
+    /// How far up the pyramid the persona climbs (0 observing … 5 leading).
+    fn rank(&self) -> u8 {
+        match self.persona {
             Persona::Lurker => 0,
             Persona::Subscriber => 1,
             Persona::Advocate => 2,
             Persona::Contributor | Persona::Fading => 3,
             Persona::Owner => 4,
             Persona::Leader => 5,
-        };
+        }
+    }
+
+    /// Their `i`th interaction as a client sends it.
+    fn submission(&self, i: usize, at: i64, kind: String, channel: String, handle: String) -> Value {
+        let mut customer = json!({"channel": channel, "handle": handle, "name": self.name});
+        if channel != "email" {
+            customer["also"] = json!([{"channel": "email", "handle": self.email}]);
+        }
+        json!({
+            "id": format!("demo-{}-{i}", self.n),
+            "source": if channel == "twitter" { "twitter" } else { "demo" },
+            "customer": customer,
+            "kind": kind,
+            "occurred_at": Timestamp::from_millis(at).to_rfc3339(),
+        })
+    }
+}
+
+/// One member's interactions as they are drawn: (when, kind, channel, handle).
+struct Draws<'r> {
+    rng: &'r mut fastrand::Rng,
+    start: i64,
+    until: i64,
+    joined: i64,
+    /// How long the member is active (at least a day).
+    span: i64,
+    items: Vec<(i64, String, String, String)>,
+}
+
+impl Draws<'_> {
+    fn push(&mut self, kind: &str, at: i64, channel: &str, handle: &str) {
+        let at = at.clamp(self.start, self.until - 60_000) + self.rng.i64(0..3_600_000);
+        self.items.push((at, kind.to_string(), channel.to_string(), handle.to_string()));
+    }
+
+    /// `count` moments while the member is active.
+    fn moments(&mut self, count: usize) -> Vec<i64> {
+        (0..count).map(|_| self.joined + self.rng.i64(0..self.span)).collect()
+    }
+
+    /// One of `kinds`, drawn.
+    fn one_of<'k>(&mut self, kinds: &[&'k str]) -> &'k str {
+        kinds[self.rng.usize(..kinds.len())]
+    }
+
+    /// Everything the member does, up to their persona's rank.
+    fn interactions_of(&mut self, member: &Member) {
+        let (email, social, rank) = (member.email.as_str(), member.social.as_str(), member.rank());
+        let count = self.rng.usize(2..12);
+        for at in self.moments(count) {
+            let kind = self.one_of(&["page_viewed", "post_viewed", "email_opened"]);
+            self.push(kind, at, "email", email);
+        }
         if rank >= 1 {
-            push("newsletter_subscribed", joined, "email", &email, &mut rng);
-            for at in moments(rng.usize(1..4), &mut rng) {
-                push("followed", at, "twitter", &social, &mut rng);
+            self.push("newsletter_subscribed", member.joined, "email", email);
+            let count = self.rng.usize(1..4);
+            for at in self.moments(count) {
+                self.push("followed", at, "twitter", social);
             }
         }
         if rank >= 2 {
-            for at in moments(rng.usize(1..3), &mut rng) {
-                push(
-                    ["review_posted", "testimonial_given", "referral_made"][rng.usize(..3)],
-                    at,
-                    "email",
-                    &email,
-                    &mut rng,
-                );
+            let count = self.rng.usize(1..3);
+            for at in self.moments(count) {
+                let kind = self.one_of(&["review_posted", "testimonial_given", "referral_made"]);
+                self.push(kind, at, "email", email);
             }
-            for at in moments(rng.usize(1..5), &mut rng) {
-                push("content_shared", at, "twitter", &social, &mut rng);
+            let count = self.rng.usize(1..5);
+            for at in self.moments(count) {
+                self.push("content_shared", at, "twitter", social);
             }
         }
         if rank >= 3 {
-            for at in moments(rng.usize(3..8), &mut rng) {
-                push(
-                    ["event_attended", "forum_answered", "webinar_attended", "purchase_made"][rng.usize(..4)],
-                    at,
-                    "email",
-                    &email,
-                    &mut rng,
-                );
+            let count = self.rng.usize(3..8);
+            for at in self.moments(count) {
+                let kind = self.one_of(&["event_attended", "forum_answered", "webinar_attended", "purchase_made"]);
+                self.push(kind, at, "email", email);
             }
         }
         if rank >= 4 {
-            push(
-                ["customer_council_joined", "advisory_board_joined"][rng.usize(..2)],
-                active_until - 90 * DAY_MS,
-                "email",
-                &email,
-                &mut rng,
-            );
-            for at in moments(2, &mut rng) {
-                push(
-                    "board_meeting_attended",
-                    at.max(active_until - 60 * DAY_MS),
-                    "email",
-                    &email,
-                    &mut rng,
-                );
+            let kind = self.one_of(&["customer_council_joined", "advisory_board_joined"]);
+            self.push(kind, member.active_until - 90 * DAY_MS, "email", email);
+            for at in self.moments(2) {
+                self.push("board_meeting_attended", at.max(member.active_until - 60 * DAY_MS), "email", email);
             }
         }
         if rank >= 5 {
-            push("meetup_organized", active_until - 30 * DAY_MS, "email", &email, &mut rng);
-            push("talk_given", active_until - 10 * DAY_MS, "email", &email, &mut rng);
+            self.push("meetup_organized", member.active_until - 30 * DAY_MS, "email", email);
+            self.push("talk_given", member.active_until - 10 * DAY_MS, "email", email);
         }
-        items.sort();
-        let customer_name = name.clone();
-        items.into_iter().enumerate().map(move |(i, (at, kind, channel, handle))| {
-            let mut customer = json!({"channel": channel, "handle": handle, "name": customer_name});
-            if channel != "email" {
-                customer["also"] = json!([{"channel": "email", "handle": email}]);
-            }
-            json!({
-                "id": format!("demo-{n}-{i}"),
-                "source": if channel == "twitter" { "twitter" } else { "demo" },
-                "customer": customer,
-                "kind": kind,
-                "occurred_at": Timestamp::from_millis(at).to_rfc3339(),
-            })
-        })
-    })
+    }
 }
 
 fn capitalize(word: &str) -> String {

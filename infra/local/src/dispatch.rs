@@ -4,10 +4,16 @@
 //! event age, and at every start (it stays in the journal); then, or at once for an error no
 //! retry can mend, it is dead-lettered to `DATA/bus-dead-letter.jsonl`.
 
-use crate::bus::Delivery;
-use crate::local::Stack;
+use crate::bus::LocalBus;
+use crate::delivery::Delivery;
+use crate::journal::Journal;
 use crate::routing::Target;
+use crate::webhooks::Webhooks;
+use engagement::events::DomainEvent;
 use engagement_aws::envelope::{delivered, Delivered};
+use engagement_aws::{DynamoStore, SystemClock};
+use nudge::Nudger;
+use rescore::Rescorer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +30,16 @@ struct Failure {
     retryable: bool,
 }
 
-/// Starts dispatching `deliveries` to the stack's handlers.
-pub fn run(stack: &Stack, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
-    let (rescore, nudge, webhooks) = (Arc::clone(&stack.rescore), Arc::clone(&stack.nudge), Arc::clone(&stack.webhooks));
-    let journal = stack.bus.journal().clone();
+/// The handlers deliveries go to.
+pub struct Targets {
+    pub rescore: Arc<Rescorer<DynamoStore, LocalBus, SystemClock>>,
+    pub nudge: Arc<Nudger<DynamoStore, LocalBus, SystemClock>>,
+    pub webhooks: Arc<Webhooks>,
+}
+
+/// Starts dispatching `deliveries` to their targets, marking each done (or dead) in `journal`.
+pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
+    let Targets { rescore, nudge, webhooks } = targets;
     let permits = Arc::new(tokio::sync::Semaphore::new(8));
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.recv().await {
@@ -43,24 +55,12 @@ pub fn run(stack: &Stack, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<D
             );
             tokio::spawn(async move {
                 let attempt = || async {
-                    // The handlers take domain events: the envelope is read here, as a Lambda main reads it.
-                    let event = || match delivered(&delivery.event) {
-                        Ok(Delivered::Event(event)) => Ok(event),
-                        Ok(Delivered::Schedule) => Err(Failure {
-                            error: "a scheduled event on the bus".into(),
-                            retryable: false,
-                        }),
-                        Err(error) => Err(Failure {
-                            error: error.to_string(),
-                            retryable: false,
-                        }),
-                    };
                     match delivery.target {
-                        Target::Rescore => rescore.handle(&event()?).await.map(|_| ()).map_err(|e| Failure {
+                        Target::Rescore => rescore.handle(&domain_event(&delivery)?).await.map(|_| ()).map_err(|e| Failure {
                             retryable: e.is_retryable(),
                             error: e.to_string(),
                         }),
-                        Target::Nudge => nudge.handle(&event()?).await.map(|_| ()).map_err(|e| Failure {
+                        Target::Nudge => nudge.handle(&domain_event(&delivery)?).await.map(|_| ()).map_err(|e| Failure {
                             retryable: e.is_retryable(),
                             error: e.to_string(),
                         }),
@@ -76,47 +76,78 @@ pub fn run(stack: &Stack, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<D
                         }
                     }
                 };
-                let started = Instant::now();
-                let mut permit = Some(permit);
-                let mut wait = FIRST_WAIT;
-                loop {
-                    let held = match permit.take() {
-                        Some(permit) => permit,
-                        None => match Arc::clone(&permits).acquire_owned().await {
-                            Ok(permit) => permit,
-                            Err(_) => return,
-                        },
-                    };
-                    let mut last = None;
-                    for round in 0..ATTEMPTS {
-                        match attempt().await {
-                            Ok(()) => {
-                                journal.done(delivery.seq);
-                                return;
-                            }
-                            Err(failure) => {
-                                tracing::warn!(target = ?delivery.target, attempt = round, error = %failure.error, detail_type = %delivery.event.detail_type, "delivery failed");
-                                let retryable = failure.retryable;
-                                last = Some(failure);
-                                if !retryable {
-                                    break;
-                                }
-                                tokio::time::sleep(Duration::from_millis(200 << round)).await;
-                            }
-                        }
-                    }
-                    drop(held);
-                    let Some(failure) = last else { return };
-                    if !failure.retryable || started.elapsed() >= MAXIMUM_AGE {
-                        tracing::error!(target = ?delivery.target, error = %failure.error, detail_type = %delivery.event.detail_type, "delivery dead-lettered");
-                        journal.dead_letter(delivery.seq, failure.error);
-                        return;
-                    }
-                    tracing::error!(target = ?delivery.target, wait_s = wait.as_secs(), detail_type = %delivery.event.detail_type, "delivery kept; retried later and at the next start");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(LONGEST_WAIT);
-                }
+                deliver(&delivery, attempt, &journal, permits, permit).await;
             });
         }
     });
+}
+
+/// The domain event a delivery carries, read from its envelope as a Lambda main reads it (the
+/// handlers take domain events). An envelope that holds none is an error no retry mends.
+fn domain_event(delivery: &Delivery) -> Result<DomainEvent, Failure> {
+    match delivered(&delivery.event) {
+        Ok(Delivered::Event(event)) => Ok(event),
+        Ok(Delivered::Schedule) => Err(Failure {
+            error: "a scheduled event on the bus".into(),
+            retryable: false,
+        }),
+        Err(error) => Err(Failure {
+            error: error.to_string(),
+            retryable: false,
+        }),
+    }
+}
+
+/// Tries one delivery until its target takes it or it is dead-lettered: `ATTEMPTS` in a row, then
+/// again after a growing wait, holding a permit only while attempting.
+async fn deliver<Attempt, Attempted>(
+    delivery: &Delivery,
+    attempt: Attempt,
+    journal: &Journal,
+    permits: Arc<tokio::sync::Semaphore>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    Attempt: Fn() -> Attempted,
+    Attempted: std::future::Future<Output = Result<(), Failure>>,
+{
+    let started = Instant::now();
+    let mut permit = Some(permit);
+    let mut wait = FIRST_WAIT;
+    loop {
+        let held = match permit.take() {
+            Some(permit) => permit,
+            None => match Arc::clone(&permits).acquire_owned().await {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let mut last = None;
+        for round in 0..ATTEMPTS {
+            match attempt().await {
+                Ok(()) => {
+                    journal.done(delivery.seq);
+                    return;
+                }
+                Err(failure) => {
+                    tracing::warn!(target = ?delivery.target, attempt = round, error = %failure.error, detail_type = %delivery.event.detail_type, "delivery failed");
+                    let retryable = failure.retryable;
+                    last = Some(failure);
+                    if !retryable {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200 << round)).await;
+                }
+            }
+        }
+        drop(held);
+        let Some(failure) = last else { return };
+        if !failure.retryable || started.elapsed() >= MAXIMUM_AGE {
+            tracing::error!(target = ?delivery.target, error = %failure.error, detail_type = %delivery.event.detail_type, "delivery dead-lettered");
+            journal.dead_letter(delivery.seq, failure.error);
+            return;
+        }
+        tracing::error!(target = ?delivery.target, wait_s = wait.as_secs(), detail_type = %delivery.event.detail_type, "delivery kept; retried later and at the next start");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(LONGEST_WAIT);
+    }
 }

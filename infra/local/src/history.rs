@@ -42,6 +42,19 @@ pub struct HistoryReport {
 /// Interactions per ingest call (the API's batch limit).
 const BATCH: usize = 500;
 
+/// The interactions that pass validation (as of `until`), oldest first; the others are counted.
+fn valid_in_time_order(submitted: &[Value], rules: &Rules, until: Timestamp, report: &mut HistoryReport) -> Vec<Interaction> {
+    let mut interactions: Vec<Interaction> = Vec::with_capacity(submitted.len());
+    for value in submitted {
+        match validate_interaction(value, rules, until) {
+            Ok(interaction) => interactions.push(interaction),
+            Err(_) => report.rejected += 1,
+        }
+    }
+    interactions.sort_by_key(|i| i.occurred_at);
+    interactions
+}
+
 /// Records `submitted` (as clients send them) week by week up to `until`, rescoring and nudging
 /// at the end of each week. Nudges are decided and recorded, not delivered: this is history.
 /// `progress` hears of each week played, with the week's end.
@@ -53,14 +66,7 @@ pub async fn play(
     mut progress: impl FnMut(Timestamp, &HistoryReport),
 ) -> anyhow::Result<HistoryReport> {
     let mut report = HistoryReport::default();
-    let mut interactions: Vec<Interaction> = Vec::with_capacity(submitted.len());
-    for value in &submitted {
-        match validate_interaction(value, rules, until) {
-            Ok(interaction) => interactions.push(interaction),
-            Err(_) => report.rejected += 1,
-        }
-    }
-    interactions.sort_by_key(|i| i.occurred_at);
+    let interactions = valid_in_time_order(&submitted, rules, until, &mut report);
     let Some(first) = interactions.first().map(|i| i.occurred_at) else {
         return Ok(report);
     };

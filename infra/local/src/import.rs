@@ -158,60 +158,10 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
     let total_bytes = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let mut progress = Progress::new(total_bytes);
     let mut report = ImportReport::default();
-    // Shared between the reading iterator and the recording loop.
-    let (bytes_done, lines_read, rejected) = (Cell::new(0u64), Cell::new(0u64), Cell::new(0u64));
+    let counts = ReadCounts::default();
     let mut touched = std::collections::BTreeSet::new();
     for path in files {
-        let format = format_of(path, forced);
-        let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let mut lines = BufReader::with_capacity(1 << 20, file).lines();
-        let headers = match format {
-            Format::Csv => {
-                let header = lines.next().transpose()?.unwrap_or_default();
-                bytes_done.set(bytes_done.get() + header.len() as u64 + 1);
-                let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(header.as_bytes());
-                Some(reader.records().next().transpose()?.unwrap_or_default())
-            }
-            Format::Jsonl => None,
-        };
-        let first_line = if headers.is_some() { 2 } else { 1 };
-        // Batches are validated here and recorded `IN_FLIGHT` at a time.
-        let batches = {
-            let rules = Arc::clone(rules);
-            let path = path.display().to_string();
-            let (bytes_done, lines_read, rejected) = (&bytes_done, &lines_read, &rejected);
-            let mut numbered = lines.enumerate();
-            std::iter::from_fn(move || {
-                let mut batch = Vec::with_capacity(BATCH);
-                for (index, line) in numbered.by_ref() {
-                    let number = index + first_line;
-                    let line = match line {
-                        Ok(line) => line,
-                        Err(error) => {
-                            eprintln!("{path}:{number}: unreadable: {error}");
-                            rejected.set(rejected.get() + 1);
-                            continue;
-                        }
-                    };
-                    bytes_done.set(bytes_done.get() + line.len() as u64 + 1);
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    lines_read.set(lines_read.get() + 1);
-                    match parse_line(format, &line, headers.as_ref(), &rules, now) {
-                        Ok(interaction) => batch.push(interaction),
-                        Err(reason) => {
-                            eprintln!("{path}:{number}: {reason}");
-                            rejected.set(rejected.get() + 1);
-                        }
-                    }
-                    if batch.len() == BATCH {
-                        break;
-                    }
-                }
-                (!batch.is_empty()).then_some(batch)
-            })
-        };
+        let batches = batches_of_file(path, format_of(path, forced), rules, now, &counts)?;
         let mut recorded = futures::stream::iter(batches)
             .map(|batch| async move { store.record_interactions(&batch, now).await })
             .buffered(in_flight());
@@ -226,17 +176,81 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
                 // Duplicates too: a run killed before it settled left their customers undecided.
                 touched.extend(outcome.customer_id);
             }
-            report.lines = lines_read.get();
-            report.rejected = rejected.get();
-            progress.update(bytes_done.get(), &report);
+            report.lines = counts.lines.get();
+            report.rejected = counts.rejected.get();
+            progress.update(counts.bytes.get(), &report);
         }
     }
-    report.lines = lines_read.get();
-    report.rejected = rejected.get();
+    report.lines = counts.lines.get();
+    report.rejected = counts.rejected.get();
     progress.finish();
     report.rescored = settle(store, rules, &touched).await?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// What the reading side has counted so far, for the recording side's report and progress.
+#[derive(Default)]
+struct ReadCounts {
+    bytes: Cell<u64>,
+    lines: Cell<u64>,
+    rejected: Cell<u64>,
+}
+
+/// A file's interactions in batches of `BATCH`, validated as they are read (the recording side
+/// records `IN_FLIGHT` batches at a time). A bad line is reported with its number, and skipped.
+fn batches_of_file<'c>(
+    path: &Path,
+    format: Format,
+    rules: &Arc<Rules>,
+    now: Timestamp,
+    counts: &'c ReadCounts,
+) -> anyhow::Result<impl Iterator<Item = Vec<Interaction>> + 'c> {
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut lines = BufReader::with_capacity(1 << 20, file).lines();
+    let headers = match format {
+        Format::Csv => {
+            let header = lines.next().transpose()?.unwrap_or_default();
+            counts.bytes.set(counts.bytes.get() + header.len() as u64 + 1);
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(header.as_bytes());
+            Some(reader.records().next().transpose()?.unwrap_or_default())
+        }
+        Format::Jsonl => None,
+    };
+    let first_line = if headers.is_some() { 2 } else { 1 };
+    let rules = Arc::clone(rules);
+    let path = path.display().to_string();
+    let mut numbered = lines.enumerate();
+    Ok(std::iter::from_fn(move || {
+        let mut batch = Vec::with_capacity(BATCH);
+        for (index, line) in numbered.by_ref() {
+            let number = index + first_line;
+            let line = match line {
+                Ok(line) => line,
+                Err(error) => {
+                    eprintln!("{path}:{number}: unreadable: {error}");
+                    counts.rejected.set(counts.rejected.get() + 1);
+                    continue;
+                }
+            };
+            counts.bytes.set(counts.bytes.get() + line.len() as u64 + 1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            counts.lines.set(counts.lines.get() + 1);
+            match parse_line(format, &line, headers.as_ref(), &rules, now) {
+                Ok(interaction) => batch.push(interaction),
+                Err(reason) => {
+                    eprintln!("{path}:{number}: {reason}");
+                    counts.rejected.set(counts.rejected.get() + 1);
+                }
+            }
+            if batch.len() == BATCH {
+                break;
+            }
+        }
+        (!batch.is_empty()).then_some(batch)
+    }))
 }
 
 /// Decides the level of the customers the files named, publishing nothing. (Not a sweep:

@@ -10,7 +10,7 @@
 //! holds only deliveries in flight. A delivery that can never succeed is appended to
 //! `DATA/bus-dead-letter.jsonl` (event, target, error) and marked done.
 
-use crate::bus::Delivery;
+use crate::delivery::Delivery;
 use crate::routing::Target;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
@@ -239,7 +239,7 @@ impl Writer {
         let entry = serde_json::from_str::<Value>(line).unwrap_or(Value::Null);
         let record = serde_json::json!({"target": entry["target"], "event": entry["event"], "error": error});
         // Through the webhooks' appender: an erasure rewriting this file holds the same lock.
-        let appended = crate::webhooks::append_line(&self.dir.join(DEAD_LETTER_FILE), &record.to_string());
+        let appended = crate::files::append_line(&self.dir.join(DEAD_LETTER_FILE), &record.to_string());
         if let Err(error) = appended {
             tracing::error!(%error, "a dead-lettered bus delivery could not be written down");
         }

@@ -4,8 +4,11 @@
 
 pub mod bus;
 pub mod community;
+pub mod delivery;
 pub mod dispatch;
+pub mod erased;
 pub mod erasure;
+pub mod files;
 pub mod history;
 pub mod import;
 pub mod journal;

@@ -3,7 +3,9 @@
 //! the cloud) and the in-process bus routed by the template's rules.
 
 use crate::bus::LocalBus;
+use crate::dispatch::Targets;
 use crate::erasure::Scrubber;
+use crate::files::{os_random, write_private};
 use crate::routing::Router;
 use crate::webhooks::Webhooks;
 use anyhow::Context as _;
@@ -81,28 +83,6 @@ impl DataDir {
         write_private(&path, value.as_bytes())?;
         Ok(value)
     }
-}
-
-/// Bytes from the operating system's CSPRNG, for secrets (a seeded PRNG's output can be predicted).
-pub fn os_random<const N: usize>() -> std::io::Result<[u8; N]> {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Writes a new file only its owner can read, durably.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Opens the embedded database for serving and serves it to the DynamoDB adapter on a loopback
@@ -193,8 +173,8 @@ pub struct Options {
     pub webhooks: Vec<String>,
     pub webhook_backoff: Duration,
     pub source: String,
-    /// How long after an erasure the database is vacuumed (an hour; shorter in tests).
-    pub vacuum_after: Duration,
+    /// How long after a failed scrub of the data directory it is tried again.
+    pub scrub_retry_after: Duration,
     /// Journal deliveries but dispatch none (tests: an event deterministically in flight).
     pub hold_deliveries: bool,
 }
@@ -251,7 +231,12 @@ impl Stack {
             cursors: CursorSigner::new(&cursor_key),
         });
         let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);
-        let erasure = Scrubber::start(&dir.path, dir.database.get().cloned(), Arc::clone(&webhooks), options.vacuum_after);
+        let erasure = Scrubber::start(
+            &dir.path,
+            dir.database.get().cloned(),
+            Arc::clone(&webhooks),
+            options.scrub_retry_after,
+        );
         let stack = Stack {
             rules,
             store,
@@ -270,7 +255,12 @@ impl Stack {
                 std::future::pending::<()>().await
             });
         } else {
-            crate::dispatch::run(&stack, deliveries);
+            let targets = Targets {
+                rescore: Arc::clone(&stack.rescore),
+                nudge: Arc::clone(&stack.nudge),
+                webhooks: Arc::clone(&stack.webhooks),
+            };
+            crate::dispatch::run(targets, stack.bus.journal().clone(), deliveries);
         }
         let webhooks = Arc::clone(&stack.webhooks);
         tokio::spawn(async move { webhooks.run().await });

@@ -55,9 +55,10 @@ struct ServeArgs {
     /// The first webhook retry waits about this long (milliseconds), doubling each time.
     #[arg(long, default_value_t = 1000, hide = true)]
     webhook_backoff_ms: u64,
-    /// The database is vacuumed this long (seconds) after an erasure.
-    #[arg(long, default_value_t = 3600, hide = true)]
-    vacuum_after_erasure_secs: u64,
+    /// A scrub of the data directory that failed after an erasure is tried again this long
+    /// (seconds) after, and at the next erasure or start.
+    #[arg(long, default_value_t = 60, hide = true)]
+    scrub_retry_secs: u64,
     /// Journal events but deliver none (tests: an event in flight when the process is killed).
     #[arg(long, hide = true)]
     hold_deliveries: bool,
@@ -135,7 +136,7 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
         webhooks: args.webhooks,
         webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
         source: engagement::events::DEFAULT_SOURCE.to_string(),
-        vacuum_after: Duration::from_secs(args.vacuum_after_erasure_secs),
+        scrub_retry_after: Duration::from_secs(args.scrub_retry_secs),
         hold_deliveries: args.hold_deliveries,
     };
     let stack = match store {
@@ -181,74 +182,8 @@ async fn main() -> anyhow::Result<()> {
             let path = dir.path.clone();
             serve(args, dir, None, |url, token| serve_banner(url, token, &path)).await
         }
-        Command::Import { common, files, format } => {
-            let dir = DataDir::open(&common.data)?;
-            let rules = load_rules(common.rules.as_deref())?;
-            // Re-runnable: no fsync while it loads.
-            let (store, bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
-            let report = import(&store, &rules, &files, format).await?;
-            bulk_load.finish()?;
-            println!(
-                "{} lines in {:.1} s: {} recorded, {} duplicate, {} conflict, {} erased, {} rejected; {} customers rescored",
-                report.lines,
-                report.seconds,
-                report.recorded,
-                report.duplicate,
-                report.conflict,
-                report.erased,
-                report.rejected,
-                report.rescored
-            );
-            println!("customers by level:");
-            print_pyramid(&store).await
-        }
-        Command::Demo { serve: args, customers } => {
-            let dir = DataDir::open(&args.common.data)?;
-            let rules = load_rules(args.common.rules.as_deref())?;
-            // The synthetic history is made again if it did not finish: no fsync while it loads.
-            let (store, bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
-            if store.pyramid_counts().await?.0.iter().sum::<u64>() == 0 {
-                eprintln!("making a synthetic community of {customers} customers, two years played week by week…");
-                let started = std::time::Instant::now();
-                let until = now();
-                let history = pyramid::community::synthetic(42, customers, until).collect();
-                let report = pyramid::history::play(&store, &rules, history, until, |week_end, so_far| {
-                    if so_far.weeks % 13 == 0 {
-                        eprintln!(
-                            "  up to {}: {} interactions, {} level changes, {} nudges",
-                            week_end.human_date(),
-                            so_far.recorded,
-                            so_far.level_changes,
-                            so_far.nudges
-                        );
-                    }
-                })
-                .await?;
-                eprintln!(
-                    "{} interactions recorded, {} level changes and {} nudges over {} weeks, in {:.1} s",
-                    report.recorded,
-                    report.level_changes,
-                    report.nudges,
-                    report.weeks,
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            bulk_load.finish()?;
-            println!("the community:");
-            print_pyramid(&store).await?;
-            let path = dir.path.clone();
-            serve(args, dir, Some(store), |url, token| {
-                serve_banner(url, token, &path);
-                println!("\ntry:");
-                println!("  curl -s -H 'Authorization: Bearer {token}' {url}/v1/pyramid");
-                println!("  curl -s -H 'Authorization: Bearer {token}' '{url}/v1/customers?level=leading&limit=5'");
-                println!(
-                    "  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' {url}/v1/interactions \\\n    -d '{{\"id\": \"try-1\", \"source\": \"curl\", \"customer\": {{\"channel\": \"email\", \"handle\": \"you@example.com\"}}, \"kind\": \"newsletter_subscribed\", \"occurred_at\": \"{}\"}}'",
-                    now().to_rfc3339()
-                );
-            })
-            .await
-        }
+        Command::Import { common, files, format } => run_import(common, &files, format).await,
+        Command::Demo { serve: args, customers } => run_demo(args, customers).await,
         Command::Rescore { common, at } => {
             let at = parse_time(&at)?;
             let dir = DataDir::open(&common.data)?;
@@ -269,4 +204,75 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `pyramid import`.
+async fn run_import(common: Common, files: &[PathBuf], format: Option<Format>) -> anyhow::Result<()> {
+    let dir = DataDir::open(&common.data)?;
+    let rules = load_rules(common.rules.as_deref())?;
+    // Re-runnable: no fsync while it loads.
+    let (store, bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
+    let report = import(&store, &rules, files, format).await?;
+    bulk_load.finish()?;
+    println!(
+        "{} lines in {:.1} s: {} recorded, {} duplicate, {} conflict, {} erased, {} rejected; {} customers rescored",
+        report.lines, report.seconds, report.recorded, report.duplicate, report.conflict, report.erased, report.rejected, report.rescored
+    );
+    println!("customers by level:");
+    print_pyramid(&store).await
+}
+
+/// `pyramid demo`: the synthetic community (made on first run), then `serve`.
+async fn run_demo(args: ServeArgs, customers: usize) -> anyhow::Result<()> {
+    let dir = DataDir::open(&args.common.data)?;
+    let rules = load_rules(args.common.rules.as_deref())?;
+    // The synthetic history is made again if it did not finish: no fsync while it loads.
+    let (store, bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
+    if store.pyramid_counts().await?.0.iter().sum::<u64>() == 0 {
+        make_community(&store, &rules, customers).await?;
+    }
+    bulk_load.finish()?;
+    println!("the community:");
+    print_pyramid(&store).await?;
+    let path = dir.path.clone();
+    serve(args, dir, Some(store), |url, token| {
+        serve_banner(url, token, &path);
+        println!("\ntry:");
+        println!("  curl -s -H 'Authorization: Bearer {token}' {url}/v1/pyramid");
+        println!("  curl -s -H 'Authorization: Bearer {token}' '{url}/v1/customers?level=leading&limit=5'");
+        println!(
+            "  curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' {url}/v1/interactions \\\n    -d '{{\"id\": \"try-1\", \"source\": \"curl\", \"customer\": {{\"channel\": \"email\", \"handle\": \"you@example.com\"}}, \"kind\": \"newsletter_subscribed\", \"occurred_at\": \"{}\"}}'",
+            now().to_rfc3339()
+        );
+    })
+    .await
+}
+
+/// Plays a synthetic community's two years into `store`, week by week, reporting progress.
+async fn make_community(store: &DynamoStore, rules: &Arc<Rules>, customers: usize) -> anyhow::Result<()> {
+    eprintln!("making a synthetic community of {customers} customers, two years played week by week…");
+    let started = std::time::Instant::now();
+    let until = now();
+    let history = pyramid::community::synthetic(42, customers, until).collect();
+    let report = pyramid::history::play(store, rules, history, until, |week_end, so_far| {
+        if so_far.weeks % 13 == 0 {
+            eprintln!(
+                "  up to {}: {} interactions, {} level changes, {} nudges",
+                week_end.human_date(),
+                so_far.recorded,
+                so_far.level_changes,
+                so_far.nudges
+            );
+        }
+    })
+    .await?;
+    eprintln!(
+        "{} interactions recorded, {} level changes and {} nudges over {} weeks, in {:.1} s",
+        report.recorded,
+        report.level_changes,
+        report.nudges,
+        report.weeks,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

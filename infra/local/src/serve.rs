@@ -1,6 +1,6 @@
 //! `pyramid serve`: the functions' HTTP API on one port, behind a bearer token.
 
-use crate::erasure::ErasedPerson;
+use crate::erased::ErasedPerson;
 use crate::local::Stack;
 use axum::body::Body;
 use axum::extract::State;
@@ -100,7 +100,7 @@ async fn erase(stack: &Stack, id: CustomerId, request: http::Request<Vec<u8>>) -
         }
         // The store has erased them and the marketing tools are told: the answer stays 204.
         if let Err(error) = stack.erasure.after_erasure(person).await {
-            tracing::error!(customer_id = %id, %error, "erased, but the data directory is not scrubbed yet; retried with the next vacuum");
+            tracing::error!(customer_id = %id, %error, "erased, but the data directory is not scrubbed yet; retried later and at the next erasure or start");
         }
     }
     response

@@ -5,14 +5,14 @@
 //! after the retry budget. A receiver that is down for an hour loses nothing: the budget spans
 //! about two hours, and a restart picks the outbox up where it was.
 
-use crate::erasure::ErasedPerson;
+use crate::erased::ErasedPerson;
+use crate::files::{append_line, os_random, rewrite_lines, write_atomically, write_private};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -52,50 +52,44 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// An outbox entry; one that cannot be read is set aside, not retried forever in silence.
+fn read_pending(path: &Path) -> Option<Pending> {
+    match std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice::<Pending>(&bytes).map_err(|e| e.to_string()))
+    {
+        Ok(pending) => Some(pending),
+        Err(error) => {
+            tracing::error!(file = %path.display(), %error, "unreadable outbox entry set aside");
+            let _ = std::fs::rename(path, path.with_extension("unreadable"));
+            None
+        }
+    }
+}
+
 fn digest_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())[..12].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes a file so that a crash leaves either the old or the new content, never half.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    // A name of its own: two writers of one path never share a temporary file.
-    let temporary = path.with_extension(format!("{:016x}.tmp", fastrand::u64(..)));
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
-}
-
-/// Held by every append, and by a rewrite from its read to its rename.
-static APPENDING: Mutex<()> = Mutex::new(());
-
-/// Appends one line in one write (concurrent appenders never interleave within a line).
-pub(crate) fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
-    let _guard = APPENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    file.write_all(format!("{line}\n").as_bytes())?;
-    file.sync_data()
-}
-
-/// Rewrites a file of JSON lines without the lines `doomed` picks, atomically.
-fn rewrite_lines(path: &Path, doomed: impl Fn(&str) -> bool) -> std::io::Result<()> {
-    let _guard = APPENDING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error),
-    };
-    let kept: String = text.lines().filter(|line| !doomed(line)).map(|line| format!("{line}\n")).collect();
-    if kept.len() == text.len() {
-        return Ok(());
-    }
-    write_atomically(path, kept.as_bytes())
 }
 
 /// The nudge a webhook body (`{"type", "timestamp", "data"}`) carries: its customer id and handle.
 fn nudge_of_body(body: &str) -> Option<(Option<String>, Option<String>)> {
     let body: Value = serde_json::from_str(body).ok()?;
     (body["type"] == engagement::events::NUDGE_REQUESTED).then(|| nudge_of_detail(&body["data"]))
+}
+
+/// The mark that a nudge is in `nudges.jsonl`: its `nudge_id`, stable per nudge.
+fn nudge_logged_key(detail: &Value) -> Option<String> {
+    detail["nudge_id"].as_str().map(|nudge_id| format!("logged {nudge_id}"))
+}
+
+/// The marks of every nudge a nudge log holds (unreadable lines are skipped).
+fn logged_nudges(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|detail| nudge_logged_key(&detail))
+        .collect()
 }
 
 fn nudge_of_detail(detail: &Value) -> (Option<String>, Option<String>) {
@@ -126,9 +120,9 @@ pub fn secret(dir: &Path) -> std::io::Result<String> {
         }
         return Ok(text);
     }
-    let bytes = crate::local::os_random::<32>()?;
+    let bytes = os_random::<32>()?;
     let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
-    crate::local::write_private(&path, secret.as_bytes())?;
+    write_private(&path, secret.as_bytes())?;
     Ok(secret)
 }
 
@@ -151,11 +145,14 @@ impl Webhooks {
     pub fn open(dir: &Path, urls: Vec<String>, base: Duration) -> std::io::Result<Webhooks> {
         std::fs::create_dir_all(dir.join("outbox"))?;
         let secret = secret(dir)?;
-        let delivered = std::fs::read_to_string(dir.join("delivered.log"))
+        let mut delivered: HashSet<String> = std::fs::read_to_string(dir.join("delivered.log"))
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
             .collect();
+        // The nudge log itself says what it holds: a kill between its append and the mark in
+        // `delivered.log` must not log the nudge twice when the bus replays it.
+        delivered.extend(logged_nudges(&dir.join("nudges.jsonl")));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -188,9 +185,17 @@ impl Webhooks {
             if erased.iter().any(|person| person.owns(customer_id.as_deref(), handle.as_deref())) {
                 return Ok(()); // about someone erased since it was decided: not kept anywhere
             }
-            let already = self.delivered.lock().map(|d| d.contains(&format!("jsonl {id}"))).unwrap_or(false);
+            let logged = nudge_logged_key(&envelope["detail"]);
+            let already = self
+                .delivered
+                .lock()
+                .map(|d| d.contains(&format!("jsonl {id}")) || logged.as_ref().is_some_and(|key| d.contains(key)))
+                .unwrap_or(false);
             if !already {
                 append_line(&self.dir.join("nudges.jsonl"), &envelope["detail"].to_string())?;
+                if let (Some(key), Ok(mut delivered)) = (logged, self.delivered.lock()) {
+                    delivered.insert(key);
+                }
                 self.remember(&format!("jsonl {id}"))?;
             }
         }
@@ -314,79 +319,86 @@ impl Webhooks {
             if path.extension().is_none_or(|x| x != "json") {
                 continue;
             }
-            let mut pending = match std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| serde_json::from_slice::<Pending>(&bytes).map_err(|e| e.to_string()))
-            {
-                Ok(pending) => pending,
-                Err(error) => {
-                    // Set aside, not retried forever in silence.
-                    tracing::error!(file = %path.display(), %error, "unreadable outbox entry set aside");
-                    let _ = std::fs::rename(&path, path.with_extension("unreadable"));
-                    continue;
-                }
+            let Some(pending) = read_pending(&path) else {
+                continue;
             };
-            if pending.next_attempt_ms > now_ms() {
-                next = Some(next.map_or(pending.next_attempt_ms, |n| n.min(pending.next_attempt_ms)));
-                continue;
-            }
-            let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-            if self.erased.lock().is_ok_and(|erased| Self::is_erased(&erased, &pending)) {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            if self.delivered.lock().map(|d| d.contains(&key)).unwrap_or(false) {
-                // Delivered before a crash removed the file: not again.
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let timestamp = now_ms() / 1000;
-            let result = self
-                .client
-                .post(&pending.url)
-                .header("content-type", "application/json")
-                .header("webhook-id", &pending.id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", sign(&self.secret(), &pending.id, timestamp, &pending.body))
-                .body(pending.body.clone())
-                .send()
-                .await;
-            match result {
-                Ok(response) if response.status().is_success() => {
-                    let _ = self.remember(&key);
-                    let _ = std::fs::remove_file(&path);
-                    tracing::info!(webhook_id = %pending.id, attempts = pending.attempts + 1, "webhook delivered");
-                }
-                outcome => {
-                    pending.attempts += 1;
-                    let why = match outcome {
-                        Ok(response) => format!("HTTP {}", response.status()),
-                        Err(error) => error.to_string(),
-                    };
-                    // Erased while this attempt was under way: the file is gone and stays gone.
-                    let erased = self.erased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    if Self::is_erased(&erased, &pending) {
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
-                    if pending.attempts >= ATTEMPT_BUDGET {
-                        tracing::error!(webhook_id = %pending.id, %why, "webhook dead-lettered");
-                        let line = json!({"webhook_id": pending.id, "url": pending.url, "body": pending.body, "attempts": pending.attempts, "last_error": why});
-                        let _ = append_line(&self.dir.join("dead-letter.jsonl"), &line.to_string());
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
-                    // Exponential backoff with jitter: half the step plus a random half.
-                    let step = self.base.saturating_mul(1 << pending.attempts.min(20)).min(MAX_BACKOFF);
-                    let wait = step.as_millis() as i64 / 2 + fastrand::i64(0..=(step.as_millis() as i64 / 2).max(1));
-                    pending.next_attempt_ms = now_ms() + wait;
-                    tracing::warn!(webhook_id = %pending.id, attempts = pending.attempts, %why, wait_ms = wait, "webhook failed; will retry");
-                    let _ = write_atomically(&path, &serde_json::to_vec(&pending).unwrap_or_default());
-                    next = Some(next.map_or(pending.next_attempt_ms, |n| n.min(pending.next_attempt_ms)));
-                }
+            let again_at = if pending.next_attempt_ms > now_ms() {
+                Some(pending.next_attempt_ms)
+            } else {
+                self.attempt(&path, pending).await
+            };
+            if let Some(at) = again_at {
+                next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
         next
+    }
+
+    /// One attempt at a due delivery; returns when it is to be tried again, if it is.
+    async fn attempt(&self, path: &Path, mut pending: Pending) -> Option<i64> {
+        let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        if self.erased.lock().is_ok_and(|erased| Self::is_erased(&erased, &pending)) {
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        if self.delivered.lock().map(|d| d.contains(&key)).unwrap_or(false) {
+            // Delivered before a crash removed the file: not again.
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        let timestamp = now_ms() / 1000;
+        let result = self
+            .client
+            .post(&pending.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &pending.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", sign(&self.secret(), &pending.id, timestamp, &pending.body))
+            .body(pending.body.clone())
+            .send()
+            .await;
+        match result {
+            Ok(response) if response.status().is_success() => {
+                let _ = self.remember(&key);
+                let _ = std::fs::remove_file(path);
+                tracing::info!(webhook_id = %pending.id, attempts = pending.attempts + 1, "webhook delivered");
+                None
+            }
+            outcome => {
+                pending.attempts += 1;
+                let why = match outcome {
+                    Ok(response) => format!("HTTP {}", response.status()),
+                    Err(error) => error.to_string(),
+                };
+                self.after_failure(path, pending, &why)
+            }
+        }
+    }
+
+    /// A failed attempt: kept for another after a backoff (returns when), or dead-lettered once
+    /// the budget is spent.
+    fn after_failure(&self, path: &Path, mut pending: Pending, why: &str) -> Option<i64> {
+        // Erased while this attempt was under way: the file is gone and stays gone.
+        let erased = self.erased.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if Self::is_erased(&erased, &pending) {
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        if pending.attempts >= ATTEMPT_BUDGET {
+            tracing::error!(webhook_id = %pending.id, %why, "webhook dead-lettered");
+            let line = json!({"webhook_id": pending.id, "url": pending.url, "body": pending.body, "attempts": pending.attempts, "last_error": why});
+            let _ = append_line(&self.dir.join("dead-letter.jsonl"), &line.to_string());
+            let _ = std::fs::remove_file(path);
+            return None;
+        }
+        // Exponential backoff with jitter: half the step plus a random half.
+        let step = self.base.saturating_mul(1 << pending.attempts.min(20)).min(MAX_BACKOFF);
+        let wait = step.as_millis() as i64 / 2 + fastrand::i64(0..=(step.as_millis() as i64 / 2).max(1));
+        pending.next_attempt_ms = now_ms() + wait;
+        tracing::warn!(webhook_id = %pending.id, attempts = pending.attempts, %why, wait_ms = wait, "webhook failed; will retry");
+        let _ = write_atomically(path, &serde_json::to_vec(&pending).unwrap_or_default());
+        drop(erased);
+        Some(pending.next_attempt_ms)
     }
 
     /// Delivers forever: wakes when something is enqueued or the next retry is due.
@@ -459,6 +471,22 @@ mod tests {
         // A nudge about her decided before the erasure and delivered after it: dropped.
         webhooks.enqueue(&nudge("n4", "cus_a", "ann@example.com")).expect("dropped");
         assert!(files(&dir).iter().all(|text| !text.contains("ann@")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_nudge_logged_just_before_a_kill_is_not_logged_again_when_replayed() {
+        let dir = std::env::temp_dir().join(format!("pyramid-relog-{}-{}", std::process::id(), fastrand::u32(..)));
+        let mut event = nudge("n1", "cus_a", "ann@example.com");
+        event["detail"]["nudge_id"] = json!("ndg_1");
+        // The line made it to the log, the mark in delivered.log did not (killed in between).
+        std::fs::create_dir_all(&dir).expect("a directory");
+        append_line(&dir.join("nudges.jsonl"), &event["detail"].to_string()).expect("logged");
+        let webhooks = Webhooks::open(&dir, Vec::new(), Duration::from_secs(1)).expect("opened");
+        webhooks.enqueue(&event).expect("replayed");
+        webhooks.enqueue(&event).expect("replayed again");
+        let log = std::fs::read_to_string(dir.join("nudges.jsonl")).expect("the log");
+        assert_eq!(log.lines().count(), 1, "{log}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
