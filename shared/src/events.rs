@@ -9,8 +9,12 @@ use crate::time::Timestamp;
 use crate::values::{CustomerId, RecordOutcome, RecordStatus};
 use serde::{Deserialize, Serialize};
 
-/// Bumped when a detail changes incompatibly; consumers check it.
+/// Bumped when a detail changes incompatibly; consumers check it. Per detail-type: this is the
+/// version of every detail but `Nudge Requested`'s.
 pub const SCHEMA_VERSION: u32 = 1;
+/// `Nudge Requested`'s version. 2: `explanation` is the object every event carries
+/// ([`EventExplanation`]); in version 1 it was the sentence alone, now `explanation.summary`.
+pub const NUDGE_REQUESTED_SCHEMA_VERSION: u32 = 2;
 /// The default EventBridge `source` of every event (configurable per deployment).
 pub const DEFAULT_SOURCE: &str = "engagement";
 
@@ -100,7 +104,8 @@ pub struct NudgeRequested {
     pub handle: String,
     pub level: Level,
     pub trigger: Trigger,
-    pub explanation: String,
+    /// Why the customer stands where they do (as in `Level Changed`).
+    pub explanation: EventExplanation,
     pub requested_at: Timestamp,
 }
 

@@ -12,6 +12,7 @@ pub mod flow;
 pub mod identity;
 pub mod interaction;
 pub mod level;
+pub mod metrics;
 pub mod playbook;
 pub mod ports;
 pub mod recording;

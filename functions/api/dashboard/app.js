@@ -829,7 +829,7 @@ const byLevelThenNewest = (a, b) => LEVELS.indexOf(b.level) - LEVELS.indexOf(a.l
 
 function loadLists(state) {
   const since = new Date(Date.now() - 30 * DAY_MS);
-  load(state, 'movers', state.moversBody, () => api('v1/customers', { moved: 'up', since: rfc3339(since), limit: 10 }), (listing) =>
+  load(state, 'movers', state.moversBody, () => api('v1/customers', { direction: 'up', since: rfc3339(since), limit: 10 }), (listing) =>
     state.moversBody.append(
       customerTable([...listing.customers].sort(byLevelThenNewest), 'Customers whose latest level change in the last 30 days was a rise, highest level first', 'No one moved up in the last 30 days.', 'Since', (c) => fmtDate(c.since)),
     ),

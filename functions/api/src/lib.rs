@@ -89,7 +89,7 @@ where
             Ok(response) => response,
             Err(problem) => {
                 if problem.status == 500 {
-                    engagement_aws::metrics::emit("api", &[], &[("InternalErrors", 1)]);
+                    tracing::info!(target: engagement::metrics::METRICS, function = "api", InternalErrors = 1u64);
                 }
                 problem.at(&path).answer(&request_id)
             }
@@ -234,7 +234,8 @@ where
         }
     }
 
-    /// `GET /v1/customers?level=&at_risk=true&moved=up|down&since=&cursor=&limit=`
+    /// `GET /v1/customers?level=&at_risk=true&direction=up|down&since=&cursor=&limit=` (`moved`:
+    /// the older name of `direction`, still read).
     async fn list_customers(&self, q: &[(String, String)]) -> Answer {
         let level = match query_param(q, "level") {
             None => None,
@@ -251,27 +252,26 @@ where
             Some(_) => return Err(Problem::invalid_field("query.at_risk", "must be true or false")),
         };
         let now = self.now();
-        let moved = match query_param(q, "moved") {
-            None => None,
-            Some("up") => Some(Direction::Up),
-            Some("down") => Some(Direction::Down),
-            Some(_) => return Err(Problem::invalid_field("query.moved", "must be up or down")),
+        // `direction`, as on /v1/movers and in `Level Changed`; `moved` is its older alias.
+        let direction = match query_param(q, "direction") {
+            Some(_) => direction_param(q, "direction")?,
+            None => direction_param(q, "moved")?,
         };
         let explicit_since = optional_time(q, "since")?;
-        if moved.is_none() && explicit_since.is_some() {
-            return Err(Problem::invalid_field("query.since", "only with moved=up or moved=down"));
+        if direction.is_none() && explicit_since.is_some() {
+            return Err(Problem::invalid_field("query.since", "only with direction=up or direction=down"));
         }
         let limit = limit(q, DEFAULT_LIMIT)?;
         let listing = format!(
             "customers:{}:{at_risk}:{}:{}",
             level.map_or("all", Level::name),
-            moved.map_or("any", Direction::name),
+            direction.map_or("any", Direction::name),
             explicit_since.map_or("default".to_string(), |t| t.millis().to_string())
         );
         // Without a level, the listing walks the levels from the top (a drop cannot reach
         // leading, a rise cannot reach observing); the cursor remembers where, and the `since`
         // the first page used (a default one moves with the clock).
-        let top = match moved {
+        let top = match direction {
             Some(Direction::Down) => Level::Owning,
             _ => Level::Leading,
         };
@@ -279,11 +279,11 @@ where
             Some(opened) => split_level_cursor(&opened)?,
             None => (
                 level.unwrap_or(top),
-                moved.map(|_| explicit_since.unwrap_or(now.minus_millis(30 * MILLIS_PER_DAY))),
+                direction.map(|_| explicit_since.unwrap_or(now.minus_millis(30 * MILLIS_PER_DAY))),
                 None,
             ),
         };
-        let bottom = match moved {
+        let bottom = match direction {
             Some(Direction::Up) => Level::Following,
             _ => Level::Observing,
         };
@@ -298,7 +298,7 @@ where
                 page.items
                     .into_iter()
                     .filter(|c| !at_risk || c.standing.at_risk_at.is_some_and(|t| t <= now))
-                    .filter(|c| moved.is_none() || c.moved == moved)
+                    .filter(|c| direction.is_none() || c.moved == direction)
                     .map(|c| CustomerSummaryView::new(c, now)),
             );
             cursor = page.cursor;
@@ -426,7 +426,7 @@ where
     async fn movers(&self, q: &[(String, String)]) -> Answer {
         let now = self.now();
         let since = optional_time(q, "since")?.unwrap_or(now.minus_millis(7 * MILLIS_PER_DAY));
-        let direction = direction_param(q)?;
+        let direction = direction_param(q, "direction")?;
         if since > now {
             return Err(Problem::invalid_field("query.since", "must not be in the future"));
         }
@@ -616,12 +616,12 @@ fn whole_days(from: Timestamp, to: Timestamp, field: &str) -> Result<(Day, Day),
     Ok((first, last))
 }
 
-fn direction_param(q: &[(String, String)]) -> Result<Option<Direction>, Problem> {
-    match query_param(q, "direction") {
+fn direction_param(q: &[(String, String)], name: &str) -> Result<Option<Direction>, Problem> {
+    match query_param(q, name) {
         None => Ok(None),
         Some("up") => Ok(Some(Direction::Up)),
         Some("down") => Ok(Some(Direction::Down)),
-        Some(_) => Err(Problem::invalid_field("query.direction", "must be up or down")),
+        Some(_) => Err(Problem::invalid_field(&format!("query.{name}"), "must be up or down")),
     }
 }
 

@@ -130,6 +130,9 @@ pub struct CustomerSummaryView {
     pub at_risk: bool,
     /// Which way the latest level change went.
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// The older name of `direction`, still sent for existing clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub moved: Option<Direction>,
 }
 
@@ -144,6 +147,7 @@ impl CustomerSummaryView {
             drops_at: standing.drops_at,
             at_risk_at: standing.at_risk_at,
             at_risk: standing.at_risk_at.is_some_and(|t| t <= now),
+            direction: summary.moved,
             moved: summary.moved,
         }
     }

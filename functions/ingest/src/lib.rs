@@ -7,6 +7,7 @@
 
 use engagement::events::recorded_events;
 use engagement::interaction::parse_submission;
+use engagement::metrics::METRICS;
 use engagement::ports::{Clock, CustomerId, EventBus, InteractionLog, RecordOutcome, RecordStatus};
 use engagement::Rules;
 use engagement_http::{has_json_body, json_response, request_id, route, store_problem, HttpRequest, HttpResponse, Problem};
@@ -65,7 +66,7 @@ impl<S: InteractionLog, B: EventBus, C: Clock> Ingest<S, B, C> {
             Ok(accepted) => json_response(202, &accepted),
             Err(problem) => {
                 if problem.status == 500 {
-                    engagement_aws::metrics::emit("ingest", &[], &[("InternalErrors", 1)]);
+                    tracing::info!(target: METRICS, function = "ingest", InternalErrors = 1u64);
                 }
                 problem.at(&path).answer(&request_id)
             }
@@ -96,15 +97,13 @@ impl<S: InteractionLog, B: EventBus, C: Clock> Ingest<S, B, C> {
             );
         }
         let count = |status: RecordStatus| outcomes.iter().filter(|o| o.status == status).count() as u64;
-        engagement_aws::metrics::emit(
-            "ingest",
-            &[],
-            &[
-                ("InteractionsRecorded", count(RecordStatus::Recorded)),
-                ("Duplicates", count(RecordStatus::Duplicate)),
-                ("Conflicts", count(RecordStatus::Conflict)),
-                ("ErasedRefused", count(RecordStatus::Erased)),
-            ],
+        tracing::info!(
+            target: METRICS,
+            function = "ingest",
+            InteractionsRecorded = count(RecordStatus::Recorded),
+            Duplicates = count(RecordStatus::Duplicate),
+            Conflicts = count(RecordStatus::Conflict),
+            ErasedRefused = count(RecordStatus::Erased),
         );
         if !events.is_empty() {
             if let Err(error) = self.bus.publish(&events).await {

@@ -6,6 +6,7 @@
 //!
 //! The decide-and-write step itself is `engagement-rescoring`, which the API shares.
 
+use engagement::events::DomainEvent;
 use engagement::ports::{Clock, CustomerId, CustomerReads, EventBus, Standings, StoredCustomer};
 use engagement::Rules;
 pub use engagement_rescoring::{RescoreError, Rescored, Rescoring};
@@ -14,8 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
-/// The detail-type EventBridge gives scheduled events.
-pub const SCHEDULED_EVENT: &str = "Scheduled Event";
 /// A sweep stops starting pages when less than this is left before the Lambda deadline.
 pub const SWEEP_MARGIN: Duration = Duration::from_secs(10);
 
@@ -23,7 +22,7 @@ pub const SWEEP_MARGIN: Duration = Duration::from_secs(10);
 const SWEEP_CONCURRENCY: usize = 4;
 
 /// What a sweep did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
     pub examined: usize,
     pub changed: usize,
@@ -42,50 +41,30 @@ pub struct Rescorer<S, B, C> {
 }
 
 impl<S: CustomerReads + Standings, B: EventBus, C: Clock> Rescorer<S, B, C> {
-    /// Handles one EventBridge event: `Interaction Recorded` rescores its customer; the schedule
-    /// sweeps the due customers while `time_left()` allows. Returns what it did, as JSON.
-    pub async fn handle(
-        &self,
-        event: &aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value>,
-        time_left: impl Fn() -> Duration,
-    ) -> Result<serde_json::Value, RescoreError> {
-        match event.detail_type.as_str() {
-            engagement::events::INTERACTION_RECORDED => {
-                let id = event
-                    .detail
-                    .get("customer_id")
-                    .and_then(|v| v.as_str())
-                    .map(|id| CustomerId(id.to_string()))
-                    .ok_or_else(|| RescoreError::UnexpectedEvent("Interaction Recorded without customer_id".into()))?;
-                let span = tracing::info_span!("rescore", customer_id = %id);
-                let done = self.rescore(&id).instrument(span).await?;
-                Ok(serde_json::json!({
-                    "customer_id": id,
-                    "level": done.as_ref().map(|d| d.level),
-                    "direction": done.as_ref().and_then(|d| d.direction),
-                    "published": done.map(|d| d.published).unwrap_or_default(),
-                }))
-            }
-            SCHEDULED_EVENT => {
-                let report = self
-                    .sweep(100, || time_left() > SWEEP_MARGIN)
-                    .instrument(tracing::info_span!("sweep"))
-                    .await?;
-                tracing::info!(
-                    examined = report.examined,
-                    changed = report.changed,
-                    unfinished = report.unfinished,
-                    "swept"
-                );
-                Ok(serde_json::json!({
-                    "examined": report.examined,
-                    "changed": report.changed,
-                    "published": report.published,
-                    "unfinished": report.unfinished,
-                }))
-            }
-            other => Err(RescoreError::UnexpectedEvent(other.to_string())),
-        }
+    /// Handles `Interaction Recorded`: rescores its customer. `None` if unknown or erased.
+    /// Any other event is not rescore's (an error no retry mends).
+    pub async fn handle(&self, event: &DomainEvent) -> Result<Option<Rescored>, RescoreError> {
+        let DomainEvent::InteractionRecorded(recorded) = event else {
+            return Err(RescoreError::UnexpectedEvent(event.detail_type().to_string()));
+        };
+        let span = tracing::info_span!("rescore", customer_id = %recorded.customer_id);
+        self.rescore(&recorded.customer_id).instrument(span).await
+    }
+
+    /// Handles the schedule's sweep request: rescores the due customers while `time_left()`
+    /// allows (the rest stay due for the next schedule).
+    pub async fn handle_schedule(&self, time_left: impl Fn() -> Duration) -> Result<SweepReport, RescoreError> {
+        let report = self
+            .sweep(100, || time_left() > SWEEP_MARGIN)
+            .instrument(tracing::info_span!("sweep"))
+            .await?;
+        tracing::info!(
+            examined = report.examined,
+            changed = report.changed,
+            unfinished = report.unfinished,
+            "swept"
+        );
+        Ok(report)
     }
 
     /// The decide-and-write step over this handler's ports.

@@ -1,10 +1,12 @@
-//! The rescore Lambda: wires the DynamoDB store, the EventBridge bus and the system clock, and
-//! hands each event (`Interaction Recorded`, the schedule) to `Rescorer::handle`.
+//! The rescore Lambda: wires the DynamoDB store, the EventBridge bus and the system clock, reads
+//! each EventBridge envelope (`Interaction Recorded`, the schedule) and hands what it asks to
+//! `Rescorer::handle` or `Rescorer::handle_schedule`.
 
 // The handler's futures nest deeply (SDK calls inside retries inside the sweep).
 #![recursion_limit = "256"]
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use engagement_aws::envelope::{delivered, Delivered};
 use engagement_aws::{wiring, SystemClock};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use rescore::Rescorer;
@@ -26,7 +28,12 @@ async fn main() -> Result<(), Error> {
         async move {
             let deadline = event.context.deadline();
             let time_left = move || deadline.duration_since(SystemTime::now()).unwrap_or_default();
-            rescorer.handle(&event.payload, time_left).await.map_err(Error::from)
+            // What it did, as the invocation's result (EventBridge discards it; a test invoke shows it).
+            let done = match delivered(&event.payload)? {
+                Delivered::Event(event) => serde_json::to_value(rescorer.handle(&event).await?)?,
+                Delivered::Schedule => serde_json::to_value(rescorer.handle_schedule(time_left).await?)?,
+            };
+            Ok::<_, Error>(done)
         }
     }))
     .await

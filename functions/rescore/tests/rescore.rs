@@ -11,6 +11,7 @@ use rescore::Rescorer;
 use serde_json::json;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 /// The clock tests move by hand.
 #[derive(Clone)]
@@ -205,70 +206,81 @@ async fn events_that_could_not_be_published_go_out_on_the_next_run() {
     assert!(fixed.received().await.is_empty());
 }
 
-fn eventbridge(
-    detail_type: &str,
-    source: &str,
-    detail: serde_json::Value,
-) -> aws_lambda_events::eventbridge::EventBridgeEvent<serde_json::Value> {
-    // The shape EventBridge delivers to a Lambda target.
-    serde_json::from_value(json!({
-        "version": "0",
-        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
-        "detail-type": detail_type,
-        "source": source,
-        "account": "123456789012",
-        "time": "2026-01-10T09:01:00Z",
-        "region": "eu-west-1",
-        "resources": [],
-        "detail": detail,
-    }))
-    .expect("an EventBridge event")
+/// EMF lines as Lambda's log pipeline would read them from stdout.
+#[derive(Clone, Default)]
+struct EmfLines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl EmfLines {
+    fn documents(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().expect("the lines").clone();
+        String::from_utf8(bytes)
+            .expect("UTF-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON"))
+            .collect()
+    }
+}
+
+impl std::io::Write for EmfLines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for EmfLines {
+    type Writer = EmfLines;
+    fn make_writer(&'a self) -> EmfLines {
+        self.clone()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eventbridge_events_drive_the_handler() {
+async fn events_and_the_schedule_drive_the_handler() {
     let w = world(true).await;
     let subscribed = at("2026-01-10T09:00:00Z");
     let id = w.record("s-1", "newsletter_subscribed", subscribed).await;
     w.clock.set(subscribed.plus_millis(60_000));
-    let recorded = eventbridge(
+    let recorded = DomainEvent::from_parts(
         "Interaction Recorded",
-        "engagement",
         json!({"schema_version": 1, "customer_id": id, "interaction_ids": ["s-1"], "kinds": ["newsletter_subscribed"], "recorded_at": "2026-01-10T09:00:00Z"}),
-    );
-    let answer = w
-        .rescorer
-        .handle(&recorded, || std::time::Duration::from_secs(60))
-        .await
-        .expect("handled");
+    )
+    .expect("an event");
+    // As in Lambda: the EMF layer turns the handler's metrics events into EMF lines.
+    let emf = EmfLines::default();
+    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(engagement_aws::metrics::EmfLayer::new(emf.clone())));
+    let done = w.rescorer.handle(&recorded).await.expect("handled").expect("a known customer");
+    drop(guard);
+    assert_eq!((done.level, done.direction), (Level::Following, Some(Direction::Up)), "{done:?}");
+    let lines = emf.documents();
+    assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(
-        (answer["level"].as_str(), answer["direction"].as_str()),
-        (Some("following"), Some("up")),
-        "{answer}"
+        (&lines[0]["Function"], &lines[0]["Direction"], &lines[0]["LevelChanges"]),
+        (&json!("rescore"), &json!("up"), &json!(1))
     );
 
     // The schedule: with time left it sweeps to the end; at the deadline it stops, unfinished.
-    let scheduled = eventbridge("Scheduled Event", "aws.events", json!({}));
-    let answer = w
+    let report = w
         .rescorer
-        .handle(&scheduled, || std::time::Duration::from_secs(60))
+        .handle_schedule(|| std::time::Duration::from_secs(60))
         .await
         .expect("handled");
-    assert_eq!(answer["unfinished"], false, "{answer}");
-    let answer = w
+    assert!(!report.unfinished, "{report:?}");
+    let report = w
         .rescorer
-        .handle(&scheduled, || std::time::Duration::from_secs(1))
+        .handle_schedule(|| std::time::Duration::from_secs(1))
         .await
         .expect("handled");
-    assert_eq!(answer["unfinished"], true, "{answer}");
+    assert!(report.unfinished, "{report:?}");
 
-    let error = w
-        .rescorer
-        .handle(&eventbridge("Nudge Requested", "engagement", json!({})), || {
-            std::time::Duration::from_secs(60)
-        })
-        .await
-        .expect_err("not rescore's");
+    let changed = w.received().await;
+    assert!(!changed.is_empty() && changed.iter().all(|e| matches!(e, DomainEvent::LevelChanged(_))));
+    let error = w.rescorer.handle(&changed[0]).await.expect_err("not rescore's");
     assert!(!error.is_retryable(), "a wrong event is not retried");
-    assert!(w.received().await.iter().all(|e| matches!(e, DomainEvent::LevelChanged(_))));
 }

@@ -9,7 +9,7 @@
 
 use engagement::{Rules, Timestamp};
 use pyramid::import::{import, Format};
-use pyramid::local::{embedded_store_for_bulk_load, DataDir, Engine, Options};
+use pyramid::local::{embedded_store_for_bulk_load, DataDir, Options, Stack};
 use pyramid::routing::Router;
 use pyramid::serve::{app, Served};
 use serde_json::json;
@@ -71,7 +71,7 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&root);
     let dir = DataDir::open(&root)?;
     let rules = Arc::new(Rules::default_rules());
-    let engine = Engine::start(
+    let stack = Stack::start(
         &dir,
         rules,
         Router::shipped()?,
@@ -88,7 +88,7 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1/interactions", listener.local_addr()?);
     let served = Served {
-        engine: Arc::new(engine),
+        stack: Arc::new(stack),
         token: Arc::new(token.clone()),
     };
     tokio::spawn(async move { axum::serve(listener, app(served)).await });

@@ -9,6 +9,8 @@ use crate::delivery::Delivery;
 use crate::journal::Journal;
 use crate::routing::Target;
 use crate::webhooks::Webhooks;
+use engagement::events::DomainEvent;
+use engagement_aws::envelope::{delivered, Delivered};
 use engagement_aws::{DynamoStore, SystemClock};
 use nudge::Nudger;
 use rescore::Rescorer;
@@ -54,15 +56,11 @@ pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc
             tokio::spawn(async move {
                 let attempt = || async {
                     match delivery.target {
-                        Target::Rescore => rescore
-                            .handle(&delivery.event, || Duration::from_secs(60))
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| Failure {
-                                retryable: e.is_retryable(),
-                                error: e.to_string(),
-                            }),
-                        Target::Nudge => nudge.handle(&delivery.event).await.map(|_| ()).map_err(|e| Failure {
+                        Target::Rescore => rescore.handle(&domain_event(&delivery)?).await.map(|_| ()).map_err(|e| Failure {
+                            retryable: e.is_retryable(),
+                            error: e.to_string(),
+                        }),
+                        Target::Nudge => nudge.handle(&domain_event(&delivery)?).await.map(|_| ()).map_err(|e| Failure {
                             retryable: e.is_retryable(),
                             error: e.to_string(),
                         }),
@@ -82,6 +80,22 @@ pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc
             });
         }
     });
+}
+
+/// The domain event a delivery carries, read from its envelope as a Lambda main reads it (the
+/// handlers take domain events). An envelope that holds none is an error no retry mends.
+fn domain_event(delivery: &Delivery) -> Result<DomainEvent, Failure> {
+    match delivered(&delivery.event) {
+        Ok(Delivered::Event(event)) => Ok(event),
+        Ok(Delivered::Schedule) => Err(Failure {
+            error: "a scheduled event on the bus".into(),
+            retryable: false,
+        }),
+        Err(error) => Err(Failure {
+            error: error.to_string(),
+            retryable: false,
+        }),
+    }
 }
 
 /// Tries one delivery until its target takes it or it is dead-lettered: `ATTEMPTS` in a row, then

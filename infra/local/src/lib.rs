@@ -14,6 +14,7 @@ pub mod import;
 pub mod journal;
 pub mod local;
 pub mod report;
-pub mod routing;
+/// The template's routing, shared with the e2e tests (the `engagement-routing` crate).
+pub use engagement_routing as routing;
 pub mod serve;
 pub mod webhooks;

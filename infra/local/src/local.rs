@@ -1,4 +1,4 @@
-//! The engine on one machine: the four functions' handlers over the embedded store (dynoxide on
+//! The stack on one machine: the four functions' handlers over the embedded store (dynoxide on
 //! SQLite, file-backed in the data directory, reached through the same DynamoDB adapter as in
 //! the cloud) and the in-process bus routed by the template's rules.
 
@@ -156,7 +156,7 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
 pub type LocalRescorer<C = SystemClock> = Rescorer<DynamoStore, LocalBus, C>;
 
 /// Everything `serve` runs.
-pub struct Engine {
+pub struct Stack {
     pub rules: Arc<Rules>,
     pub store: DynamoStore,
     pub bus: LocalBus,
@@ -179,20 +179,20 @@ pub struct Options {
     pub hold_deliveries: bool,
 }
 
-impl Engine {
-    pub async fn start(dir: &DataDir, rules: Arc<Rules>, router: Router, options: Options) -> anyhow::Result<Engine> {
+impl Stack {
+    pub async fn start(dir: &DataDir, rules: Arc<Rules>, router: Router, options: Options) -> anyhow::Result<Stack> {
         let store = embedded_store(dir, Arc::clone(&rules)).await?;
-        Engine::with_store(dir, store, rules, router, options).await
+        Stack::with_store(dir, store, rules, router, options).await
     }
 
-    /// The engine over a store already open (the demo imports first, then serves the same one).
+    /// The stack over a store already open (the demo imports first, then serves the same one).
     pub async fn with_store(
         dir: &DataDir,
         store: DynamoStore,
         rules: Arc<Rules>,
         router: Router,
         options: Options,
-    ) -> anyhow::Result<Engine> {
+    ) -> anyhow::Result<Stack> {
         let router = Arc::new(router);
         let (bus, deliveries) = LocalBus::open(Arc::clone(&router), &options.source, &dir.path)?;
         // Cursors have a key of their own: a leaked cursor key forges page cursors, nothing more,
@@ -235,7 +235,7 @@ impl Engine {
             Arc::clone(&webhooks),
             options.scrub_retry_after,
         );
-        let engine = Engine {
+        let stack = Stack {
             rules,
             store,
             bus,
@@ -254,15 +254,15 @@ impl Engine {
             });
         } else {
             let targets = Targets {
-                rescore: Arc::clone(&engine.rescore),
-                nudge: Arc::clone(&engine.nudge),
-                webhooks: Arc::clone(&engine.webhooks),
+                rescore: Arc::clone(&stack.rescore),
+                nudge: Arc::clone(&stack.nudge),
+                webhooks: Arc::clone(&stack.webhooks),
             };
-            crate::dispatch::run(targets, engine.bus.journal().clone(), deliveries);
+            crate::dispatch::run(targets, stack.bus.journal().clone(), deliveries);
         }
-        let webhooks = Arc::clone(&engine.webhooks);
+        let webhooks = Arc::clone(&stack.webhooks);
         tokio::spawn(async move { webhooks.run().await });
-        Ok(engine)
+        Ok(stack)
     }
 
     /// Runs the sweep at the template's rate (or `every`), forever.

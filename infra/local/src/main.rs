@@ -9,7 +9,7 @@ use engagement::ports::Insights;
 use engagement::{Level, Rules, Timestamp};
 use engagement_aws::DynamoStore;
 use pyramid::import::{import, Format};
-use pyramid::local::{embedded_store, embedded_store_for_bulk_load, DataDir, Engine, Options};
+use pyramid::local::{embedded_store, embedded_store_for_bulk_load, DataDir, Options, Stack};
 use pyramid::routing::Router;
 use pyramid::serve::{app, Served};
 use std::net::SocketAddr;
@@ -139,11 +139,11 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
         scrub_retry_after: Duration::from_secs(args.scrub_retry_secs),
         hold_deliveries: args.hold_deliveries,
     };
-    let engine = match store {
-        Some(store) => Engine::with_store(&dir, store, rules, router, options).await?,
-        None => Engine::start(&dir, rules, router, options).await?,
+    let stack = match store {
+        Some(store) => Stack::with_store(&dir, store, rules, router, options).await?,
+        None => Stack::start(&dir, rules, router, options).await?,
     };
-    engine.schedule(args.sweep_every.map(Duration::from_secs));
+    stack.schedule(args.sweep_every.map(Duration::from_secs));
     let token = dir.secret("token")?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -151,7 +151,7 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
     let url = format!("http://{}", listener.local_addr()?);
     banner(&url, &token);
     let served = Served {
-        engine: Arc::new(engine),
+        stack: Arc::new(stack),
         token: Arc::new(token),
     };
     axum::serve(listener, app(served)).await?;

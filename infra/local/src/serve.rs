@@ -1,7 +1,7 @@
 //! `pyramid serve`: the functions' HTTP API on one port, behind a bearer token.
 
 use crate::erased::ErasedPerson;
-use crate::local::Engine;
+use crate::local::Stack;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
@@ -15,7 +15,7 @@ const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct Served {
-    pub engine: Arc<Engine>,
+    pub stack: Arc<Stack>,
     pub token: Arc<String>,
 }
 
@@ -43,7 +43,7 @@ async fn handle(State(served): State<Served>, request: http::Request<Body>) -> R
     // with each API call.
     if api::dashboard::is_asset_path(&path) {
         let (parts, _) = request.into_parts();
-        return to_axum(served.engine.api.handle(http::Request::from_parts(parts, Vec::new())).await);
+        return to_axum(served.stack.api.handle(http::Request::from_parts(parts, Vec::new())).await);
     }
     if !authorized(&request, &served.token) {
         let mut response = Problem::new(
@@ -72,11 +72,11 @@ async fn handle(State(served): State<Served>, request: http::Request<Body>) -> R
     };
     let request = http::Request::from_parts(parts, bytes.to_vec());
     let response = if path == "/v1/interactions" || path == "/v1/interactions/" {
-        served.engine.ingest.handle(request).await
+        served.stack.ingest.handle(request).await
     } else if let Some(id) = erased_customer(&request) {
-        erase(&served.engine, id, request).await
+        erase(&served.stack, id, request).await
     } else {
-        served.engine.api.handle(request).await
+        served.stack.api.handle(request).await
     };
     to_axum(response)
 }
@@ -89,17 +89,17 @@ fn erased_customer(request: &http::Request<Vec<u8>>) -> Option<CustomerId> {
 
 /// The API's erasure, then the data directory's scrub: answered once nothing readable about
 /// the person is left in the logs or the database's files.
-async fn erase(engine: &Engine, id: CustomerId, request: http::Request<Vec<u8>>) -> HttpResponse {
+async fn erase(stack: &Stack, id: CustomerId, request: http::Request<Vec<u8>>) -> HttpResponse {
     // Who they are, while the store still knows: the logs name them by handle and id.
-    let person = engine.store.load_customer(&id).await.ok().flatten().map(|c| ErasedPerson::of(&c));
-    let response = engine.api.handle(request).await;
+    let person = stack.store.load_customer(&id).await.ok().flatten().map(|c| ErasedPerson::of(&c));
+    let response = stack.api.handle(request).await;
     if response.status() == http::StatusCode::NO_CONTENT {
         let mut person = person.unwrap_or_default();
         if !person.customer_ids.contains(&id.0) {
             person.customer_ids.push(id.0.clone());
         }
         // The store has erased them and the marketing tools are told: the answer stays 204.
-        if let Err(error) = engine.erasure.after_erasure(person).await {
+        if let Err(error) = stack.erasure.after_erasure(person).await {
             tracing::error!(customer_id = %id, %error, "erased, but the data directory is not scrubbed yet; retried later and at the next erasure or start");
         }
     }

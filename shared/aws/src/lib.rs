@@ -5,6 +5,7 @@ pub mod bus;
 pub mod client;
 pub mod clock;
 pub mod cursor;
+pub mod envelope;
 pub mod errors;
 pub mod item;
 pub mod keys;

@@ -26,13 +26,26 @@ pub struct Deployment {
     pub salt: String,
 }
 
-/// JSON logs for CloudWatch, one object per line, with the invocation's span fields.
+/// JSON logs for CloudWatch, one object per line, with the invocation's span fields; and the
+/// handlers' metrics events as EMF lines (`crate::metrics`), whatever the log level.
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let level = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_current_span(true)
         .without_time()
+        .with_filter(level)
+        // Metrics go out as EMF lines, not again as log lines.
+        .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+            metadata.target() != engagement::metrics::METRICS
+        }));
+    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(in_lambda.then(crate::metrics::EmfLayer::stdout))
         .init();
 }
 

@@ -9,6 +9,7 @@
 //! after a crash or a conflicting write repeats the same id and receivers deduplicate on it.
 
 use engagement::events::DomainEvent;
+use engagement::metrics::METRICS;
 use engagement::ports::{BusError, Clock, CustomerId, CustomerReads, EventBus, Standings, StoreError, StoredCustomer, WriteOutcome};
 use engagement::rescoring::{plan_rescore, RescorePlan};
 use engagement::{Direction, Level, Rules};
@@ -42,7 +43,7 @@ impl RescoreError {
 }
 
 /// What one rescore did.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Rescored {
     pub customer_id: CustomerId,
     pub level: Level,
@@ -175,9 +176,9 @@ impl<S: CustomerReads + Standings, B: EventBus, C: Clock> Rescoring<'_, S, B, C>
 fn report(customer: &StoredCustomer, plan: &RescorePlan) {
     tracing::info!(customer_id = %customer.id, level = %plan.decision.level, changed = plan.direction.is_some(), "rescored");
     if let Some(direction) = plan.direction {
-        engagement_aws::metrics::emit("rescore", &[("Direction", direction.name())], &[("LevelChanges", 1)]);
+        tracing::info!(target: METRICS, function = "rescore", Direction = direction.name(), LevelChanges = 1u64);
     }
     if plan.notify_risk {
-        engagement_aws::metrics::emit("rescore", &[], &[("AtRiskNotices", 1)]);
+        tracing::info!(target: METRICS, function = "rescore", AtRiskNotices = 1u64);
     }
 }

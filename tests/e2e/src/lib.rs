@@ -1,21 +1,24 @@
-//! The engine as deployed, in one test process: the four functions' handlers over the DynamoDB
+//! The stack as deployed, in one test process: the four functions' handlers over the DynamoDB
 //! store (dynoxide) and the EventBridge bus (moto). A rule on the bus routes every event of
 //! source `engagement` to an SQS queue; `deliver` reads the queue and hands each event to the
-//! functions the stack's rules target, as EventBridge would invoke them. HTTP requests go in as
+//! functions that `infra/template.yaml`'s rules target (matched by `engagement-routing`, as
+//! `pyramid` matches them), read from its envelope as the Lambda mains read it. HTTP requests go in as
 //! API Gateway (payload v2) events through `lambda_http`, exactly as in Lambda.
 
 use api::Api;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use engagement::events::{DomainEvent, DEFAULT_SOURCE, ENGAGEMENT_AT_RISK, INTERACTION_RECORDED, LEVEL_CHANGED};
+use engagement::events::{DomainEvent, DEFAULT_SOURCE};
 use engagement::{Rules, Timestamp};
 use engagement_aws::client::{local_dynamodb, local_eventbridge};
+use engagement_aws::envelope::{delivered, Delivered};
 use engagement_aws::{DynamoStore, EventBridgeBus, RequestCounter, StoreConfig};
 use engagement_http::lambda::{from_lambda, to_lambda};
 use engagement_http::CursorSigner;
+use engagement_routing::{Router, Target};
 use engagement_testkit::{drain_queue, dynoxide_endpoint, local_sqs, moto_endpoint, route_to_queue, unique_name, ManualClock};
 use ingest::Ingest;
 use nudge::Nudger;
-use rescore::Rescorer;
+use rescore::{Rescorer, SweepReport};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +28,7 @@ pub type Bus = EventBridgeBus;
 
 pub const SALT: &str = "e2e-salt";
 
-pub struct Engine {
+pub struct Stack {
     pub clock: ManualClock,
     pub rules: Arc<Rules>,
     /// Counts every DynamoDB request the functions send.
@@ -34,6 +37,8 @@ pub struct Engine {
     pub rescore: Rescorer<Store, Bus, ManualClock>,
     pub nudge: Nudger<Store, Bus, ManualClock>,
     pub api: Api<Store, Bus, ManualClock>,
+    /// The stack's routing, from `infra/template.yaml`.
+    pub router: Router,
     sqs: aws_sdk_sqs::Client,
     events: aws_sdk_eventbridge::Client,
     bus_name: String,
@@ -52,21 +57,21 @@ pub struct Answer {
     pub body: Value,
 }
 
-impl Engine {
-    pub async fn start(now: Timestamp) -> Engine {
-        Engine::start_with(now, Rules::default_rules()).await
+impl Stack {
+    pub async fn start(now: Timestamp) -> Stack {
+        Stack::start_with(now, Rules::default_rules()).await
     }
 
-    pub async fn start_with(now: Timestamp, rules: Rules) -> Engine {
-        Engine::build(now, rules, true).await
+    pub async fn start_with(now: Timestamp, rules: Rules) -> Stack {
+        Stack::build(now, rules, true).await
     }
 
-    /// An engine whose event bus does not exist: every publish fails (after its retries).
-    pub async fn start_without_bus(now: Timestamp) -> Engine {
-        Engine::build(now, Rules::default_rules(), false).await
+    /// A stack whose event bus does not exist: every publish fails (after its retries).
+    pub async fn start_without_bus(now: Timestamp) -> Stack {
+        Stack::build(now, Rules::default_rules(), false).await
     }
 
-    async fn build(now: Timestamp, rules: Rules, bus_exists: bool) -> Engine {
+    async fn build(now: Timestamp, rules: Rules, bus_exists: bool) -> Stack {
         let rules = Arc::new(rules);
         let requests = RequestCounter::default();
         let store = DynamoStore::new(
@@ -119,7 +124,7 @@ impl Engine {
             cursors: CursorSigner::new(SALT),
         };
         requests.reset();
-        Engine {
+        Stack {
             clock,
             rules,
             requests,
@@ -127,6 +132,7 @@ impl Engine {
             rescore,
             nudge,
             api,
+            router: Router::shipped().expect("the template routes"),
             sqs,
             events,
             bus_name,
@@ -198,29 +204,26 @@ impl Engine {
                 return seen;
             }
             for envelope in envelopes {
-                let event: EventBridgeEvent<Value> = serde_json::from_value(envelope).expect("an EventBridge event");
-                match event.detail_type.as_str() {
-                    INTERACTION_RECORDED => {
-                        self.rescore.handle(&event, || Duration::from_secs(900)).await.expect("rescored");
-                        self.nudge.handle(&event).await.expect("nudged");
+                let targets = self.router.targets(&envelope);
+                let envelope: EventBridgeEvent<Value> = serde_json::from_value(envelope).expect("an EventBridge event");
+                let Ok(Delivered::Event(event)) = delivered(&envelope) else {
+                    panic!("not an engine event: {}", envelope.detail_type);
+                };
+                for target in targets {
+                    match target {
+                        Target::Rescore => {
+                            self.rescore.handle(&event).await.expect("rescored");
+                        }
+                        Target::Nudge => {
+                            self.nudge.handle(&event).await.expect("nudged");
+                        }
+                        // Marketing tools are outside the engine: what reaches them is `seen`.
+                        Target::Webhooks => {}
                     }
-                    LEVEL_CHANGED | ENGAGEMENT_AT_RISK => {
-                        self.nudge.handle(&event).await.expect("nudged");
-                    }
-                    _ => {}
                 }
-                seen.push(DomainEvent::from_parts(&event.detail_type, event.detail).expect("a domain event"));
+                seen.push(event);
             }
         }
-    }
-
-    /// The raw EventBridge events on the bus (as a target receives them), not delivered.
-    pub async fn take_envelopes(&self) -> Vec<EventBridgeEvent<Value>> {
-        drain_queue(&self.sqs, &self.queue_url())
-            .await
-            .into_iter()
-            .map(|envelope| serde_json::from_value(envelope).expect("an EventBridge event"))
-            .collect()
     }
 
     /// Events on the bus, read without delivering them to any function.
@@ -235,10 +238,12 @@ impl Engine {
             .collect()
     }
 
-    /// The schedule fires: the rescore function sweeps the due customers.
-    pub async fn schedule(&self) -> Value {
-        let event: EventBridgeEvent<Value> = serde_json::from_value(scheduled_event()).expect("a scheduled event");
-        self.rescore.handle(&event, || Duration::from_secs(900)).await.expect("swept")
+    /// The schedule fires: the rescore function sweeps the due customers (the scheduled
+    /// envelope read as its Lambda main reads it).
+    pub async fn schedule(&self) -> SweepReport {
+        let envelope: EventBridgeEvent<Value> = serde_json::from_value(scheduled_event()).expect("a scheduled event");
+        assert_eq!(delivered(&envelope), Ok(Delivered::Schedule));
+        self.rescore.handle_schedule(|| Duration::from_secs(900)).await.expect("swept")
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::treated_email;
 use engagement::events::DomainEvent;
 use engagement::{replay, validate_interaction, Interaction, Level, Rules, Timestamp};
-use engagement_e2e::{interaction, Engine};
+use engagement_e2e::{interaction, Stack};
 use engagement_testkit::at;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -63,8 +63,8 @@ const ONE_INTERACTION_REACHES: &[(&str, Level, Level)] = &[
     ("talk_given", Level::Contributing, Level::Contributing),
 ];
 
-async fn post(engine: &Engine, body: Value) -> Vec<Value> {
-    let answer = engine.http("POST", "/v1/interactions", body).await;
+async fn post(stack: &Stack, body: Value) -> Vec<Value> {
+    let answer = stack.http("POST", "/v1/interactions", body).await;
     assert_eq!(answer.status, 202, "{:?}", answer.body);
     answer.body["interactions"].as_array().expect("outcomes").clone()
 }
@@ -81,31 +81,31 @@ async fn one_interaction_of_each_shipped_kind_reaches_the_level_the_rules_intend
 
     let consented_at = at("2026-04-01T09:00:00Z");
     let acted_at = consented_at.plus_millis(DAY);
-    let engine = Engine::start(consented_at).await;
+    let stack = Stack::start(consented_at).await;
     let email = |kind: &str, consent: bool| format!("{kind}.{}@example.com", if consent { "consented" } else { "alone" });
     let grants: Vec<Value> = tabled
         .iter()
         .map(|kind| interaction(&format!("grant-{kind}"), &email(kind, true), "consent_granted", consented_at))
         .collect();
-    post(&engine, json!({"interactions": grants})).await;
-    engine.deliver().await;
+    post(&stack, json!({"interactions": grants})).await;
+    stack.deliver().await;
 
     // One interaction of the kind per customer, rescored ten minutes after it happened (as
     // rescore runs moments after ingest, and the sweep later still).
-    engine.clock.set(acted_at);
+    stack.clock.set(acted_at);
     let acts: Vec<Value> = tabled
         .iter()
         .flat_map(|kind| [false, true].map(|consent| interaction(&format!("{kind}-{consent}"), &email(kind, consent), kind, acted_at)))
         .collect();
-    let outcomes = post(&engine, json!({"interactions": acts})).await;
-    engine.clock.set(acted_at.plus_millis(10 * MINUTE));
-    engine.deliver().await;
+    let outcomes = post(&stack, json!({"interactions": acts})).await;
+    stack.clock.set(acted_at.plus_millis(10 * MINUTE));
+    stack.deliver().await;
 
     let mut disagreements = Vec::new();
     for ((kind, alone, consented), pair) in ONE_INTERACTION_REACHES.iter().zip(outcomes.chunks(2)) {
         for (expected, outcome) in [alone, consented].into_iter().zip(pair) {
             let id = outcome["customer_id"].as_str().expect("a customer id");
-            let view = engine.http("GET", &format!("/v1/customers/{id}"), json!(null)).await;
+            let view = stack.http("GET", &format!("/v1/customers/{id}"), json!(null)).await;
             if view.body["level"] != expected.name() {
                 disagreements.push(format!("{kind}: expected {expected}, live says {}", view.body["summary"]));
             }
@@ -135,25 +135,25 @@ fn nudge_decisions(view: &Value, playbook: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_who_posts_one_review_is_an_endorser_invited_as_guest_then_asked_to_sponsor() {
     let subscribed = at("2026-05-04T09:00:00Z");
-    let engine = Engine::start(subscribed).await;
+    let stack = Stack::start(subscribed).await;
     let ada = treated_email("ada", &["welcome_follower", "endorser_to_sponsor"]);
-    let outcomes = post(&engine, interaction("a-1", &ada, "newsletter_subscribed", subscribed)).await;
+    let outcomes = post(&stack, interaction("a-1", &ada, "newsletter_subscribed", subscribed)).await;
     let id = outcomes[0]["customer_id"].as_str().expect("an id").to_string();
-    engine.clock.set(subscribed.plus_millis(2_000));
-    engine.deliver().await;
+    stack.clock.set(subscribed.plus_millis(2_000));
+    stack.deliver().await;
 
     let reviewed = subscribed.plus_millis(3 * DAY);
-    engine.clock.set(reviewed);
-    post(&engine, interaction("a-2", &ada, "review_posted", reviewed)).await;
-    engine.clock.set(reviewed.plus_millis(1_000));
-    let events = engine.deliver().await;
+    stack.clock.set(reviewed);
+    post(&stack, interaction("a-2", &ada, "review_posted", reviewed)).await;
+    stack.clock.set(reviewed.plus_millis(1_000));
+    let events = stack.deliver().await;
     assert!(
         events
             .iter()
             .any(|e| matches!(e, DomainEvent::LevelChanged(c) if c.to == Level::Endorsing && c.since == reviewed)),
         "{events:?}"
     );
-    let view = engine.http("GET", &format!("/v1/customers/{id}"), json!(null)).await;
+    let view = stack.http("GET", &format!("/v1/customers/{id}"), json!(null)).await;
     assert_eq!(view.body["level"], "endorsing", "{}", view.body["summary"]);
     let guest = nudge_decisions(&view.body, "endorser_to_sponsor");
     assert_eq!(guest.len(), 1, "{guest:?}");
@@ -162,11 +162,11 @@ async fn a_subscriber_who_posts_one_review_is_an_endorser_invited_as_guest_then_
 
     // She comes to an event after the playbook's 14-day cool-down: the next step is decided.
     let attended = reviewed.plus_millis(20 * DAY);
-    engine.clock.set(attended);
-    post(&engine, interaction("a-3", &ada, "event_attended", attended)).await;
-    engine.clock.set(attended.plus_millis(1_000));
-    engine.deliver().await;
-    let view = engine.http("GET", &format!("/v1/customers/{id}"), json!(null)).await;
+    stack.clock.set(attended);
+    post(&stack, interaction("a-3", &ada, "event_attended", attended)).await;
+    stack.clock.set(attended.plus_millis(1_000));
+    stack.deliver().await;
+    let view = stack.http("GET", &format!("/v1/customers/{id}"), json!(null)).await;
     let steps: Vec<String> = nudge_decisions(&view.body, "endorser_to_sponsor")
         .into_iter()
         .map(|(action, _)| action)
@@ -275,9 +275,9 @@ fn request(index: usize, kind: &str, when: Timestamp) -> Value {
 }
 
 /// Level, since and timeline: live (as recorded) and replayed at the same instant.
-async fn agree(engine: &Engine, id: &str, now: Timestamp) -> Result<(), TestCaseError> {
-    let live = engine.http("GET", &format!("/v1/customers/{id}"), json!(null)).await.body;
-    let replayed = engine
+async fn agree(stack: &Stack, id: &str, now: Timestamp) -> Result<(), TestCaseError> {
+    let live = stack.http("GET", &format!("/v1/customers/{id}"), json!(null)).await.body;
+    let replayed = stack
         .http("GET", &format!("/v1/customers/{id}?at={}", now.to_rfc3339()), json!(null))
         .await
         .body;
@@ -313,27 +313,27 @@ async fn run_history(arrivals: Vec<Arrival>, final_gap_ms: i64, jitter: f64) -> 
         .map(|change| change.at)
         .collect();
 
-    let engine = Engine::start(start).await;
+    let stack = Stack::start(start).await;
     let mut customer: Option<String> = None;
     for (when, action) in schedule(&arrivals, start, end, &drops, jitter) {
-        engine.clock.set(when);
+        stack.clock.set(when);
         match action {
             Action::Ingest(index) => {
-                let outcomes = post(&engine, request(index, arrivals[index].kind, when)).await;
+                let outcomes = post(&stack, request(index, arrivals[index].kind, when)).await;
                 customer = outcomes[0]["customer_id"].as_str().map(str::to_string);
                 // Held on the bus until its rescore comes.
                 continue;
             }
             Action::Rescore => {
-                engine.deliver().await;
+                stack.deliver().await;
             }
             Action::Sweep => {
-                engine.schedule().await;
-                engine.deliver().await;
+                stack.schedule().await;
+                stack.deliver().await;
             }
         }
         if let Some(id) = &customer {
-            agree(&engine, id, when).await?;
+            agree(&stack, id, when).await?;
         }
     }
     Ok(())

@@ -1,14 +1,14 @@
 //! The read and admin API, as a community manager's tools use it.
 
 use engagement::events::DomainEvent;
-use engagement_e2e::{interaction, Engine};
+use engagement_e2e::{interaction, Stack};
 use engagement_testkit::at;
 use serde_json::{json, Value};
 
-async fn record(engine: &Engine, items: Vec<Value>) -> Vec<String> {
-    let answer = engine.http("POST", "/v1/interactions", json!({ "interactions": items })).await;
+async fn record(stack: &Stack, items: Vec<Value>) -> Vec<String> {
+    let answer = stack.http("POST", "/v1/interactions", json!({ "interactions": items })).await;
     assert_eq!(answer.status, 202, "{:?}", answer.body);
-    engine.deliver().await;
+    stack.deliver().await;
     answer.body["interactions"]
         .as_array()
         .expect("outcomes")
@@ -21,9 +21,9 @@ async fn record(engine: &Engine, items: Vec<Value>) -> Vec<String> {
 async fn a_customer_page_explains_the_level_and_travels_back_in_time() {
     let start = at("2026-01-05T09:00:00Z");
     // Her history is imported a month late, all at once.
-    let engine = Engine::start(start.plus_days(32.0)).await;
+    let stack = Stack::start(start.plus_days(32.0)).await;
     let ids = record(
-        &engine,
+        &stack,
         vec![
             interaction("c-1", "kim@example.com", "newsletter_subscribed", start),
             interaction("c-2", "kim@example.com", "testimonial_given", start.plus_days(30.0)),
@@ -32,7 +32,7 @@ async fn a_customer_page_explains_the_level_and_travels_back_in_time() {
     )
     .await;
     let id = &ids[0];
-    let now = engine.http("GET", &format!("/v1/customers/{id}?limit=2"), Value::Null).await;
+    let now = stack.http("GET", &format!("/v1/customers/{id}?limit=2"), Value::Null).await;
     assert_eq!(now.status, 200);
     assert_eq!(now.body["level"], "endorsing");
     // Learned in one batch, the rise is dated at the batch's latest interaction; the replayed
@@ -59,13 +59,13 @@ async fn a_customer_page_explains_the_level_and_travels_back_in_time() {
         .collect();
     assert_eq!(page, ["c-3", "c-2"], "newest first, two per page");
     let cursor = now.body["interactions"]["cursor"].as_str().expect("a next page");
-    let older = engine
+    let older = stack
         .http("GET", &format!("/v1/customers/{id}?limit=2&cursor={cursor}"), Value::Null)
         .await;
     assert_eq!(older.body["interactions"]["items"][0]["id"], "c-1");
 
     // As of a day after subscribing: following, before the testimonial.
-    let then = engine
+    let then = stack
         .http(
             "GET",
             &format!("/v1/customers/{id}?at={}", start.plus_days(1.0).to_rfc3339()),
@@ -76,7 +76,7 @@ async fn a_customer_page_explains_the_level_and_travels_back_in_time() {
     assert_eq!(then.body["as_of"], start.plus_days(1.0).to_rfc3339());
     assert_eq!(then.body["interactions"]["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(then.body["timeline"][0]["to"], "following");
-    let replayed = engine
+    let replayed = stack
         .http(
             "GET",
             &format!("/v1/customers/{id}?at={}", start.plus_days(32.0).to_rfc3339()),
@@ -88,16 +88,16 @@ async fn a_customer_page_explains_the_level_and_travels_back_in_time() {
         json!({"at": start.plus_days(30.0).to_rfc3339(), "from": "following", "to": "endorsing"})
     );
 
-    let unknown = engine.http("GET", "/v1/customers/cus_nobody", Value::Null).await;
+    let unknown = stack.http("GET", "/v1/customers/cus_nobody", Value::Null).await;
     assert_eq!((unknown.status, unknown.content_type.as_str()), (404, "application/problem+json"));
-    let bad_time = engine.http("GET", &format!("/v1/customers/{id}?at=last-week"), Value::Null).await;
+    let bad_time = stack.http("GET", &format!("/v1/customers/{id}?at=last-week"), Value::Null).await;
     assert_eq!((bad_time.status, &bad_time.body["errors"][0]["path"]), (400, &json!("query.at")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listings_page_with_sealed_cursors_and_the_pyramid_counts_everyone() {
     let start = at("2026-01-05T09:00:00Z");
-    let engine = Engine::start(start).await;
+    let stack = Stack::start(start).await;
     let mut items = Vec::new();
     for n in 0..3 {
         items.push(interaction(
@@ -108,13 +108,13 @@ async fn listings_page_with_sealed_cursors_and_the_pyramid_counts_everyone() {
         ));
     }
     items.push(interaction("l-9", "lead@example.com", "meetup_organized", start));
-    record(&engine, items).await;
-    engine.clock.set(start.plus_days(1.0));
+    record(&stack, items).await;
+    stack.clock.set(start.plus_days(1.0));
 
-    let first = engine.http("GET", "/v1/customers?level=following&limit=2", Value::Null).await;
+    let first = stack.http("GET", "/v1/customers?level=following&limit=2", Value::Null).await;
     assert_eq!(first.body["customers"].as_array().map(Vec::len), Some(2));
     let cursor = first.body["cursor"].as_str().expect("a next page").to_string();
-    let second = engine
+    let second = stack
         .http(
             "GET",
             &format!("/v1/customers?level=following&limit=2&cursor={cursor}"),
@@ -136,7 +136,7 @@ async fn listings_page_with_sealed_cursors_and_the_pyramid_counts_everyone() {
 
     let mut tampered = cursor.clone();
     tampered.insert(3, 'x');
-    let refused = engine
+    let refused = stack
         .http(
             "GET",
             &format!("/v1/customers?level=following&limit=2&cursor={tampered}"),
@@ -144,13 +144,13 @@ async fn listings_page_with_sealed_cursors_and_the_pyramid_counts_everyone() {
         )
         .await;
     assert_eq!((refused.status, &refused.body["errors"][0]["path"]), (400, &json!("query.cursor")));
-    let elsewhere = engine
+    let elsewhere = stack
         .http("GET", &format!("/v1/customers?level=leading&cursor={cursor}"), Value::Null)
         .await;
     assert_eq!(elsewhere.status, 400, "a cursor belongs to its listing");
 
     // Without a level: everyone, from the top of the pyramid down.
-    let everyone = engine.http("GET", "/v1/customers?limit=10", Value::Null).await;
+    let everyone = stack.http("GET", "/v1/customers?limit=10", Value::Null).await;
     let levels: Vec<&str> = everyone.body["customers"]
         .as_array()
         .expect("customers")
@@ -158,11 +158,11 @@ async fn listings_page_with_sealed_cursors_and_the_pyramid_counts_everyone() {
         .map(|c| c["level"].as_str().unwrap_or_default())
         .collect();
     assert_eq!(levels, ["leading", "following", "following", "following"]);
-    let bad = engine.http("GET", "/v1/customers?level=vip&limit=0", Value::Null).await;
+    let bad = stack.http("GET", "/v1/customers?level=vip&limit=0", Value::Null).await;
     assert_eq!(bad.status, 400);
     assert!(bad.body["detail"].as_str().is_some());
 
-    let pyramid = engine.http("GET", "/v1/pyramid", Value::Null).await;
+    let pyramid = stack.http("GET", "/v1/pyramid", Value::Null).await;
     let counts: Vec<u64> = pyramid.body["levels"]
         .as_array()
         .expect("levels")
@@ -173,29 +173,29 @@ async fn listings_page_with_sealed_cursors_and_the_pyramid_counts_everyone() {
     assert_eq!(pyramid.body["total"], 4);
     assert_eq!(pyramid.body["movers"]["last_7_days"]["up"]["following"], 3);
     assert_eq!(pyramid.body["movers"]["last_30_days"]["up"]["leading"], 1);
-    let movers = engine
+    let movers = stack
         .http("GET", &format!("/v1/movers?since={}&direction=up", start.to_rfc3339()), Value::Null)
         .await;
     assert_eq!(movers.body["up"]["following"], 3);
     assert!(movers.body.get("down").is_none());
-    let wrong = engine.http("GET", "/v1/movers?direction=sideways", Value::Null).await;
+    let wrong = stack.http("GET", "/v1/movers?direction=sideways", Value::Null).await;
     assert_eq!(wrong.body["errors"][0]["path"], "query.direction");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linking_an_identity_of_another_customer_merges_them() {
     let start = at("2026-01-05T09:00:00Z");
-    let engine = Engine::start(start).await;
+    let stack = Stack::start(start).await;
     let social = json!({"id": "m-1", "source": "e2e", "customer": {"channel": "twitter", "handle": "@lea"}, "kind": "testimonial_given", "occurred_at": start.to_rfc3339()});
     let ids = record(
-        &engine,
+        &stack,
         vec![interaction("m-0", "lea@example.com", "newsletter_subscribed", start), social],
     )
     .await;
     let (email_id, social_id) = (&ids[0], &ids[1]);
     assert_ne!(email_id, social_id);
-    engine.clock.set(start.plus_days(1.0));
-    let linked = engine
+    stack.clock.set(start.plus_days(1.0));
+    let linked = stack
         .http(
             "POST",
             &format!("/v1/customers/{email_id}/identities"),
@@ -205,12 +205,12 @@ async fn linking_an_identity_of_another_customer_merges_them() {
     assert_eq!(linked.status, 201, "{:?}", linked.body);
     assert_eq!(linked.body["outcome"], "merged");
     assert_eq!(linked.body["merged_customer_id"], social_id.as_str());
-    let merged = engine.http("GET", &format!("/v1/customers/{email_id}"), Value::Null).await;
+    let merged = stack.http("GET", &format!("/v1/customers/{email_id}"), Value::Null).await;
     assert_eq!(merged.body["level"], "endorsing", "the testimonial counts for her now");
     assert_eq!(merged.body["identities"].as_array().map(Vec::len), Some(2));
-    let redirected = engine.http("GET", &format!("/v1/customers/{social_id}"), Value::Null).await;
+    let redirected = stack.http("GET", &format!("/v1/customers/{social_id}"), Value::Null).await;
     assert_eq!(redirected.body["id"], email_id.as_str(), "the old id leads to the survivor");
-    let again = engine
+    let again = stack
         .http(
             "POST",
             &format!("/v1/customers/{email_id}/identities"),
@@ -218,7 +218,7 @@ async fn linking_an_identity_of_another_customer_merges_them() {
         )
         .await;
     assert_eq!((again.status, &again.body["outcome"]), (200, &json!("already_linked")));
-    let invalid = engine
+    let invalid = stack
         .http(
             "POST",
             &format!("/v1/customers/{email_id}/identities"),
@@ -237,32 +237,32 @@ async fn linking_an_identity_of_another_customer_merges_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_is_granted_and_withdrawn_per_channel() {
     let start = at("2026-01-05T09:00:00Z");
-    let engine = Engine::start(start).await;
-    let ids = record(&engine, vec![interaction("k-1", "max@example.com", "newsletter_subscribed", start)]).await;
+    let stack = Stack::start(start).await;
+    let ids = record(&stack, vec![interaction("k-1", "max@example.com", "newsletter_subscribed", start)]).await;
     let id = &ids[0];
-    engine.clock.set(start.plus_days(2.0));
-    let withdrawn = engine
+    stack.clock.set(start.plus_days(2.0));
+    let withdrawn = stack
         .http("PUT", &format!("/v1/customers/{id}/consent/email"), json!({"granted": false}))
         .await;
     assert_eq!((withdrawn.status, &withdrawn.body["granted"]), (200, &json!(false)));
-    let events = engine.deliver().await;
+    let events = stack.deliver().await;
     assert!(
         events
             .iter()
             .any(|e| matches!(e, DomainEvent::LevelChanged(c) if c.to == engagement::Level::Observing)),
         "following needs consent: {events:?}"
     );
-    let view = engine.http("GET", &format!("/v1/customers/{id}"), Value::Null).await;
+    let view = stack.http("GET", &format!("/v1/customers/{id}"), Value::Null).await;
     assert_eq!(view.body["consent"]["email"]["granted"], false);
     assert_eq!(
         view.body["interactions"]["items"][0]["source"], "api",
         "the change is on the record"
     );
-    let missing = engine
+    let missing = stack
         .http("PUT", &format!("/v1/customers/{id}/consent/sms"), json!({"granted": true}))
         .await;
     assert_eq!((missing.status, &missing.body["errors"][0]["path"]), (409, &json!("path.channel")));
-    let malformed = engine
+    let malformed = stack
         .http("PUT", &format!("/v1/customers/{id}/consent/email"), json!({"granted": "yes"}))
         .await;
     assert_eq!((malformed.status, &malformed.body["errors"][0]["path"]), (400, &json!("granted")));
@@ -271,24 +271,24 @@ async fn consent_is_granted_and_withdrawn_per_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erasure_removes_the_customer_and_tells_the_marketing_tools() {
     let start = at("2026-01-05T09:00:00Z");
-    let engine = Engine::start(start).await;
-    let ids = record(&engine, vec![interaction("x-1", "ned@example.com", "newsletter_subscribed", start)]).await;
+    let stack = Stack::start(start).await;
+    let ids = record(&stack, vec![interaction("x-1", "ned@example.com", "newsletter_subscribed", start)]).await;
     let id = &ids[0];
-    let erased = engine.http("DELETE", &format!("/v1/customers/{id}"), Value::Null).await;
+    let erased = stack.http("DELETE", &format!("/v1/customers/{id}"), Value::Null).await;
     assert_eq!((erased.status, &erased.body), (204, &Value::Null));
-    let events = engine.take_events().await;
+    let events = stack.take_events().await;
     assert!(matches!(events.as_slice(), [DomainEvent::CustomerErased(e)] if e.customer_id.as_str() == id));
-    assert_eq!(engine.http("GET", &format!("/v1/customers/{id}"), Value::Null).await.status, 404);
-    assert_eq!(engine.http("DELETE", &format!("/v1/customers/{id}"), Value::Null).await.status, 404);
-    let pyramid = engine.http("GET", "/v1/pyramid", Value::Null).await;
+    assert_eq!(stack.http("GET", &format!("/v1/customers/{id}"), Value::Null).await.status, 404);
+    assert_eq!(stack.http("DELETE", &format!("/v1/customers/{id}"), Value::Null).await.status, 404);
+    let pyramid = stack.http("GET", "/v1/pyramid", Value::Null).await;
     assert_eq!(pyramid.body["total"], 0, "counts follow erasure");
-    let nowhere = engine.http("PATCH", &format!("/v1/customers/{id}"), Value::Null).await;
+    let nowhere = stack.http("PATCH", &format!("/v1/customers/{id}"), Value::Null).await;
     assert_eq!((nowhere.status, nowhere.allow.as_deref()), (405, Some("GET, DELETE")));
-    let absurd = engine
+    let absurd = stack
         .http("GET", &format!("/v1/customers/cus_{}", "x".repeat(2048)), Value::Null)
         .await;
     assert_eq!(absurd.status, 404, "an id the engine never gave out is simply not found");
-    let no_route = engine.http("GET", "/v1/segments", Value::Null).await;
+    let no_route = stack.http("GET", "/v1/segments", Value::Null).await;
     assert_eq!((no_route.status, no_route.content_type.as_str()), (404, "application/problem+json"));
 }
 
@@ -304,9 +304,9 @@ fn level_counts(pyramid: &Value) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pyramid_of_a_past_day_is_what_it_was_that_day() {
     let day0 = at("2026-01-05T09:00:00Z");
-    let engine = Engine::start(day0).await;
+    let stack = Stack::start(day0).await;
     let ids = record(
-        &engine,
+        &stack,
         vec![
             interaction("p-1", "ada@example.com", "newsletter_subscribed", day0),
             interaction("p-2", "bo@example.com", "newsletter_subscribed", day0),
@@ -314,15 +314,15 @@ async fn the_pyramid_of_a_past_day_is_what_it_was_that_day() {
         ],
     )
     .await;
-    engine.clock.set(day0.plus_days(0.5));
-    let then = engine.http("GET", "/v1/pyramid", Value::Null).await;
+    stack.clock.set(day0.plus_days(0.5));
+    let then = stack.http("GET", "/v1/pyramid", Value::Null).await;
     assert_eq!(level_counts(&then.body), [0, 3, 0, 0, 0, 0]);
 
     // Ten days later Ada endorses, Dee turns up, Bo is erased.
     let day10 = day0.plus_days(10.0);
-    engine.clock.set(day10);
+    stack.clock.set(day10);
     record(
-        &engine,
+        &stack,
         vec![
             interaction("p-4", "ada@example.com", "testimonial_given", day10),
             interaction("p-5", "dee@example.com", "page_viewed", day10),
@@ -330,44 +330,41 @@ async fn the_pyramid_of_a_past_day_is_what_it_was_that_day() {
     )
     .await;
     assert_eq!(
-        engine
-            .http("DELETE", &format!("/v1/customers/{}", ids[1]), Value::Null)
-            .await
-            .status,
+        stack.http("DELETE", &format!("/v1/customers/{}", ids[1]), Value::Null).await.status,
         204
     );
-    let later = engine.http("GET", "/v1/pyramid", Value::Null).await;
+    let later = stack.http("GET", "/v1/pyramid", Value::Null).await;
     assert_eq!(level_counts(&later.body), [1, 1, 1, 0, 0, 0]);
 
-    engine.clock.set(day0.plus_days(20.0));
-    let back = engine
+    stack.clock.set(day0.plus_days(20.0));
+    let back = stack
         .http("GET", &format!("/v1/pyramid?at={}", day0.plus_days(0.5).to_rfc3339()), Value::Null)
         .await;
     assert_eq!(level_counts(&back.body), level_counts(&then.body), "day 0 as it was");
     assert_eq!(back.body["as_of"], "2026-01-05T23:59:59.999Z");
-    let back10 = engine
+    let back10 = stack
         .http("GET", &format!("/v1/pyramid?at={}", day10.to_rfc3339()), Value::Null)
         .await;
     assert_eq!(level_counts(&back10.body), level_counts(&later.body), "day 10 as it was");
     assert_eq!(back10.body["movers"]["last_7_days"]["up"]["endorsing"], 1);
-    let before = engine.http("GET", "/v1/pyramid?at=2025-12-31T12:00:00Z", Value::Null).await;
+    let before = stack.http("GET", "/v1/pyramid?at=2025-12-31T12:00:00Z", Value::Null).await;
     assert_eq!(before.body["total"], 0, "nobody had joined yet");
-    let future = engine.http("GET", "/v1/pyramid?at=2030-01-01T00:00:00Z", Value::Null).await;
+    let future = stack.http("GET", "/v1/pyramid?at=2030-01-01T00:00:00Z", Value::Null).await;
     assert_eq!((future.status, &future.body["errors"][0]["path"]), (400, &json!("query.at")));
 
     // Week by week, ending today: the first week ends before anyone joined.
-    let weekly = engine.http("GET", "/v1/pyramid/weekly?weeks=4", Value::Null).await;
+    let weekly = stack.http("GET", "/v1/pyramid/weekly?weeks=4", Value::Null).await;
     let weeks = weekly.body["weeks"].as_array().expect("weeks");
     assert_eq!(weeks.len(), 4);
     assert_eq!(weeks[3]["ends_at"], "2026-01-25T23:59:59.999Z");
     assert_eq!(weeks[0]["levels"]["following"], 0);
     assert_eq!(weeks[1]["levels"]["following"], 3, "the week ending 11 January: before Ada rose");
     assert_eq!(weeks[2]["levels"]["endorsing"], 1);
-    let too_many = engine.http("GET", "/v1/pyramid/weekly?weeks=1000", Value::Null).await;
+    let too_many = stack.http("GET", "/v1/pyramid/weekly?weeks=1000", Value::Null).await;
     assert_eq!(too_many.body["errors"][0]["path"], "query.weeks");
 
     // The period's transitions: who came, who moved, who left.
-    let period = engine
+    let period = stack
         .http(
             "GET",
             &format!(
@@ -396,7 +393,7 @@ async fn the_pyramid_of_a_past_day_is_what_it_was_that_day() {
                 .into()
         })
     );
-    let reversed = engine
+    let reversed = stack
         .http(
             "GET",
             "/v1/transitions?from=2026-01-20T00:00:00Z&to=2026-01-10T00:00:00Z",
@@ -405,33 +402,54 @@ async fn the_pyramid_of_a_past_day_is_what_it_was_that_day() {
         .await;
     assert_eq!(reversed.body["errors"][0]["path"], "query.from");
 
-    // Movers up, as a listing a manager can click through.
-    let risen = engine
-        .http(
-            "GET",
-            &format!("/v1/customers?moved=up&since={}", day0.plus_days(5.0).to_rfc3339()),
-            Value::Null,
-        )
+    // Movers up, as a listing a manager can click through: `direction`, as on /v1/movers, or
+    // its older alias `moved` (ignored when `direction` is given).
+    let since = day0.plus_days(5.0).to_rfc3339();
+    for query in [
+        format!("direction=up&since={since}"),
+        format!("moved=up&since={since}"),
+        format!("direction=up&moved=down&since={since}"),
+    ] {
+        let risen = stack.http("GET", &format!("/v1/customers?{query}"), Value::Null).await;
+        let risen: Vec<(&str, &str, &str)> = risen.body["customers"]
+            .as_array()
+            .expect("customers")
+            .iter()
+            .map(|c| {
+                let direction = c["direction"].as_str().unwrap_or_default();
+                (
+                    c["id"].as_str().unwrap_or_default(),
+                    direction,
+                    c["moved"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(risen, [(ids[0].as_str(), "up", "up")], "only Ada rose since day 5 ({query})");
+    }
+    let fallen = stack
+        .http("GET", &format!("/v1/customers?direction=down&since={since}"), Value::Null)
         .await;
-    let risen: Vec<(&str, &str)> = risen.body["customers"]
-        .as_array()
-        .expect("customers")
-        .iter()
-        .map(|c| (c["id"].as_str().unwrap_or_default(), c["moved"].as_str().unwrap_or_default()))
-        .collect();
-    assert_eq!(risen, [(ids[0].as_str(), "up")], "only Ada rose since day 5");
-    let unbound = engine.http("GET", "/v1/customers?since=2026-01-01T00:00:00Z", Value::Null).await;
+    assert!(
+        fallen.body["customers"]
+            .as_array()
+            .expect("customers")
+            .iter()
+            .all(|c| c["direction"] == "down"),
+        "{:?}",
+        fallen.body
+    );
+    let unbound = stack.http("GET", "/v1/customers?since=2026-01-01T00:00:00Z", Value::Null).await;
     assert_eq!(unbound.body["errors"][0]["path"], "query.since");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_function_serves_the_dashboard_page_and_its_assets() {
-    let engine = Engine::start(at("2026-01-05T09:00:00Z")).await;
-    let page = engine.http("GET", "/", Value::Null).await;
+    let stack = Stack::start(at("2026-01-05T09:00:00Z")).await;
+    let page = stack.http("GET", "/", Value::Null).await;
     assert_eq!((page.status, page.content_type.as_str()), (200, "text/html; charset=utf-8"));
     let html = page.body.as_str().unwrap_or_default();
     assert!(html.contains("assets/app.js") && html.contains("assets/app.css"), "{html}");
-    let script = engine.http("GET", "/assets/app.js", Value::Null).await;
+    let script = stack.http("GET", "/assets/app.js", Value::Null).await;
     assert_eq!(
         (script.status, script.content_type.as_str()),
         (200, "text/javascript; charset=utf-8")
@@ -440,18 +458,18 @@ async fn the_api_function_serves_the_dashboard_page_and_its_assets() {
         script.body.as_str().is_some_and(|js| js.contains("v1/pyramid")),
         "the page reads the API"
     );
-    let style = engine.http("GET", "/assets/app.css", Value::Null).await;
+    let style = stack.http("GET", "/assets/app.css", Value::Null).await;
     assert_eq!((style.status, style.content_type.as_str()), (200, "text/css; charset=utf-8"));
-    let missing = engine.http("GET", "/assets/other.js", Value::Null).await;
+    let missing = stack.http("GET", "/assets/other.js", Value::Null).await;
     assert_eq!((missing.status, missing.content_type.as_str()), (404, "application/problem+json"));
-    let post = engine.http("POST", "/", Value::Null).await;
+    let post = stack.http("POST", "/", Value::Null).await;
     assert_eq!((post.status, post.allow.as_deref()), (405, Some("GET, HEAD")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_level_listing_is_newest_first_across_shards_and_pages() {
     let start = at("2026-02-02T09:00:00Z");
-    let engine = Engine::start(start.plus_days(10.0)).await;
+    let stack = Stack::start(start.plus_days(10.0)).await;
     // Eight followers, a day apart; their ids spread them over the index's shards.
     let items = (0..8)
         .map(|n| {
@@ -463,7 +481,7 @@ async fn a_level_listing_is_newest_first_across_shards_and_pages() {
             )
         })
         .collect();
-    record(&engine, items).await;
+    record(&stack, items).await;
     let mut seen: Vec<String> = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -471,7 +489,7 @@ async fn a_level_listing_is_newest_first_across_shards_and_pages() {
             None => "/v1/customers?level=following&limit=3".to_string(),
             Some(c) => format!("/v1/customers?level=following&limit=3&cursor={c}"),
         };
-        let page = engine.http("GET", &path, Value::Null).await;
+        let page = stack.http("GET", &path, Value::Null).await;
         assert_eq!(page.status, 200, "{:?}", page.body);
         seen.extend(
             page.body["customers"]
@@ -493,12 +511,12 @@ async fn a_level_listing_is_newest_first_across_shards_and_pages() {
     let mut risen = 0;
     let mut cursor: Option<String> = None;
     for page_number in 0.. {
-        engine.clock.set(start.plus_days(10.0).plus_millis(page_number * 60_000));
+        stack.clock.set(start.plus_days(10.0).plus_millis(page_number * 60_000));
         let path = match &cursor {
-            None => "/v1/customers?moved=up&limit=3".to_string(),
-            Some(c) => format!("/v1/customers?moved=up&limit=3&cursor={c}"),
+            None => "/v1/customers?direction=up&limit=3".to_string(),
+            Some(c) => format!("/v1/customers?direction=up&limit=3&cursor={c}"),
         };
-        let page = engine.http("GET", &path, Value::Null).await;
+        let page = stack.http("GET", &path, Value::Null).await;
         assert_eq!(page.status, 200, "{:?}", page.body);
         risen += page.body["customers"].as_array().map_or(0, Vec::len);
         match page.body["cursor"].as_str() {

@@ -1,7 +1,7 @@
 //! ingest, as a client of `POST /v1/interactions` sees it.
 
 use engagement::events::DomainEvent;
-use engagement_e2e::{interaction, Engine};
+use engagement_e2e::{interaction, Stack};
 use engagement_testkit::at;
 use serde_json::{json, Value};
 
@@ -17,13 +17,13 @@ fn statuses(body: &Value) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_recorded_in_order_and_announced_once_per_customer() {
     let now = at("2026-04-01T12:00:00Z");
-    let engine = Engine::start(now).await;
+    let stack = Stack::start(now).await;
     let batch = json!({"interactions": [
         interaction("b-1", "ana@example.com", "page_viewed", now),
         interaction("b-2", "ben@example.com", "newsletter_subscribed", now),
         interaction("b-3", "ANA@example.com ", "email_clicked", now),
     ]});
-    let answer = engine.http("POST", "/v1/interactions", batch).await;
+    let answer = stack.http("POST", "/v1/interactions", batch).await;
     assert_eq!((answer.status, answer.content_type.as_str()), (202, "application/json"));
     assert_eq!(statuses(&answer.body), ["recorded", "recorded", "recorded"]);
     let ids: Vec<&str> = answer.body["interactions"]
@@ -37,7 +37,7 @@ async fn a_batch_is_recorded_in_order_and_announced_once_per_customer() {
         answer.body["interactions"][0]["customer_id"], answer.body["interactions"][2]["customer_id"],
         "the handle is normalized: one customer"
     );
-    let events = engine.take_events().await;
+    let events = stack.take_events().await;
     let recorded: Vec<(String, Vec<String>)> = events
         .iter()
         .map(|e| match e {
@@ -52,13 +52,13 @@ async fn a_batch_is_recorded_in_order_and_announced_once_per_customer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bad_item_rejects_the_request_with_every_problem_and_writes_nothing() {
     let now = at("2026-04-01T12:00:00Z");
-    let engine = Engine::start(now).await;
+    let stack = Stack::start(now).await;
     let mut late = interaction("v-2", "cy@example.com", "page_viewed", now);
     late["occurred_at"] = json!("yesterday");
     let mut anonymous = interaction("v-3", "dee@example.com", "page_viewed", now);
     anonymous["customer"] = json!({"channel": "email"});
     let batch = json!({"interactions": [interaction("v-1", "bo@example.com", "page_viewed", now), late, anonymous]});
-    let answer = engine.http("POST", "/v1/interactions", batch).await;
+    let answer = stack.http("POST", "/v1/interactions", batch).await;
     assert_eq!((answer.status, answer.content_type.as_str()), (400, "application/problem+json"));
     assert_eq!(answer.body["status"], 400);
     let paths: Vec<&str> = answer.body["errors"]
@@ -71,12 +71,12 @@ async fn one_bad_item_rejects_the_request_with_every_problem_and_writes_nothing(
     assert!(paths.contains(&"interactions[2].customer.handle"), "{paths:?}");
     assert!(answer.body["errors"][0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
     // The valid first item was not written either.
-    let lookup = engine
+    let lookup = stack
         .http("GET", "/v1/customers/by-identity?channel=email&handle=bo@example.com", Value::Null)
         .await;
     assert_eq!(lookup.status, 404);
-    assert!(engine.take_events().await.is_empty());
-    let retry = engine
+    assert!(stack.take_events().await.is_empty());
+    let retry = stack
         .http("POST", "/v1/interactions", interaction("v-1", "bo@example.com", "page_viewed", now))
         .await;
     assert_eq!(statuses(&retry.body), ["recorded"], "not a duplicate: nothing was written before");
@@ -85,16 +85,16 @@ async fn one_bad_item_rejects_the_request_with_every_problem_and_writes_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_changes_nothing_and_a_conflict_is_reported() {
     let now = at("2026-04-01T12:00:00Z");
-    let engine = Engine::start(now).await;
+    let stack = Stack::start(now).await;
     let first = interaction("d-1", "eve@example.com", "forum_posted", now);
     assert_eq!(
-        statuses(&engine.http("POST", "/v1/interactions", first.clone()).await.body),
+        statuses(&stack.http("POST", "/v1/interactions", first.clone()).await.body),
         ["recorded"]
     );
-    engine.take_events().await;
-    let again = engine.http("POST", "/v1/interactions", first).await;
+    stack.take_events().await;
+    let again = stack.http("POST", "/v1/interactions", first).await;
     assert_eq!((again.status, statuses(&again.body)), (202, vec!["duplicate"]));
-    let changed = engine
+    let changed = stack
         .http(
             "POST",
             "/v1/interactions",
@@ -102,9 +102,9 @@ async fn a_duplicate_changes_nothing_and_a_conflict_is_reported() {
         )
         .await;
     assert_eq!(statuses(&changed.body), ["conflict"]);
-    assert!(engine.take_events().await.is_empty(), "neither is announced");
+    assert!(stack.take_events().await.is_empty(), "neither is announced");
     let customer_id = again.body["interactions"][0]["customer_id"].as_str().expect("an id");
-    let view = engine.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
+    let view = stack.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
     let kinds: Vec<&str> = view.body["interactions"]["items"]
         .as_array()
         .expect("items")
@@ -117,13 +117,13 @@ async fn a_duplicate_changes_nothing_and_a_conflict_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_requests_get_problems_naming_what_is_wrong() {
     let now = at("2026-04-01T12:00:00Z");
-    let engine = Engine::start(now).await;
-    let text = engine
+    let stack = Stack::start(now).await;
+    let text = stack
         .http_raw("POST", "/v1/interactions", Some("id=1"), "application/x-www-form-urlencoded")
         .await;
     assert_eq!((text.status, text.content_type.as_str()), (415, "application/problem+json"));
     assert_eq!(text.body["errors"][0]["path"], "header.content-type");
-    let broken = engine
+    let broken = stack
         .http_raw("POST", "/v1/interactions", Some("{\"id\": "), "application/json")
         .await;
     assert_eq!(broken.status, 400);
@@ -132,9 +132,9 @@ async fn wrong_requests_get_problems_naming_what_is_wrong() {
         "{:?}",
         broken.body
     );
-    let listing = engine.http("GET", "/v1/interactions", Value::Null).await;
+    let listing = stack.http("GET", "/v1/interactions", Value::Null).await;
     assert_eq!((listing.status, listing.content_type.as_str()), (405, "application/problem+json"));
-    let future = engine
+    let future = stack
         .http(
             "POST",
             "/v1/interactions",
@@ -147,8 +147,8 @@ async fn wrong_requests_get_problems_naming_what_is_wrong() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erased_identity_is_accepted_but_not_stored() {
     let now = at("2026-04-01T12:00:00Z");
-    let engine = Engine::start(now).await;
-    let first = engine
+    let stack = Stack::start(now).await;
+    let first = stack
         .http(
             "POST",
             "/v1/interactions",
@@ -157,14 +157,14 @@ async fn an_erased_identity_is_accepted_but_not_stored() {
         .await;
     let customer_id = first.body["interactions"][0]["customer_id"].as_str().expect("an id").to_string();
     assert_eq!(
-        engine
+        stack
             .http("DELETE", &format!("/v1/customers/{customer_id}"), Value::Null)
             .await
             .status,
         204
     );
-    engine.take_events().await;
-    let later = engine
+    stack.take_events().await;
+    let later = stack
         .http(
             "POST",
             "/v1/interactions",
@@ -173,8 +173,8 @@ async fn an_erased_identity_is_accepted_but_not_stored() {
         .await;
     assert_eq!((later.status, statuses(&later.body)), (202, vec!["erased"]));
     assert!(later.body["interactions"][0].get("customer_id").is_none());
-    assert!(engine.take_events().await.is_empty());
-    let lookup = engine
+    assert!(stack.take_events().await.is_empty());
+    let lookup = stack
         .http("GET", "/v1/customers/by-identity?channel=email&handle=gus@example.com", Value::Null)
         .await;
     assert_eq!(lookup.status, 404);
@@ -183,33 +183,33 @@ async fn an_erased_identity_is_accepted_but_not_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_bus_is_down_the_interaction_is_kept_and_its_triggers_follow_once_the_bus_is_back() {
     let now = at("2026-04-01T12:00:00Z");
-    let engine = Engine::start_without_bus(now).await;
+    let stack = Stack::start_without_bus(now).await;
     let batch = json!({"interactions": [
         interaction("p-1", "hal@example.com", "newsletter_subscribed", now),
         interaction("p-2", "hal@example.com", "complaint_opened", now),
     ]});
-    let answer = engine.http("POST", "/v1/interactions", batch).await;
+    let answer = stack.http("POST", "/v1/interactions", batch).await;
     assert_eq!((answer.status, statuses(&answer.body)), (202, vec!["recorded", "recorded"]));
     let customer_id = answer.body["interactions"][0]["customer_id"].as_str().expect("an id").to_string();
-    engine.clock.set(now.plus_millis(60_000));
+    stack.clock.set(now.plus_millis(60_000));
     // The schedule finds the customer due, decides, and (the bus still down) keeps the events in
     // the outbox; the level is stored all the same.
-    let _ = engine
+    let _ = stack
         .rescore
         .sweep(100, || true)
         .await
         .expect_err("the Level Changed event cannot be published yet");
-    let view = engine.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
+    let view = stack.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
     assert_eq!(view.body["level"], "following");
-    let listed = engine.http("GET", "/v1/customers?level=following", Value::Null).await;
+    let listed = stack.http("GET", "/v1/customers?level=following", Value::Null).await;
     assert_eq!(listed.body["customers"][0]["id"], customer_id.as_str());
 
     // The bus is back: the next schedule publishes what was kept, and the complaint is answered
     // by the service-recovery playbook, once.
-    engine.bring_bus_back().await;
-    engine.clock.set(now.plus_millis(120_000));
-    engine.schedule().await;
-    let delivered = engine.deliver().await;
+    stack.bring_bus_back().await;
+    stack.clock.set(now.plus_millis(120_000));
+    stack.schedule().await;
+    let delivered = stack.deliver().await;
     let recoveries = |events: &[DomainEvent]| {
         events
             .iter()
@@ -218,8 +218,8 @@ async fn when_the_bus_is_down_the_interaction_is_kept_and_its_triggers_follow_on
     };
     assert_eq!(recoveries(&delivered), 1, "{delivered:?}");
     assert!(delivered.iter().any(|e| matches!(e, DomainEvent::LevelChanged(_))));
-    engine.clock.set(now.plus_millis(180_000));
-    let again = engine.schedule().await;
-    assert_eq!(again["published"], 0, "the outbox is empty: {again}");
-    assert_eq!(recoveries(&engine.deliver().await), 0);
+    stack.clock.set(now.plus_millis(180_000));
+    let again = stack.schedule().await;
+    assert_eq!(again.published, 0, "the outbox is empty: {again:?}");
+    assert_eq!(recoveries(&stack.deliver().await), 0);
 }

@@ -2,7 +2,8 @@
 
 use crate::{held_out_email, treated_email};
 use engagement::events::{DomainEvent, LEVEL_CHANGED};
-use engagement_e2e::{interaction, Engine};
+use engagement::Level;
+use engagement_e2e::{interaction, Stack};
 use engagement_testkit::at;
 use serde_json::{json, Value};
 
@@ -19,33 +20,34 @@ fn requested(events: &[DomainEvent]) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_level_change_delivered_twice_yields_one_nudge() {
     let now = at("2026-05-04T10:00:00Z");
-    let engine = Engine::start(now).await;
+    let stack = Stack::start(now).await;
     let email = treated_email("ivy", &["endorser_to_sponsor"]);
     // She subscribes (consent on email) and gives a testimonial, in one request.
     let batch = json!({"interactions": [
         interaction("t-0", &email, "newsletter_subscribed", now),
         interaction("t-1", &email, "testimonial_given", now),
     ]});
-    engine.http("POST", "/v1/interactions", batch).await;
-    engine.clock.set(now.plus_millis(1_000));
-    let recorded = engine.take_envelopes().await;
-    let outcome = engine
+    stack.http("POST", "/v1/interactions", batch).await;
+    stack.clock.set(now.plus_millis(1_000));
+    let recorded = stack.take_events().await;
+    let outcome = stack
         .rescore
-        .handle(&recorded[0], || std::time::Duration::from_secs(60))
+        .handle(&recorded[0])
         .await
-        .expect("rescored");
-    assert_eq!(outcome["level"], "endorsing");
-    let changed = engine.take_envelopes().await;
-    let level_changed = changed.iter().find(|e| e.detail_type == LEVEL_CHANGED).expect("Level Changed");
+        .expect("rescored")
+        .expect("a known customer");
+    assert_eq!(outcome.level, Level::Endorsing);
+    let changed = stack.take_events().await;
+    let level_changed = changed.iter().find(|e| e.detail_type() == LEVEL_CHANGED).expect("Level Changed");
 
-    let first = engine.nudge.handle(level_changed).await.expect("nudged");
-    let second = engine.nudge.handle(level_changed).await.expect("nudged again");
-    assert_eq!(first["nudges"][0]["new"], true);
-    assert_eq!(second["nudges"][0]["new"], false, "the redelivery is recognized");
-    assert_eq!(first["nudges"][0]["nudge_id"], second["nudges"][0]["nudge_id"]);
+    let first = stack.nudge.handle(level_changed).await.expect("nudged");
+    let second = stack.nudge.handle(level_changed).await.expect("nudged again");
+    assert!(first[0].new);
+    assert!(!second[0].new, "the redelivery is recognized");
+    assert_eq!(first[0].nudge_id, second[0].nudge_id);
 
-    let customer_id = first["customer_id"].as_str().expect("an id");
-    let view = engine.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
+    let customer_id = level_changed.customer_id();
+    let view = stack.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
     let invitations = view.body["nudges"]
         .as_array()
         .expect("nudges")
@@ -55,28 +57,26 @@ async fn a_level_change_delivered_twice_yields_one_nudge() {
     assert_eq!(invitations, 1, "recorded once");
     // A redelivery may publish the request again, always with the same nudge_id (EventBridge
     // targets are at-least-once; receivers deduplicate on it).
-    let published = requested(&engine.take_events().await);
+    let published = requested(&stack.take_events().await);
     assert!(!published.is_empty());
-    assert!(published
-        .iter()
-        .all(|(id, _)| id == first["nudges"][0]["nudge_id"].as_str().unwrap_or_default()));
+    assert!(published.iter().all(|(id, _)| *id == first[0].nudge_id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_consent_or_in_the_holdout_a_step_is_recorded_with_its_reason_and_not_sent() {
     let now = at("2026-05-04T10:00:00Z");
-    let engine = Engine::start(now).await;
+    let stack = Stack::start(now).await;
     // An advocate on a social network, with no email identity or consent.
     let social = json!({"id": "s-1", "source": "e2e", "customer": {"channel": "twitter", "handle": "@zoe"}, "kind": "testimonial_given", "occurred_at": now.to_rfc3339()});
     let held = held_out_email("hal", "endorser_to_sponsor");
-    engine.http("POST", "/v1/interactions", social).await;
+    stack.http("POST", "/v1/interactions", social).await;
     let batch = json!({"interactions": [
         interaction("s-2", &held, "newsletter_subscribed", now),
         interaction("s-3", &held, "testimonial_given", now),
     ]});
-    engine.http("POST", "/v1/interactions", batch).await;
-    engine.clock.set(now.plus_millis(1_000));
-    let events = engine.deliver().await;
+    stack.http("POST", "/v1/interactions", batch).await;
+    stack.clock.set(now.plus_millis(1_000));
+    let events = stack.deliver().await;
     assert!(
         !events
             .iter()
@@ -84,14 +84,14 @@ async fn without_consent_or_in_the_holdout_a_step_is_recorded_with_its_reason_an
         "{events:?}"
     );
 
-    let zoe = engine
+    let zoe = stack
         .http("GET", "/v1/customers/by-identity?channel=twitter&handle=zoe", Value::Null)
         .await;
     assert_eq!(zoe.body["level"], "endorsing");
     let nudge = &zoe.body["nudges"][0];
     assert_eq!((&nudge["outcome"], &nudge["reason"]), (&json!("suppressed"), &json!("no_consent")));
 
-    let hal = engine
+    let hal = stack
         .http(
             "GET",
             &format!("/v1/customers/by-identity?channel=email&handle={held}"),
@@ -119,39 +119,39 @@ fn step<'a>(outcomes: &'a Value, playbook: &str, step: u64) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rise_after_a_sent_nudge_counts_once_toward_its_step() {
     let now = at("2026-05-04T10:00:00Z");
-    let engine = Engine::start(now).await;
+    let stack = Stack::start(now).await;
     let email = treated_email("kai", &["endorser_to_sponsor"]);
     let batch = json!({"interactions": [
         interaction("r-0", &email, "newsletter_subscribed", now),
         interaction("r-1", &email, "testimonial_given", now),
     ]});
-    engine.http("POST", "/v1/interactions", batch).await;
-    engine.deliver().await;
-    let outcomes = engine.http("GET", "/v1/nudges/outcomes", Value::Null).await;
+    stack.http("POST", "/v1/interactions", batch).await;
+    stack.deliver().await;
+    let outcomes = stack.http("GET", "/v1/nudges/outcomes", Value::Null).await;
     let invitation = step(&outcomes.body, "endorser_to_sponsor", 1);
     assert_eq!(invitation["action"], "invite_as_event_guest");
     assert_eq!((&invitation["sent"], &invitation["sent_moved_up"]), (&json!(1), &json!(0)));
 
     // Ten days later she comes to two events: she rises to contributing, after the invitation.
     let later = now.plus_days(10.0);
-    engine.clock.set(later);
+    stack.clock.set(later);
     let batch = json!({"interactions": [
         interaction("r-2", &email, "event_attended", later),
         interaction("r-3", &email, "event_attended", later.plus_millis(60_000)),
     ]});
-    engine.http("POST", "/v1/interactions", batch).await;
-    let delivered = engine.deliver().await;
+    stack.http("POST", "/v1/interactions", batch).await;
+    let delivered = stack.deliver().await;
     let rise = delivered
         .iter()
         .find(|e| matches!(e, DomainEvent::LevelChanged(c) if c.to == engagement::Level::Contributing))
         .expect("a rise to contributing")
         .clone();
-    let outcomes = engine.http("GET", "/v1/nudges/outcomes", Value::Null).await;
+    let outcomes = stack.http("GET", "/v1/nudges/outcomes", Value::Null).await;
     assert_eq!(step(&outcomes.body, "endorser_to_sponsor", 1)["sent_moved_up"], 1);
 
     // The same Level Changed delivered again counts nothing more.
-    engine.nudge.on_event(&rise).await.expect("nudged again");
-    let again = engine.http("GET", "/v1/nudges/outcomes", Value::Null).await;
+    stack.nudge.on_event(&rise).await.expect("nudged again");
+    let again = stack.http("GET", "/v1/nudges/outcomes", Value::Null).await;
     assert_eq!(
         step(&again.body, "endorser_to_sponsor", 1),
         step(&outcomes.body, "endorser_to_sponsor", 1)
@@ -169,19 +169,19 @@ async fn a_trigger_recorded_in_part_is_completed_when_delivered_again() {
         include_str!("../../../../shared/rules/default.toml")
     );
     let now = at("2026-05-04T10:00:00Z");
-    let engine = Engine::start_with(now, engagement::Rules::from_toml(&both).expect("valid rules")).await;
+    let stack = Stack::start_with(now, engagement::Rules::from_toml(&both).expect("valid rules")).await;
     let interrupted = nudge::Nudger {
-        store: engine.nudge.store.clone(),
-        bus: engine.nudge.bus.clone(),
-        clock: engine.clock.clone(),
+        store: stack.nudge.store.clone(),
+        bus: stack.nudge.bus.clone(),
+        clock: stack.clock.clone(),
         rules: std::sync::Arc::new(engagement::Rules::default_rules()),
     };
     let batch = json!({"interactions": [
         interaction("pc-0", "una@example.com", "newsletter_subscribed", now),
         interaction("pc-1", "una@example.com", "complaint_opened", now),
     ]});
-    engine.http("POST", "/v1/interactions", batch).await;
-    let recorded = engine
+    stack.http("POST", "/v1/interactions", batch).await;
+    let recorded = stack
         .take_events()
         .await
         .into_iter()
@@ -192,18 +192,18 @@ async fn a_trigger_recorded_in_part_is_completed_when_delivered_again() {
     assert_eq!(first[0].decision.playbook, "service_recovery");
 
     // Delivered again, later: the missing playbook is decided, the recorded one is not repeated.
-    engine.clock.set(now.plus_millis(60_000));
-    let again = engine.nudge.on_event(&recorded).await.expect("completed");
+    stack.clock.set(now.plus_millis(60_000));
+    let again = stack.nudge.on_event(&recorded).await.expect("completed");
     let summary: Vec<(&str, bool)> = again.iter().map(|d| (d.decision.playbook.as_str(), d.new)).collect();
     assert_eq!(summary, [("service_recovery", false), ("complaint_follow_up", true)]);
-    let requests = requested(&engine.take_events().await);
+    let requests = requested(&stack.take_events().await);
     let actions: Vec<&str> = requests.iter().map(|(_, action)| action.as_str()).collect();
     assert!(actions.contains(&"call_back_within_a_day"), "{actions:?}");
     // And once complete, another delivery decides nothing new.
-    let third = engine.nudge.on_event(&recorded).await.expect("redelivered");
+    let third = stack.nudge.on_event(&recorded).await.expect("redelivered");
     assert!(third.iter().all(|d| !d.new), "{third:?}");
     let customer_id = recorded.customer_id().to_string();
-    let view = engine.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
+    let view = stack.http("GET", &format!("/v1/customers/{customer_id}"), Value::Null).await;
     let mut playbooks: Vec<&str> = view.body["nudges"]
         .as_array()
         .expect("nudges")

@@ -3,7 +3,7 @@
 //! documented schema (JSON Schema 2020-12, `additionalProperties: false` on responses, so a field
 //! the file forgot fails too).
 
-use engagement_e2e::{interaction, Answer, Engine};
+use engagement_e2e::{interaction, Answer, Stack};
 use engagement_testkit::{at, workspace_root};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -94,76 +94,76 @@ impl Spec {
 async fn every_answer_matches_the_openapi_file() {
     let mut spec = Spec::load();
     let start = at("2026-01-05T09:00:00Z");
-    let engine = Engine::start(start.plus_days(40.0)).await;
+    let stack = Stack::start(start.plus_days(40.0)).await;
     let social = json!({"id": "o-3", "source": "e2e", "customer": {"channel": "twitter", "handle": "@oli", "name": "Oli"}, "kind": "testimonial_given", "occurred_at": start.plus_days(2.0).to_rfc3339(), "properties": {"url": "https://example.com/r/1"}});
     let batch = json!({"interactions": [
         interaction("o-1", "oli@example.com", "newsletter_subscribed", start),
         interaction("o-2", "oli@example.com", "event_attended", start.plus_days(1.0)),
         social,
     ]});
-    let accepted = engine.http("POST", "/v1/interactions", batch.clone()).await;
+    let accepted = stack.http("POST", "/v1/interactions", batch.clone()).await;
     spec.check("POST", "/v1/interactions", &accepted);
-    spec.check("POST", "/v1/interactions", &engine.http("POST", "/v1/interactions", batch).await);
+    spec.check("POST", "/v1/interactions", &stack.http("POST", "/v1/interactions", batch).await);
     spec.check(
         "POST",
         "/v1/interactions",
-        &engine.http("POST", "/v1/interactions", json!({"interactions": []})).await,
+        &stack.http("POST", "/v1/interactions", json!({"interactions": []})).await,
     );
     spec.check(
         "POST",
         "/v1/interactions",
-        &engine.http_raw("POST", "/v1/interactions", Some("a=1"), "text/plain").await,
+        &stack.http_raw("POST", "/v1/interactions", Some("a=1"), "text/plain").await,
     );
     let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(1_100_000));
     spec.check(
         "POST",
         "/v1/interactions",
-        &engine.http_raw("POST", "/v1/interactions", Some(&huge), "application/json").await,
+        &stack.http_raw("POST", "/v1/interactions", Some(&huge), "application/json").await,
     );
-    engine.deliver().await;
+    stack.deliver().await;
     let email_id = accepted.body["interactions"][0]["customer_id"].as_str().expect("an id").to_string();
     let social_id = accepted.body["interactions"][2]["customer_id"].as_str().expect("an id").to_string();
 
     let customer = format!("/v1/customers/{email_id}");
-    spec.check("GET", "/v1/customers/{id}", &engine.http("GET", &customer, Value::Null).await);
+    spec.check("GET", "/v1/customers/{id}", &stack.http("GET", &customer, Value::Null).await);
     spec.check(
         "GET",
         "/v1/customers/{id}",
-        &engine.http("GET", &format!("{customer}?limit=1"), Value::Null).await,
+        &stack.http("GET", &format!("{customer}?limit=1"), Value::Null).await,
     );
     spec.check(
         "GET",
         "/v1/customers/{id}",
-        &engine
+        &stack
             .http("GET", &format!("{customer}?at={}", start.plus_days(1.5).to_rfc3339()), Value::Null)
             .await,
     );
     spec.check(
         "GET",
         "/v1/customers/{id}",
-        &engine.http("GET", &format!("{customer}?limit=nope"), Value::Null).await,
+        &stack.http("GET", &format!("{customer}?limit=nope"), Value::Null).await,
     );
     spec.check(
         "GET",
         "/v1/customers/{id}",
-        &engine.http("GET", "/v1/customers/cus_unknown", Value::Null).await,
+        &stack.http("GET", "/v1/customers/cus_unknown", Value::Null).await,
     );
     spec.check(
         "GET",
         "/v1/customers/by-identity",
-        &engine
+        &stack
             .http("GET", "/v1/customers/by-identity?channel=twitter&handle=%40oli", Value::Null)
             .await,
     );
     spec.check(
         "GET",
         "/v1/customers/by-identity",
-        &engine.http("GET", "/v1/customers/by-identity?channel=email", Value::Null).await,
+        &stack.http("GET", "/v1/customers/by-identity?channel=email", Value::Null).await,
     );
     spec.check(
         "GET",
         "/v1/customers/by-identity",
-        &engine
+        &stack
             .http(
                 "GET",
                 "/v1/customers/by-identity?channel=email&handle=nobody@example.com",
@@ -171,65 +171,65 @@ async fn every_answer_matches_the_openapi_file() {
             )
             .await,
     );
-    let page = engine.http("GET", "/v1/customers?limit=1", Value::Null).await;
+    let page = stack.http("GET", "/v1/customers?limit=1", Value::Null).await;
     spec.check("GET", "/v1/customers", &page);
     let cursor = page.body["cursor"].as_str().expect("a next page");
     spec.check(
         "GET",
         "/v1/customers",
-        &engine
+        &stack
             .http("GET", &format!("/v1/customers?limit=1&cursor={cursor}"), Value::Null)
             .await,
     );
     spec.check(
         "GET",
         "/v1/customers",
-        &engine.http("GET", "/v1/customers?level=following&at_risk=true", Value::Null).await,
+        &stack.http("GET", "/v1/customers?level=following&at_risk=true", Value::Null).await,
     );
     spec.check(
         "GET",
         "/v1/customers",
-        &engine.http("GET", "/v1/customers?cursor=forged", Value::Null).await,
+        &stack.http("GET", "/v1/customers?cursor=forged", Value::Null).await,
     );
-    spec.check("GET", "/v1/pyramid", &engine.http("GET", "/v1/pyramid", Value::Null).await);
-    spec.check("GET", "/v1/movers", &engine.http("GET", "/v1/movers", Value::Null).await);
+    spec.check("GET", "/v1/pyramid", &stack.http("GET", "/v1/pyramid", Value::Null).await);
+    spec.check("GET", "/v1/movers", &stack.http("GET", "/v1/movers", Value::Null).await);
     spec.check(
         "GET",
         "/v1/movers",
-        &engine.http("GET", "/v1/movers?direction=down", Value::Null).await,
+        &stack.http("GET", "/v1/movers?direction=down", Value::Null).await,
     );
-    spec.check("GET", "/v1/movers", &engine.http("GET", "/v1/movers?since=soon", Value::Null).await);
+    spec.check("GET", "/v1/movers", &stack.http("GET", "/v1/movers?since=soon", Value::Null).await);
     let yesterday = start.plus_days(39.0).to_rfc3339();
     spec.check(
         "GET",
         "/v1/pyramid",
-        &engine.http("GET", &format!("/v1/pyramid?at={yesterday}"), Value::Null).await,
+        &stack.http("GET", &format!("/v1/pyramid?at={yesterday}"), Value::Null).await,
     );
-    spec.check("GET", "/v1/pyramid", &engine.http("GET", "/v1/pyramid?at=then", Value::Null).await);
+    spec.check("GET", "/v1/pyramid", &stack.http("GET", "/v1/pyramid?at=then", Value::Null).await);
     spec.check(
         "GET",
         "/v1/pyramid/weekly",
-        &engine.http("GET", "/v1/pyramid/weekly", Value::Null).await,
+        &stack.http("GET", "/v1/pyramid/weekly", Value::Null).await,
     );
     spec.check(
         "GET",
         "/v1/pyramid/weekly",
-        &engine.http("GET", "/v1/pyramid/weekly?weeks=0", Value::Null).await,
+        &stack.http("GET", "/v1/pyramid/weekly?weeks=0", Value::Null).await,
     );
     spec.check(
         "GET",
         "/v1/customers",
-        &engine.http("GET", "/v1/customers?moved=up", Value::Null).await,
+        &stack.http("GET", "/v1/customers?direction=up", Value::Null).await,
     );
     spec.check(
         "GET",
         "/v1/nudges/outcomes",
-        &engine.http("GET", "/v1/nudges/outcomes", Value::Null).await,
+        &stack.http("GET", "/v1/nudges/outcomes", Value::Null).await,
     );
     spec.check(
         "GET",
         "/v1/nudges/outcomes",
-        &engine.http("POST", "/v1/nudges/outcomes", Value::Null).await,
+        &stack.http("POST", "/v1/nudges/outcomes", Value::Null).await,
     );
 
     let identities = format!("{customer}/identities");
@@ -237,29 +237,29 @@ async fn every_answer_matches_the_openapi_file() {
     spec.check(
         "POST",
         "/v1/customers/{id}/identities",
-        &engine.http("POST", &identities, link.clone()).await,
+        &stack.http("POST", &identities, link.clone()).await,
     );
     spec.check(
         "POST",
         "/v1/customers/{id}/identities",
-        &engine.http("POST", &identities, link).await,
+        &stack.http("POST", &identities, link).await,
     );
     spec.check(
         "POST",
         "/v1/customers/{id}/identities",
-        &engine
+        &stack
             .http("POST", &identities, json!({"channel": "sms", "handle": "+44 20 7946 0000"}))
             .await,
     );
     spec.check(
         "POST",
         "/v1/customers/{id}/identities",
-        &engine.http("POST", &identities, json!({"handle": 1})).await,
+        &stack.http("POST", &identities, json!({"handle": 1})).await,
     );
     spec.check(
         "POST",
         "/v1/customers/{id}/identities",
-        &engine
+        &stack
             .http(
                 "POST",
                 "/v1/customers/cus_unknown/identities",
@@ -270,46 +270,46 @@ async fn every_answer_matches_the_openapi_file() {
     spec.check(
         "GET",
         "/v1/customers/{id}",
-        &engine.http("GET", &format!("/v1/customers/{social_id}"), Value::Null).await,
+        &stack.http("GET", &format!("/v1/customers/{social_id}"), Value::Null).await,
     );
 
     let consent = format!("{customer}/consent/email");
     spec.check(
         "PUT",
         "/v1/customers/{id}/consent/{channel}",
-        &engine.http("PUT", &consent, json!({"granted": false})).await,
+        &stack.http("PUT", &consent, json!({"granted": false})).await,
     );
     spec.check(
         "PUT",
         "/v1/customers/{id}/consent/{channel}",
-        &engine.http("PUT", &consent, json!({})).await,
+        &stack.http("PUT", &consent, json!({})).await,
     );
     spec.check(
         "PUT",
         "/v1/customers/{id}/consent/{channel}",
-        &engine
+        &stack
             .http("PUT", &format!("{customer}/consent/whatsapp"), json!({"granted": true}))
             .await,
     );
     spec.check(
         "PUT",
         "/v1/customers/{id}/consent/{channel}",
-        &engine
+        &stack
             .http_raw("PUT", &consent, Some("granted=true"), "application/x-www-form-urlencoded")
             .await,
     );
-    engine.deliver().await;
-    spec.check("GET", "/v1/customers/{id}", &engine.http("GET", &customer, Value::Null).await);
-    spec.check("GET", "/v1/customers/{id}", &engine.http("POST", &customer, Value::Null).await);
-    spec.check("DELETE", "/v1/customers/{id}", &engine.http("DELETE", &customer, Value::Null).await);
-    spec.check("DELETE", "/v1/customers/{id}", &engine.http("DELETE", &customer, Value::Null).await);
+    stack.deliver().await;
+    spec.check("GET", "/v1/customers/{id}", &stack.http("GET", &customer, Value::Null).await);
+    spec.check("GET", "/v1/customers/{id}", &stack.http("POST", &customer, Value::Null).await);
+    spec.check("DELETE", "/v1/customers/{id}", &stack.http("DELETE", &customer, Value::Null).await);
+    spec.check("DELETE", "/v1/customers/{id}", &stack.http("DELETE", &customer, Value::Null).await);
 
     // After the erasure: the period's transitions show who left.
-    spec.check("GET", "/v1/transitions", &engine.http("GET", "/v1/transitions", Value::Null).await);
+    spec.check("GET", "/v1/transitions", &stack.http("GET", "/v1/transitions", Value::Null).await);
     spec.check(
         "GET",
         "/v1/transitions",
-        &engine
+        &stack
             .http(
                 "GET",
                 &format!("/v1/transitions?from={yesterday}&to=2030-01-01T00:00:00Z"),

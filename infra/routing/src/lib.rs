@@ -1,7 +1,9 @@
-//! Local routing by the deployed stack's own rules: the EventBridge rules of `infra/template.yaml`
-//! are read (their event patterns, targets and the sweep's schedule) and matched with EventBridge
+//! Routing by the deployed stack's own rules: the EventBridge rules of `infra/template.yaml` are
+//! read (their event patterns, targets and the sweep's schedule) and matched with EventBridge
 //! pattern semantics (quamina: exact, prefix, anything-but, numeric, exists…). Changing a pattern
-//! in the template changes where `pyramid serve` routes events; there is no second copy.
+//! in the template changes where `pyramid serve` and the e2e tests route events; there is no
+//! second copy. A crate of its own (not `engagement-aws`): the Lambdas, routed by EventBridge
+//! itself, need neither the template nor quamina in their binaries.
 
 use quamina::Quamina;
 use serde_json::Value as Json;
