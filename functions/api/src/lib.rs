@@ -237,97 +237,61 @@ where
     /// `GET /v1/customers?level=&at_risk=true&direction=up|down&since=&cursor=&limit=` (`moved`:
     /// the older name of `direction`, still read).
     async fn list_customers(&self, q: &[(String, String)]) -> Answer {
-        let level = match query_param(q, "level") {
-            None => None,
-            Some(text) => Some(text.parse::<Level>().map_err(|_| {
-                Problem::invalid_field(
-                    "query.level",
-                    "must be one of observing, following, endorsing, contributing, owning, leading",
-                )
-            })?),
-        };
-        let at_risk = match query_param(q, "at_risk") {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => return Err(Problem::invalid_field("query.at_risk", "must be true or false")),
-        };
+        let query = ListingQuery::parse(q)?;
         let now = self.now();
-        // `direction`, as on /v1/movers and in `Level Changed`; `moved` is its older alias.
-        let direction = match query_param(q, "direction") {
-            Some(_) => direction_param(q, "direction")?,
-            None => direction_param(q, "moved")?,
-        };
-        let explicit_since = optional_time(q, "since")?;
-        if direction.is_none() && explicit_since.is_some() {
-            return Err(Problem::invalid_field("query.since", "only with direction=up or direction=down"));
-        }
-        let limit = limit(q, DEFAULT_LIMIT)?;
-        let listing = format!(
-            "customers:{}:{at_risk}:{}:{}",
-            level.map_or("all", Level::name),
-            direction.map_or("any", Direction::name),
-            explicit_since.map_or("default".to_string(), |t| t.millis().to_string())
-        );
+        let listing = query.listing_name();
         // Without a level, the listing walks the levels from the top (a drop cannot reach
         // leading, a rise cannot reach observing); the cursor remembers where, and the `since`
         // the first page used (a default one moves with the clock).
-        let top = match direction {
-            Some(Direction::Down) => Level::Owning,
-            _ => Level::Leading,
-        };
-        let (mut current, since, mut cursor) = match self.open_cursor(q, &listing)? {
+        let start = match self.open_cursor(q, &listing)? {
             Some(opened) => split_level_cursor(&opened)?,
             None => (
-                level.unwrap_or(top),
-                direction.map(|_| explicit_since.unwrap_or(now.minus_millis(30 * MILLIS_PER_DAY))),
+                query.level.unwrap_or(query.top()),
+                query
+                    .direction
+                    .map(|_| query.explicit_since.unwrap_or(now.minus_millis(30 * MILLIS_PER_DAY))),
                 None,
             ),
         };
-        let bottom = match direction {
-            Some(Direction::Up) => Level::Following,
-            _ => Level::Observing,
-        };
+        let since = start.1;
+        let (customers, next) = self.walk_levels(&query, start, now).await?;
+        let cursor = next.map(|(level, store_cursor)| self.cursors.seal(&listing, &level_cursor(level, since, store_cursor.as_deref())));
+        Ok(json_response(200, &Listing { customers, cursor }))
+    }
+
+    /// Reads level after level from `place` until the page is full or the levels run out;
+    /// returns the customers and where the next page starts, if anywhere.
+    async fn walk_levels(
+        &self,
+        query: &ListingQuery,
+        place: ListingPlace,
+        now: Timestamp,
+    ) -> Result<(Vec<CustomerSummaryView>, Option<(Level, Option<String>)>), Problem> {
+        let (mut current, since, mut cursor) = place;
         let mut items = Vec::new();
         loop {
             let page = self
                 .store
-                .customers_at_level(current, since, cursor, limit - items.len())
+                .customers_at_level(current, since, cursor, query.limit - items.len())
                 .await
                 .map_err(|e| store_problem(&e))?;
             items.extend(
                 page.items
                     .into_iter()
-                    .filter(|c| !at_risk || c.standing.at_risk_at.is_some_and(|t| t <= now))
-                    .filter(|c| direction.is_none() || c.moved == direction)
+                    .filter(|c| !query.at_risk || c.standing.at_risk_at.is_some_and(|t| t <= now))
+                    .filter(|c| query.direction.is_none() || c.moved == query.direction)
                     .map(|c| CustomerSummaryView::new(c, now)),
             );
             cursor = page.cursor;
-            let next_level = match (&cursor, level) {
+            let next_level = match (&cursor, query.level) {
                 (Some(_), _) => Some(current),
-                (None, None) => current.down().filter(|next| *next >= bottom),
+                (None, None) => current.down().filter(|next| *next >= query.bottom()),
                 (None, Some(_)) => None,
             };
             match next_level {
-                Some(next) if items.len() < limit => current = next,
-                Some(next) => {
-                    let sealed = self.cursors.seal(&listing, &level_cursor(next, since, cursor.as_deref()));
-                    return Ok(json_response(
-                        200,
-                        &Listing {
-                            customers: items,
-                            cursor: Some(sealed),
-                        },
-                    ));
-                }
-                None => {
-                    return Ok(json_response(
-                        200,
-                        &Listing {
-                            customers: items,
-                            cursor: None,
-                        },
-                    ))
-                }
+                Some(next) if items.len() < query.limit => current = next,
+                Some(next) => return Ok((items, Some((next, cursor)))),
+                None => return Ok((items, None)),
             }
         }
     }
@@ -572,6 +536,77 @@ where
                     "not a cursor this listing gave (it was changed, or belongs to another listing)",
                 )
             }),
+        }
+    }
+}
+
+/// What `GET /v1/customers` asks for.
+struct ListingQuery {
+    level: Option<Level>,
+    at_risk: bool,
+    direction: Option<Direction>,
+    explicit_since: Option<Timestamp>,
+    limit: usize,
+}
+
+impl ListingQuery {
+    fn parse(q: &[(String, String)]) -> Result<ListingQuery, Problem> {
+        let level = match query_param(q, "level") {
+            None => None,
+            Some(text) => Some(text.parse::<Level>().map_err(|_| {
+                Problem::invalid_field(
+                    "query.level",
+                    "must be one of observing, following, endorsing, contributing, owning, leading",
+                )
+            })?),
+        };
+        let at_risk = match query_param(q, "at_risk") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(Problem::invalid_field("query.at_risk", "must be true or false")),
+        };
+        // `direction`, as on /v1/movers and in `Level Changed`; `moved` is its older alias.
+        let direction = match query_param(q, "direction") {
+            Some(_) => direction_param(q, "direction")?,
+            None => direction_param(q, "moved")?,
+        };
+        let explicit_since = optional_time(q, "since")?;
+        if direction.is_none() && explicit_since.is_some() {
+            return Err(Problem::invalid_field("query.since", "only with direction=up or direction=down"));
+        }
+        Ok(ListingQuery {
+            level,
+            at_risk,
+            direction,
+            explicit_since,
+            limit: limit(q, DEFAULT_LIMIT)?,
+        })
+    }
+
+    /// What a cursor of this listing is sealed for: a cursor of another listing is refused.
+    fn listing_name(&self) -> String {
+        format!(
+            "customers:{}:{}:{}:{}",
+            self.level.map_or("all", Level::name),
+            self.at_risk,
+            self.direction.map_or("any", Direction::name),
+            self.explicit_since.map_or("default".to_string(), |t| t.millis().to_string())
+        )
+    }
+
+    /// The highest level a listing without a level starts at (a drop cannot reach leading).
+    fn top(&self) -> Level {
+        match self.direction {
+            Some(Direction::Down) => Level::Owning,
+            _ => Level::Leading,
+        }
+    }
+
+    /// The lowest level it reaches (a rise cannot reach observing).
+    fn bottom(&self) -> Level {
+        match self.direction {
+            Some(Direction::Up) => Level::Following,
+            _ => Level::Observing,
         }
     }
 }

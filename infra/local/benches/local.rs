@@ -92,15 +92,47 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
         token: Arc::new(token.clone()),
     };
     tokio::spawn(async move { axum::serve(listener, app(served)).await });
-    let client = reqwest::Client::new();
+    let target = Target {
+        client: reqwest::Client::new(),
+        url,
+        token,
+    };
+    batches_from_eight_clients(&target, seconds).await?;
+    single_posts_at_500_per_second(&target, seconds).await?;
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
 
-    // Batches of 100 from 8 clients.
+/// Where the serve benches post.
+#[derive(Clone)]
+struct Target {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Target {
+    /// Posts a body; true when it was accepted (202).
+    async fn accepted(&self, body: String) -> bool {
+        self.client
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 202)
+    }
+}
+
+/// Batches of 100 from 8 clients, for `seconds`: the throughput.
+async fn batches_from_eight_clients(target: &Target, seconds: u64) -> anyhow::Result<()> {
     let recorded = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut clients = Vec::new();
     for worker in 0..8u64 {
-        let (client, url, token, recorded) = (client.clone(), url.clone(), token.clone(), Arc::clone(&recorded));
+        let (target, recorded) = (target.clone(), Arc::clone(&recorded));
         clients.push(tokio::spawn(async move {
             let mut batch_number = 0u64;
             while Instant::now() < deadline {
@@ -112,14 +144,7 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
                     })
                     .collect();
                 batch_number += 1;
-                let response = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(json!({ "interactions": items }).to_string())
-                    .send()
-                    .await;
-                if response.is_ok_and(|r| r.status().as_u16() == 202) {
+                if target.accepted(json!({ "interactions": items }).to_string()).await {
                     recorded.fetch_add(100, Ordering::Relaxed);
                 }
             }
@@ -133,8 +158,11 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
         "serve, batches of 100 from 8 clients: {:.0} interactions/s over {elapsed:.1} s",
         recorded.load(Ordering::Relaxed) as f64 / elapsed
     );
+    Ok(())
+}
 
-    // Single posts at 500 per second.
+/// Single posts at 500 per second, for `seconds`: the latency.
+async fn single_posts_at_500_per_second(target: &Target, seconds: u64) -> anyhow::Result<()> {
     let mut ticks = tokio::time::interval(Duration::from_millis(2));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut requests = Vec::new();
@@ -143,20 +171,13 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
     while Instant::now() < deadline {
         ticks.tick().await;
         n += 1;
-        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        let target = target.clone();
         requests.push(tokio::spawn(async move {
             let body = json!({"id": format!("s-{n}"), "source": "bench",
                               "customer": {"channel": "email", "handle": format!("s{}@example.com", n % 20_000)},
                               "kind": "email_opened", "occurred_at": now().to_rfc3339()});
             let sent = Instant::now();
-            let ok = client
-                .post(&url)
-                .bearer_auth(&token)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .is_ok_and(|r| r.status().as_u16() == 202);
+            let ok = target.accepted(body.to_string()).await;
             (sent.elapsed(), ok)
         }));
     }
@@ -176,7 +197,6 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
         at(0.99),
         at(1.0)
     );
-    let _ = std::fs::remove_dir_all(&root);
     Ok(())
 }
 
