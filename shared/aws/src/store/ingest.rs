@@ -146,13 +146,7 @@ impl DynamoStore {
             ("handle".to_string(), s(identity.handle.clone())),
             ("linked_at".to_string(), n_int(now.millis())),
         ]);
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(invalid_request)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        self.put_new(item)
     }
 
     /// Groups a round's pending interactions by customer: those already recorded or erased get
@@ -298,14 +292,8 @@ impl DynamoStore {
         item.extend(evidence_attributes(&self.rules, &newcomer.state.evidence));
         item.extend(consent_attributes(&newcomer.state.consent));
         item.extend(standing_attributes(&chunk.customer, &newcomer.standing));
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(invalid_request)?;
         Ok(vec![
-            TransactWriteItem::builder().put(put).build(),
+            self.put_new(item)?,
             self.count_update(&chunk.customer, &[(newcomer.standing.level, 1)])?,
             self.flow_update(&chunk.customer, newcomer.standing.since, &[FlowEntry::Joined])?,
         ])

@@ -4,7 +4,7 @@ use super::requests::*;
 use super::DynamoStore;
 use crate::item::*;
 use crate::keys::*;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use engagement::ports::*;
 use engagement::{NudgeOutcome, SuppressReason, Timestamp};
 use std::collections::HashMap;
@@ -61,12 +61,6 @@ impl NudgeLedger for DynamoStore {
             ("playbook".to_string(), s(nudge.decision.playbook.clone())),
             ("decided_at".to_string(), n_int(nudge.decided_at.millis())),
         ]);
-        let put = Put::builder()
-            .table_name(self.table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(invalid_request)?;
         // The step's outcome counter moves in the same transaction: counted once per nudge.
         let outcome = match (nudge.decision.outcome, nudge.decision.reason) {
             (NudgeOutcome::Sent, _) => "sent".to_string(),
@@ -83,7 +77,7 @@ impl NudgeLedger for DynamoStore {
             .build()
             .map_err(invalid_request)?;
         let actions = vec![
-            TransactWriteItem::builder().put(put).build(),
+            self.put_new(item)?,
             counter,
             TransactWriteItem::builder().condition_check(still_there).build(),
         ];

@@ -166,7 +166,32 @@ pub(super) fn outbox_entry(event: &engagement::events::DomainEvent) -> Attribute
     ]))
 }
 
+/// Sets the customer's place in the sparse `due` index, or takes it out of it.
+pub(super) fn set_due(expr: &mut Expr, id: &CustomerId, due_at: Option<Timestamp>) {
+    match due_at {
+        Some(due) => {
+            expr.set(DUE_SHARD, s(due_shard(id)));
+            expr.set(DUE_AT, n_int(due.millis()));
+        }
+        None => {
+            expr.remove(DUE_SHARD);
+            expr.remove(DUE_AT);
+        }
+    }
+}
+
 impl DynamoStore {
+    /// A put of an item that must not exist yet (a claim, a record made once).
+    pub(super) fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(invalid_request)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     pub(super) async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<Result<(), Vec<Reason>>, StoreError> {
         let request = self.client.transact_write_items().set_transact_items(Some(actions));
         let result = if self.config.omit_request_tokens {

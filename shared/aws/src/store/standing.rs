@@ -31,16 +31,7 @@ impl DynamoStore {
             Some(at) => expr.set("risk_notified", n_int(at.millis())),
             None => expr.remove("risk_notified"),
         }
-        match write.due_at {
-            Some(due) => {
-                expr.set(DUE_SHARD, s(due_shard(id)));
-                expr.set(DUE_AT, n_int(due.millis()));
-            }
-            None => {
-                expr.remove(DUE_SHARD);
-                expr.remove(DUE_AT);
-            }
-        }
+        set_due(&mut expr, id, write.due_at);
         if let Some(evidence) = &write.rebased {
             expr.replace_evidence(&self.rules, evidence, None);
         }
@@ -158,16 +149,7 @@ impl Standings for DynamoStore {
         };
         let mut expr = Expr::default();
         removal(&mut expr);
-        match due_at {
-            Some(due) => {
-                expr.set(DUE_SHARD, s(due_shard(id)));
-                expr.set(DUE_AT, n_int(due.millis()));
-            }
-            None => {
-                expr.remove(DUE_SHARD);
-                expr.remove(DUE_AT);
-            }
-        }
+        set_due(&mut expr, id, due_at);
         let version = expr.value(n_int(written_version as i64));
         let condition = format!("attribute_exists(pk) AND {} = {version}", expr.name("version"));
         if self
