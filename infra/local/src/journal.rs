@@ -6,9 +6,9 @@
 //!
 //! One thread owns the files: appends are group-committed (one write and one fsync for whatever
 //! arrived meanwhile); done marks stay in memory, and the file is emptied whenever nothing is
-//! pending (rewritten with only the pending lines once it grows past `COMPACT_BYTES`), so it
-//! holds only deliveries in flight. A delivery that can never succeed is appended to
-//! `DATA/bus-dead-letter.jsonl` (event, target, error) and marked done.
+//! pending (rewritten with only the pending lines once it passes `COMPACT_BYTES` and is mostly
+//! done deliveries), so it holds only deliveries in flight. A delivery that can never succeed is
+//! appended to `DATA/bus-dead-letter.jsonl` (event, target, error) and marked done.
 
 use crate::delivery::Delivery;
 use crate::routing::Target;
@@ -219,6 +219,11 @@ impl Writer {
         }
     }
 
+    /// The bytes the pending lines take in the file.
+    fn pending_bytes(&self) -> u64 {
+        self.pending.values().map(|line| line.len() as u64 + 1).sum()
+    }
+
     /// Keeps the file to the deliveries in flight: emptied when none is, rewritten when large.
     fn compact(&mut self) -> std::io::Result<()> {
         if self.size == 0 {
@@ -228,7 +233,9 @@ impl Writer {
             // Not fsynced: if a crash undoes it, done deliveries are replayed, which is harmless.
             self.file.set_len(0)?;
             self.size = 0;
-        } else if self.size > COMPACT_BYTES {
+        } else if self.size > COMPACT_BYTES && self.size > 4 * self.pending_bytes() {
+            // Only once most of the file is done deliveries: under a backlog the pending lines
+            // alone pass the bound, and rewriting them at every batch would cost more than it saves.
             self.file = rewrite(&self.path, &self.pending)?;
             self.size = self.file.metadata()?.len();
         }
