@@ -82,10 +82,27 @@ fn nudge_logged_key(detail: &Value) -> Option<String> {
     detail["nudge_id"].as_str().map(|nudge_id| format!("logged {nudge_id}"))
 }
 
-/// The marks of every nudge a nudge log holds (unreadable lines are skipped).
+/// How much of the nudge log's end is read at start: a kill can leave unmarked only the last
+/// lines appended (each append is marked right after it), so the whole log need not be read.
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
+/// The marks of the nudges at the end of a nudge log (unreadable lines are skipped).
 fn logged_nudges(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
+    use std::io::{Read as _, Seek as _};
+    let Ok(mut file) = std::fs::File::open(log) else {
+        return Vec::new();
+    };
+    let start = file.metadata().map_or(0, |m| m.len().saturating_sub(LOG_TAIL_BYTES));
+    let mut tail = Vec::new();
+    if file
+        .seek(std::io::SeekFrom::Start(start))
+        .and_then(|_| file.read_to_end(&mut tail))
+        .is_err()
+    {
+        return Vec::new();
+    }
+    // A tail that starts mid-line has a first fragment that parses as nothing.
+    String::from_utf8_lossy(&tail)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter_map(|detail| nudge_logged_key(&detail))
