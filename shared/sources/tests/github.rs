@@ -94,17 +94,32 @@ fn mapped_fixtures() -> Vec<(&'static str, &'static str, Vec<(String, String, St
         (
             "issues",
             "issues.opened.json",
-            vec![fact("github.issue_opened", "github:issue:444500041:opened:author", "Codertocat", "2019-05-15T15:20:18Z")],
+            vec![fact(
+                "github.issue_opened",
+                "github:issue:444500041:opened:author",
+                "Codertocat",
+                "2019-05-15T15:20:18Z",
+            )],
         ),
         (
             "issue_comment",
             "issue_comment.created.json",
-            vec![fact("github.comment_created", "github:issue_comment:492700400:author", "Codertocat", "2019-05-15T15:20:21Z")],
+            vec![fact(
+                "github.comment_created",
+                "github:issue_comment:492700400:author",
+                "Codertocat",
+                "2019-05-15T15:20:21Z",
+            )],
         ),
         (
             "issue_comment",
             "issue_comment.created.pull_request.json",
-            vec![fact("github.comment_created", "github:issue_comment:492700400:author", "Codertocat", "2019-05-15T15:20:21Z")],
+            vec![fact(
+                "github.comment_created",
+                "github:issue_comment:492700400:author",
+                "Codertocat",
+                "2019-05-15T15:20:21Z",
+            )],
         ),
         (
             "pull_request",
@@ -120,7 +135,12 @@ fn mapped_fixtures() -> Vec<(&'static str, &'static str, Vec<(String, String, St
             "pull_request",
             "pull_request.closed.merged.json",
             vec![
-                fact("github.pull_request_merged", "github:pull_request:279147437:merged:author", "Codertocat", "2019-05-15T15:21:18Z"),
+                fact(
+                    "github.pull_request_merged",
+                    "github:pull_request:279147437:merged:author",
+                    "Codertocat",
+                    "2019-05-15T15:21:18Z",
+                ),
                 fact(
                     "github.pull_request_merge_performed",
                     "github:pull_request:279147437:merged:merger",
@@ -132,34 +152,68 @@ fn mapped_fixtures() -> Vec<(&'static str, &'static str, Vec<(String, String, St
         (
             "pull_request_review",
             "pull_request_review.submitted.json",
-            vec![fact("github.review_submitted", "github:pull_request_review:237895671:author", "Codertocat", "2019-05-15T15:20:38Z")],
+            vec![fact(
+                "github.review_submitted",
+                "github:pull_request_review:237895671:author",
+                "Codertocat",
+                "2019-05-15T15:20:38Z",
+            )],
         ),
         (
             "release",
             "release.published.json",
-            vec![fact("github.release_published", "github:release:17372790:published:author", "Codertocat", "2019-05-15T15:20:53Z")],
+            vec![fact(
+                "github.release_published",
+                "github:release:17372790:published:author",
+                "Codertocat",
+                "2019-05-15T15:20:53Z",
+            )],
         ),
         (
             "star",
             "star.created.json",
-            vec![fact("github.starred", "github:star:186853002:21031067:2019-05-15T15:20:40Z", "Codertocat", "2019-05-15T15:20:40Z")],
+            vec![fact(
+                "github.starred",
+                "github:star:186853002:21031067:2019-05-15T15:20:40Z",
+                "Codertocat",
+                "2019-05-15T15:20:40Z",
+            )],
         ),
-        ("fork", "fork.json", vec![fact("github.forked", "github:fork:186853261", "Octocoders", "2019-05-15T15:20:42Z")]),
+        (
+            "fork",
+            "fork.json",
+            vec![fact("github.forked", "github:fork:186853261", "Octocoders", "2019-05-15T15:20:42Z")],
+        ),
         (
             "discussion",
             "discussion.created.json",
-            vec![fact("github.discussion_created", "github:discussion:3297442:created:author", "Codertocat", "2021-03-29T14:16:08Z")],
+            vec![fact(
+                "github.discussion_created",
+                "github:discussion:3297442:created:author",
+                "Codertocat",
+                "2021-03-29T14:16:08Z",
+            )],
         ),
         (
             "discussion_comment",
             "discussion_comment.created.json",
-            vec![fact("github.discussion_comment_created", "github:discussion_comment:544078:author", "Codertocat", "2021-03-29T14:16:31Z")],
+            vec![fact(
+                "github.discussion_comment_created",
+                "github:discussion_comment:544078:author",
+                "Codertocat",
+                "2021-03-29T14:16:31Z",
+            )],
         ),
         (
             // The answer's author is credited (dan2wik), when it was chosen (-04:00 in the payload).
             "discussion",
             "discussion.answered.json",
-            vec![fact("github.discussion_answered", "github:discussion_comment:550561:answer:author", "dan2wik", "2021-03-30T23:17:18Z")],
+            vec![fact(
+                "github.discussion_answered",
+                "github:discussion_comment:550561:answer:author",
+                "dan2wik",
+                "2021-03-30T23:17:18Z",
+            )],
         ),
         (
             "sponsorship",
@@ -251,7 +305,10 @@ fn a_repository_hook_and_an_organisation_hook_record_the_same_merge_once() {
     };
     let (from_repository, from_organisation) = (strip(from_repository), strip(from_organisation));
     assert_eq!(from_repository.len(), 2, "author and merger");
-    assert_eq!(from_repository, from_organisation, "same ids and same content: the second is a duplicate");
+    assert_eq!(
+        from_repository, from_organisation,
+        "same ids and same content: the second is a duplicate"
+    );
 }
 
 #[test]
@@ -262,7 +319,10 @@ fn every_interaction_is_accepted_by_ingest_under_the_default_rules() {
         assert!(known.contains(&kind), "the default rules place {kind} on a level");
     }
     for kind in known.iter().filter(|kind| kind.starts_with("github.")) {
-        assert!(github().kinds().any(|emitted| emitted == *kind), "{kind} is in the rules but no mapping emits it");
+        assert!(
+            github().kinds().any(|emitted| emitted == *kind),
+            "{kind} is in the rules but no mapping emits it"
+        );
     }
     for (event, file, _) in mapped_fixtures() {
         let emitted = interactions(map(event, file));

@@ -34,11 +34,28 @@ fn vectors() -> Vec<Vector> {
 /// built-in source uses, a source that only names it.
 fn source_for(vector: &Vector) -> Source {
     if let Some(source) = Catalog::builtin().get(&vector.source) {
-        assert_eq!(source.scheme().name(), vector.scheme, "the built-in {} source's scheme", vector.source);
+        assert_eq!(
+            source.scheme().name(),
+            vector.scheme,
+            "the built-in {} source's scheme",
+            vector.source
+        );
         return source.clone();
     }
     let text = format!(
-        "name = {:?}\nchannel = \"test\"\n[verification]\nscheme = {:?}\n",
+        r#"
+name = {:?}
+channel = "test"
+[verification]
+scheme = {:?}
+[[mappings]]
+name = "any"
+[[mappings.emit]]
+kind = "test.delivered"
+id = "test:delivered"
+occurred_at = "received"
+handle = "/nobody"
+"#,
         vector.source, vector.scheme
     );
     Source::from_toml(&text).unwrap_or_else(|e| panic!("{e}"))
@@ -130,7 +147,11 @@ fn a_stale_or_early_delivery_is_refused_where_the_scheme_signs_its_time() {
         }
         for offset in [6 * MINUTE, -6 * MINUTE, 24 * 60 * MINUTE] {
             let at = signed_at.plus_millis(offset);
-            assert!(verify(&vector, &body, at).is_err(), "{} {offset} ms from its signing time", vector.source);
+            assert!(
+                verify(&vector, &body, at).is_err(),
+                "{} {offset} ms from its signing time",
+                vector.source
+            );
         }
     }
 }
