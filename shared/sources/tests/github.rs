@@ -66,8 +66,11 @@ fn ignored(mapped: Mapped) -> String {
     }
 }
 
-/// (kind, id, handle, occurred_at) of each interaction, every one on the `github` channel.
-fn facts(interactions: &[Value]) -> Vec<(String, String, String, Timestamp)> {
+/// What an interaction says: (kind, id, handle, occurred_at).
+type Fact = (String, String, String, Timestamp);
+
+/// The facts of each interaction, every one on the `github` channel.
+fn facts(interactions: &[Value]) -> Vec<Fact> {
     interactions
         .iter()
         .map(|interaction| {
@@ -84,12 +87,12 @@ fn facts(interactions: &[Value]) -> Vec<(String, String, String, Timestamp)> {
         .collect()
 }
 
-fn fact(kind: &str, id: &str, handle: &str, occurred_at: &str) -> (String, String, String, Timestamp) {
+fn fact(kind: &str, id: &str, handle: &str, occurred_at: &str) -> Fact {
     (kind.to_string(), id.to_string(), handle.to_string(), at(occurred_at))
 }
 
 /// Every mapped fixture: (X-GitHub-Event, file, the interactions it must give).
-fn mapped_fixtures() -> Vec<(&'static str, &'static str, Vec<(String, String, String, Timestamp)>)> {
+fn mapped_fixtures() -> Vec<(&'static str, &'static str, Vec<Fact>)> {
     vec![
         (
             "issues",
