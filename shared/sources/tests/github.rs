@@ -269,6 +269,23 @@ fn properties_are_the_small_public_facts() {
 }
 
 #[test]
+fn a_merge_without_a_named_merger_still_credits_the_author() {
+    let mut body: Value = serde_json::from_slice(&fixture("pull_request.closed.merged.json")).expect("JSON");
+    body["pull_request"]["merged_by"] = Value::Null;
+    let body = serde_json::to_vec(&body).expect("JSON");
+    let got = facts(&interactions(map_with(&github(), "pull_request", DELIVERY, &body)));
+    assert_eq!(
+        got,
+        [fact(
+            "github.pull_request_merged",
+            "github:pull_request:279147437:merged:author",
+            "Codertocat",
+            "2019-05-15T15:21:18Z"
+        )]
+    );
+}
+
+#[test]
 fn events_without_a_mapping_are_ignored_with_the_reason() {
     let reason = ignored(map("ping", "ping.json"));
     assert!(reason.contains("no mapping"), "{reason}");
