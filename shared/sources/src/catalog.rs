@@ -4,7 +4,11 @@ use crate::{DefinitionError, Source};
 use std::collections::BTreeMap;
 
 /// The built-in source files, embedded (one line per shipped source).
-const BUILTIN: &[(&str, &str)] = &[];
+const BUILTIN: &[(&str, &str)] = &[
+    ("discourse.toml", include_str!("../builtin/discourse.toml")),
+    ("mailchimp.toml", include_str!("../builtin/mailchimp.toml")),
+    ("slack.toml", include_str!("../builtin/slack.toml")),
+];
 
 /// Sources by name.
 #[derive(Clone, Debug, Default)]
