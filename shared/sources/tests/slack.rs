@@ -172,7 +172,6 @@ fn a_classic_bot_message_records_nothing() {
 }
 
 #[test]
-#[ignore = "needs a match condition on an absent field (`absent = [\"/event/bot_id\"]`), reported to the lead"]
 fn an_apps_bot_message_records_nothing() {
     // A message an app posted as its bot user: it has a `user`, and a `bot_id`.
     let reason = ignored_reason(deliver(&fixture("message_bot.json")));
@@ -180,13 +179,28 @@ fn an_apps_bot_message_records_nothing() {
 }
 
 #[test]
-#[ignore = "needs a match condition on an absent field (`absent = [\"/event/subtype\"]`), reported to the lead"]
 fn a_join_notice_is_not_a_message() {
     // Slack also posts "<@U999> has joined the channel" as a message with a user and a subtype.
     let mut value: Value = serde_json::from_slice(&fixture("message_channels.json")).expect("JSON");
     value["event"]["subtype"] = json!("channel_join");
     let reason = ignored_reason(deliver(&serde_json::to_vec(&value).expect("JSON")));
     assert!(reason.starts_with("no mapping for this event"), "{reason}");
+}
+
+#[test]
+fn a_thread_reply_sent_to_the_channel_is_still_a_message() {
+    let mut value: Value = serde_json::from_slice(&fixture("message_channels.json")).expect("JSON");
+    value["event"]["subtype"] = json!("thread_broadcast");
+    value["event"]["thread_ts"] = json!("1596183000.000100");
+    assert_maps_to(
+        deliver(&serde_json::to_vec(&value).expect("JSON")),
+        "slack.message_posted",
+        "slack:message:C111:1596183880.004200",
+        "W111",
+        1_596_183_880_004,
+        json!({"team": "T111", "channel": "C111", "thread_ts": "1596183000.000100"}),
+        None,
+    );
 }
 
 #[test]
