@@ -79,6 +79,8 @@ pub(crate) struct MatchFile {
     #[serde(default)]
     pub present: Vec<String>,
     #[serde(default)]
+    pub absent: Vec<String>,
+    #[serde(default)]
     pub one_of: BTreeMap<String, Vec<toml::Value>>,
 }
 

@@ -157,6 +157,7 @@ impl Mapping {
                 .iter()
                 .all(|(pointer, expected)| pointer.find(body).is_some_and(|found| same_scalar(found, expected)))
             && self.present.iter().all(|pointer| pointer.find(body).is_some())
+            && self.absent.iter().all(|pointer| pointer.find(body).is_none())
             && self.one_of.iter().all(|(pointer, expected)| {
                 pointer
                     .find(body)

@@ -69,6 +69,8 @@ pub(crate) struct Mapping {
     pub headers: Vec<(HeaderName, String, String)>,
     pub equals: Vec<(Pointer, Value)>,
     pub present: Vec<Pointer>,
+    /// Pointers that must be missing or null (Slack: a message without `bot_id` or `subtype`).
+    pub absent: Vec<Pointer>,
     pub one_of: Vec<(Pointer, Vec<Value>)>,
     pub emits: Vec<Emit>,
 }
@@ -288,6 +290,10 @@ fn compile_mapping(file: MappingFile, source_channel: &str) -> Result<Mapping, S
     for pointer in file.matching.present {
         present.push(pointer_at(&pointer, "match.present").map_err(|e| at(&e))?);
     }
+    let mut absent = Vec::new();
+    for pointer in file.matching.absent {
+        absent.push(pointer_at(&pointer, "match.absent").map_err(|e| at(&e))?);
+    }
     let mut one_of = Vec::new();
     for (pointer, values) in file.matching.one_of {
         if values.is_empty() {
@@ -313,6 +319,7 @@ fn compile_mapping(file: MappingFile, source_channel: &str) -> Result<Mapping, S
         headers,
         equals,
         present,
+        absent,
         one_of,
         emits,
     })

@@ -1,0 +1,336 @@
+//! The shipped Discourse source over real deliveries (fixtures/discourse, see PROVENANCE.md):
+//! each maps to exactly the interactions the rules expect, and Discourse's signature
+//! (`X-Discourse-Event-Signature: sha256=<hex hmac-sha256(secret, body)>`) is checked as
+//! Discourse documents it (Discourse ships no signing SDK).
+
+use engagement::{parse_submission, ConsentEffect, Rules, Timestamp};
+use engagement_sources::{Catalog, Delivery, Mapped, Source};
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const SECRET: &str = "a discourse webhook secret";
+
+fn received_at() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-04-01T09:00:00Z").expect("a time")
+}
+
+fn source() -> Source {
+    Catalog::builtin().get("discourse").expect("discourse is shipped").clone()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/discourse/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Discourse's algorithm: `sha256=` + hex HMAC-SHA256 of the raw body, keyed by the secret.
+fn discourse_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex(&mac.finalize().into_bytes()))
+}
+
+/// The headers Discourse sent with the fixture, and its signature over `body`.
+fn signed_headers(event: &str, body: &[u8]) -> HeaderMap {
+    let sent: Value = serde_json::from_slice(&fixture(&format!("{event}.headers.json"))).expect("headers JSON");
+    let mut headers = HeaderMap::new();
+    for (name, value) in sent.as_object().expect("an object") {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+            HeaderValue::from_str(value.as_str().expect("a string")).expect("a header value"),
+        );
+    }
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert(
+        "x-discourse-event-signature",
+        HeaderValue::from_str(&discourse_signature(SECRET, body)).expect("a header value"),
+    );
+    headers
+}
+
+/// Verifies and maps a body sent with the headers of fixture `event`.
+fn deliver(event: &str, body: &[u8]) -> Mapped {
+    let source = source();
+    let headers = signed_headers(event, body);
+    let delivery = Delivery {
+        headers: &headers,
+        query: &[],
+        body,
+    };
+    source.verify(&delivery, Some(SECRET), received_at()).expect("the signature holds");
+    source.map(&delivery, received_at()).expect("a readable body")
+}
+
+struct Expected {
+    kind: &'static str,
+    id: &'static str,
+    handle: &'static str,
+    name: Option<&'static str>,
+    also: &'static [(&'static str, &'static str)],
+    occurred_at: &'static str,
+    properties: Value,
+    consent: Option<ConsentEffect>,
+}
+
+/// The one interaction a delivery maps to, field by field, and that ingest accepts it under the
+/// default rules.
+fn assert_maps_to(mapped: Mapped, delivery_id: &str, expected: Expected) {
+    let Mapped::Interactions {
+        interactions,
+        delivery_id: got_delivery_id,
+    } = mapped
+    else {
+        panic!("expected interactions, got {mapped:?}");
+    };
+    assert_eq!(got_delivery_id.as_deref(), Some(delivery_id));
+    assert_eq!(interactions.len(), 1, "{interactions:#?}");
+    let wire = &interactions[0];
+    assert_eq!(wire["source"], "discourse");
+    assert_eq!(wire["kind"], expected.kind);
+    assert_eq!(wire["id"], expected.id);
+    assert_eq!(wire["customer"]["channel"], "discourse");
+    assert_eq!(wire["customer"]["handle"], expected.handle);
+    assert_eq!(wire["customer"]["name"].as_str(), expected.name);
+    let also: Vec<(String, String)> = wire["customer"]["also"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|i| {
+                    (
+                        i["channel"].as_str().unwrap_or_default().to_string(),
+                        i["handle"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected_also: Vec<(String, String)> = expected.also.iter().map(|(c, h)| (c.to_string(), h.to_string())).collect();
+    assert_eq!(also, expected_also);
+    assert_eq!(
+        wire["occurred_at"].as_str().and_then(Timestamp::parse_rfc3339),
+        Timestamp::parse_rfc3339(expected.occurred_at),
+        "{}",
+        wire["occurred_at"]
+    );
+    assert_eq!(wire.get("properties").cloned().unwrap_or(json!({})), expected.properties);
+
+    let rules = Rules::default_rules();
+    let parsed = parse_submission(wire.to_string().as_bytes(), &rules, received_at()).expect("ingest accepts what the source emits");
+    let kind = rules
+        .resolve_kind(expected.kind)
+        .and_then(|id| rules.kind(id))
+        .expect("a kind of the default rules");
+    assert_eq!(kind.consent, expected.consent, "consent of {}", expected.kind);
+    assert_eq!(parsed[0].kind, expected.kind);
+}
+
+fn ignored_reason(mapped: Mapped) -> String {
+    match mapped {
+        Mapped::Ignored { reason, .. } => reason,
+        other => panic!("expected ignored, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_new_forum_account_follows_with_its_email_linked() {
+    let body = fixture("user_created.json");
+    assert_maps_to(
+        deliver("user_created", &body),
+        "1",
+        Expected {
+            kind: "discourse.user_created",
+            id: "discourse:user:1:created",
+            handle: "angus",
+            name: Some("Angus Power"),
+            also: &[("email", "angus@test.com")],
+            occurred_at: "2021-11-09T09:32:24.207Z",
+            properties: json!({"user_id": 1}),
+            consent: Some(ConsentEffect::Grant),
+        },
+    );
+}
+
+#[test]
+fn a_new_topic_credits_its_author() {
+    let body = fixture("topic_created.json");
+    assert_maps_to(
+        deliver("topic_created", &body),
+        "83629",
+        Expected {
+            kind: "discourse.topic_created",
+            id: "discourse:topic:31739:created",
+            handle: "awarda",
+            name: Some("Armin Warda"),
+            also: &[],
+            occurred_at: "2023-02-13T08:39:01.337Z",
+            properties: json!({"topic_id": 31739, "category_id": 97}),
+            consent: None,
+        },
+    );
+}
+
+#[test]
+fn a_reply_credits_its_author() {
+    let body = fixture("post_created.json");
+    assert_maps_to(
+        deliver("post_created", &body),
+        "158765",
+        Expected {
+            kind: "discourse.post_created",
+            id: "discourse:post:79563:created",
+            handle: "darknao",
+            name: Some("Francois Andrieu"),
+            also: &[],
+            occurred_at: "2023-02-09T10:19:46.324Z",
+            properties: json!({"post_id": 79563, "topic_id": 46582, "post_number": 3, "category_id": 7}),
+            consent: None,
+        },
+    );
+}
+
+#[test]
+fn an_accepted_solution_credits_the_answers_author_at_the_answers_time() {
+    let body = fixture("accepted_solution.json");
+    assert_maps_to(
+        deliver("accepted_solution", &body),
+        "83528",
+        Expected {
+            kind: "discourse.solution_accepted",
+            id: "discourse:post:127593:accepted",
+            handle: "isudoajl",
+            name: Some("isudoajl"),
+            also: &[],
+            occurred_at: "2023-02-12T15:43:44.749Z",
+            properties: json!({"post_id": 127593, "topic_id": 31703, "category_id": 97}),
+            consent: None,
+        },
+    );
+}
+
+#[test]
+fn a_like_credits_the_one_who_liked_not_the_author() {
+    let body = fixture("post_liked.json");
+    assert_maps_to(
+        deliver("post_liked", &body),
+        "159033",
+        Expected {
+            kind: "discourse.post_liked",
+            id: "discourse:like:79590:1605",
+            handle: "t0xic0der",
+            name: Some("Akashdeep Dhar"),
+            also: &[],
+            // A like carries no time of its own: the delivery's arrival.
+            occurred_at: "2026-04-01T09:00:00Z",
+            properties: json!({"post_id": 79590, "topic_id": 46632}),
+            consent: None,
+        },
+    );
+}
+
+#[test]
+fn a_redelivered_post_is_the_same_interaction() {
+    let body = fixture("post_created.json");
+    let source = source();
+    let headers = signed_headers("post_created", &body);
+    let delivery = Delivery {
+        headers: &headers,
+        query: &[],
+        body: &body,
+    };
+    let first = source.map(&delivery, received_at()).expect("a body");
+    let later = source.map(&delivery, received_at().plus_millis(86_400_000)).expect("a body");
+    assert_eq!(first, later);
+}
+
+fn edited(fixture_name: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut value: Value = serde_json::from_slice(&fixture(fixture_name)).expect("JSON");
+    edit(&mut value);
+    serde_json::to_vec(&value).expect("JSON")
+}
+
+#[test]
+fn a_private_message_is_not_community_activity() {
+    let body = edited("post_created.json", |v| v["post"]["topic_archetype"] = json!("private_message"));
+    let reason = ignored_reason(deliver("post_created", &body));
+    assert!(reason.starts_with("no mapping for this event"), "{reason}");
+}
+
+#[test]
+fn a_small_action_post_is_not_a_post() {
+    // Post type 3: "this topic was automatically closed" and the like.
+    let body = edited("post_created.json", |v| v["post"]["post_type"] = json!(3));
+    let reason = ignored_reason(deliver("post_created", &body));
+    assert!(reason.starts_with("no mapping for this event"), "{reason}");
+}
+
+#[test]
+fn discourses_own_accounts_are_bots() {
+    for login in ["system", "discobot"] {
+        let body = edited("post_created.json", |v| v["post"]["username"] = json!(login));
+        assert_eq!(ignored_reason(deliver("post_created", &body)), "bot", "{login}");
+    }
+}
+
+#[test]
+fn a_staged_user_is_not_a_sign_up() {
+    let body = edited("user_created.json", |v| v["user"]["staged"] = json!(true));
+    let reason = ignored_reason(deliver("user_created", &body));
+    assert!(reason.starts_with("no mapping for this event"), "{reason}");
+}
+
+#[test]
+fn an_event_no_mapping_names_is_ignored_with_its_name() {
+    let body = fixture("post_created.json");
+    let source = source();
+    let mut headers = signed_headers("post_created", &body);
+    headers.insert("x-discourse-event", HeaderValue::from_static("post_edited"));
+    let delivery = Delivery {
+        headers: &headers,
+        query: &[],
+        body: &body,
+    };
+    let reason = ignored_reason(source.map(&delivery, received_at()).expect("a body"));
+    assert!(reason.starts_with("no mapping for this event"), "{reason}");
+    assert!(!reason.contains("darknao"), "no personal data in reasons: {reason}");
+}
+
+#[test]
+fn the_signature_is_discourses_hex_hmac_of_the_body() {
+    let source = source();
+    let body = fixture("topic_created.json");
+    let headers = signed_headers("topic_created", &body);
+    let verify = |headers: &HeaderMap, body: &[u8], secret: &str| {
+        source.verify(&Delivery { headers, query: &[], body }, Some(secret), received_at())
+    };
+    verify(&headers, &body, SECRET).expect("Discourse's own signature holds");
+
+    let mut tampered = body.clone();
+    tampered[body.len() / 2] ^= 1;
+    let rejected = verify(&headers, &tampered, SECRET).expect_err("a tampered body is refused");
+    assert!(rejected.header.eq_ignore_ascii_case("X-Discourse-Event-Signature"), "{rejected:?}");
+    assert!(verify(&headers, &body, "another secret").is_err(), "another secret is refused");
+
+    let mut unprefixed = headers.clone();
+    let bare = discourse_signature(SECRET, &body).trim_start_matches("sha256=").to_string();
+    unprefixed.insert("x-discourse-event-signature", HeaderValue::from_str(&bare).expect("a value"));
+    assert!(
+        verify(&unprefixed, &body, SECRET).is_err(),
+        "Discourse always sends the sha256= prefix"
+    );
+
+    let mut unsigned = headers.clone();
+    unsigned.remove("x-discourse-event-signature");
+    let rejected = verify(&unsigned, &body, SECRET).expect_err("an unsigned delivery is refused");
+    assert!(rejected.header.eq_ignore_ascii_case("X-Discourse-Event-Signature"), "{rejected:?}");
+    let shown = format!("{rejected} {rejected:?}");
+    assert!(
+        !shown.contains(SECRET) && !shown.contains(&bare),
+        "no secret or signature in errors: {shown}"
+    );
+}

@@ -1,0 +1,202 @@
+//! The shipped Mailchimp source over Mailchimp's documented webhook bodies (form-encoded, as
+//! Mailchimp posts them; fixtures/mailchimp, see PROVENANCE.md): subscribe grants e-mail
+//! consent, unsubscribe and cleaned withdraw it, a profile update is attention. Mailchimp signs
+//! nothing: the callback URL's `secret` parameter is the check.
+
+use engagement::{parse_submission, ConsentEffect, Rules, Timestamp};
+use engagement_sources::{Catalog, Delivery, Mapped, Source};
+use http::{HeaderMap, HeaderValue};
+use serde_json::{json, Value};
+
+const SECRET: &str = "a long random mailchimp url secret";
+
+fn received_at() -> Timestamp {
+    Timestamp::parse_rfc3339("2026-04-01T09:00:00Z").expect("a time")
+}
+
+fn source() -> Source {
+    Catalog::builtin().get("mailchimp").expect("mailchimp is shipped").clone()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/mailchimp/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn form_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded"));
+    headers
+}
+
+fn with_secret() -> Vec<(String, String)> {
+    vec![("secret".to_string(), SECRET.to_string())]
+}
+
+fn deliver_at(body: &[u8], received_at: Timestamp) -> Mapped {
+    let source = source();
+    let headers = form_headers();
+    let query = with_secret();
+    let delivery = Delivery {
+        headers: &headers,
+        query: &query,
+        body,
+    };
+    source.verify(&delivery, Some(SECRET), received_at).expect("the URL's secret holds");
+    source.map(&delivery, received_at).expect("a readable body")
+}
+
+fn deliver(body: &[u8]) -> Mapped {
+    deliver_at(body, received_at())
+}
+
+struct Expected {
+    kind: &'static str,
+    id: &'static str,
+    handle: &'static str,
+    name: Option<&'static str>,
+    occurred_at: &'static str,
+    properties: Value,
+    consent: Option<ConsentEffect>,
+}
+
+/// The one interaction a body maps to, field by field, and that ingest accepts it under the
+/// default rules.
+fn assert_maps_to(mapped: Mapped, expected: Expected) {
+    let Mapped::Interactions { interactions, .. } = mapped else {
+        panic!("expected interactions, got {mapped:?}");
+    };
+    assert_eq!(interactions.len(), 1, "{interactions:#?}");
+    let wire = &interactions[0];
+    assert_eq!(wire["source"], "mailchimp");
+    assert_eq!(wire["kind"], expected.kind);
+    assert_eq!(wire["id"], expected.id);
+    assert_eq!(wire["customer"]["channel"], "email");
+    assert_eq!(wire["customer"]["handle"], expected.handle);
+    assert_eq!(wire["customer"]["name"].as_str(), expected.name);
+    assert_eq!(
+        wire["occurred_at"].as_str().and_then(Timestamp::parse_rfc3339),
+        Timestamp::parse_rfc3339(expected.occurred_at),
+        "{}",
+        wire["occurred_at"]
+    );
+    assert_eq!(wire.get("properties").cloned().unwrap_or(json!({})), expected.properties);
+
+    let rules = Rules::default_rules();
+    let parsed = parse_submission(wire.to_string().as_bytes(), &rules, received_at()).expect("ingest accepts what the source emits");
+    assert_eq!(parsed[0].kind, expected.kind);
+    let rule = rules
+        .resolve_kind(expected.kind)
+        .and_then(|id| rules.kind(id))
+        .expect("a kind of the default rules");
+    assert_eq!(rule.consent, expected.consent, "consent of {}", expected.kind);
+}
+
+#[test]
+fn a_subscribe_grants_email_consent() {
+    assert_maps_to(
+        deliver(&fixture("subscribe.txt")),
+        Expected {
+            kind: "mailchimp.subscribed",
+            id: "mailchimp:a6b5da1054:subscribe:2009-03-26 21:35:57:api@mailchimp.com",
+            handle: "api@mailchimp.com",
+            name: Some("Mailchimp"),
+            occurred_at: "2009-03-26T21:35:57Z",
+            properties: json!({"list_id": "a6b5da1054"}),
+            consent: Some(ConsentEffect::Grant),
+        },
+    );
+}
+
+#[test]
+fn an_unsubscribe_withdraws_it() {
+    assert_maps_to(
+        deliver(&fixture("unsubscribe.txt")),
+        Expected {
+            kind: "mailchimp.unsubscribed",
+            id: "mailchimp:a6b5da1054:unsubscribe:2009-03-26 21:40:57:api+unsub@mailchimp.com",
+            handle: "api+unsub@mailchimp.com",
+            name: None,
+            occurred_at: "2009-03-26T21:40:57Z",
+            properties: json!({"list_id": "a6b5da1054", "action": "unsub", "reason": "manual"}),
+            consent: Some(ConsentEffect::Withdraw),
+        },
+    );
+}
+
+#[test]
+fn a_cleaned_address_withdraws_it_too() {
+    assert_maps_to(
+        deliver(&fixture("cleaned.txt")),
+        Expected {
+            kind: "mailchimp.cleaned",
+            id: "mailchimp:a6b5da1054:cleaned:2009-03-26 22:01:00:api+cleaned@mailchimp.com",
+            handle: "api+cleaned@mailchimp.com",
+            name: None,
+            occurred_at: "2009-03-26T22:01:00Z",
+            properties: json!({"list_id": "a6b5da1054", "reason": "hard"}),
+            consent: Some(ConsentEffect::Withdraw),
+        },
+    );
+}
+
+#[test]
+fn a_profile_update_is_recorded_with_the_first_name() {
+    assert_maps_to(
+        deliver(&fixture("profile.txt")),
+        Expected {
+            kind: "mailchimp.profile_updated",
+            id: "mailchimp:a6b5da1054:profile:2009-03-26 21:31:21:api@mailchimp.com",
+            handle: "api@mailchimp.com",
+            name: Some("MailChimp"),
+            occurred_at: "2009-03-26T21:31:21Z",
+            properties: json!({"list_id": "a6b5da1054"}),
+            consent: None,
+        },
+    );
+}
+
+#[test]
+fn a_redelivery_is_the_same_interaction() {
+    // No event id in the body: type, audience, time and address make one, so Mailchimp's retry
+    // an hour later is a duplicate rather than a second subscription.
+    let body = fixture("subscribe.txt");
+    assert_eq!(deliver(&body), deliver_at(&body, received_at().plus_millis(3_600_000)));
+}
+
+#[test]
+fn events_without_a_mapping_are_ignored() {
+    // Mailchimp's documented upemail example: an address change, not an engagement.
+    let body = b"type=upemail&fired_at=2009-03-26+22%3A15%3A09&data%5Blist_id%5D=a6b5da1054&data%5Bnew_id%5D=51da8c3259&data%5Bnew_email%5D=api%2Bnew%40mailchimp.com&data%5Bold_email%5D=api%2Bold%40mailchimp.com";
+    match deliver(body) {
+        Mapped::Ignored { reason, .. } => {
+            assert!(reason.starts_with("no mapping for this event"), "{reason}");
+            assert!(!reason.contains("mailchimp.com"), "no addresses in reasons: {reason}");
+        }
+        other => panic!("expected ignored, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_url_secret_is_the_check() {
+    let source = source();
+    let body = fixture("subscribe.txt");
+    let headers = form_headers();
+    let verify = |query: &[(String, String)]| {
+        source.verify(
+            &Delivery {
+                headers: &headers,
+                query,
+                body: &body,
+            },
+            Some(SECRET),
+            received_at(),
+        )
+    };
+    verify(&with_secret()).expect("the right secret");
+    let wrong = verify(&[("secret".to_string(), "a guess".to_string())]).expect_err("a wrong secret is refused");
+    assert_eq!(wrong.header, "secret");
+    assert!(!format!("{wrong} {wrong:?}").contains(SECRET), "the secret never shows: {wrong:?}");
+    let missing = verify(&[]).expect_err("no secret is refused");
+    assert_eq!(missing.header, "secret");
+}
