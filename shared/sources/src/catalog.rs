@@ -4,7 +4,11 @@ use crate::{DefinitionError, Source};
 use std::collections::BTreeMap;
 
 /// The built-in source files, embedded (one line per shipped source).
-const BUILTIN: &[(&str, &str)] = &[];
+const BUILTIN: &[(&str, &str)] = &[
+    ("shopify.toml", include_str!("../builtin/shopify.toml")),
+    ("stripe.toml", include_str!("../builtin/stripe.toml")),
+    ("zendesk.toml", include_str!("../builtin/zendesk.toml")),
+];
 
 /// Sources by name.
 #[derive(Clone, Debug, Default)]
