@@ -65,7 +65,8 @@ pub(crate) struct Bots {
 #[derive(Clone, Debug)]
 pub(crate) struct Mapping {
     pub name: String,
-    pub headers: Vec<(HeaderName, String)>,
+    /// (header, expected value, the name as the file spells it).
+    pub headers: Vec<(HeaderName, String, String)>,
     pub equals: Vec<(Pointer, Value)>,
     pub present: Vec<Pointer>,
     pub one_of: Vec<(Pointer, Vec<Value>)>,
@@ -276,7 +277,7 @@ fn compile_mapping(file: MappingFile, source_channel: &str) -> Result<Mapping, S
     let at = |what: &str| format!("mapping {name:?}: {what}");
     let mut headers = Vec::new();
     for (header, value) in file.matching.headers {
-        headers.push((header_name(&header, &at("match.headers")).map_err(|e| at(&e))?, value));
+        headers.push((header_name(&header, "match.headers").map_err(|e| at(&e))?, value, header));
     }
     let mut equals = Vec::new();
     for (pointer, value) in file.matching.equals {
