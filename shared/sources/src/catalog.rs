@@ -9,6 +9,9 @@ const BUILTIN: &[(&str, &str)] = &[
     ("github.toml", include_str!("../builtin/github.toml")),
     ("mailchimp.toml", include_str!("../builtin/mailchimp.toml")),
     ("slack.toml", include_str!("../builtin/slack.toml")),
+    ("shopify.toml", include_str!("../builtin/shopify.toml")),
+    ("stripe.toml", include_str!("../builtin/stripe.toml")),
+    ("zendesk.toml", include_str!("../builtin/zendesk.toml")),
 ];
 
 /// Sources by name.

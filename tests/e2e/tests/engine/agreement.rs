@@ -95,6 +95,19 @@ const ONE_INTERACTION_REACHES: &[(&str, Level, Level)] = &[
     ("mailchimp.unsubscribed", Level::Observing, Level::Observing),
     ("mailchimp.cleaned", Level::Observing, Level::Observing),
     ("mailchimp.profile_updated", Level::Observing, Level::Following),
+    // Sources: Stripe and Shopify purchases are money spent, as purchase_made (two make a
+    // contributor); a store account, a cancellation, a support ticket or a Zendesk user only
+    // observe; opting in to a store's e-mail at sign-up is following.
+    ("stripe.checkout_completed", Level::Observing, Level::Following),
+    ("stripe.invoice_paid", Level::Observing, Level::Following),
+    ("stripe.subscription_started", Level::Observing, Level::Following),
+    ("stripe.subscription_cancelled", Level::Observing, Level::Following),
+    ("shopify.order_placed", Level::Observing, Level::Following),
+    ("shopify.customer_created", Level::Observing, Level::Following),
+    ("shopify.marketing_subscribed", Level::Following, Level::Following),
+    ("zendesk.ticket_opened", Level::Observing, Level::Following),
+    ("zendesk.ticket_solved", Level::Observing, Level::Following),
+    ("zendesk.user_created", Level::Observing, Level::Following),
 ];
 
 async fn post(stack: &Stack, body: Value) -> Vec<Value> {
