@@ -77,6 +77,8 @@ pub(crate) struct MatchFile {
     #[serde(default)]
     pub equals: BTreeMap<String, toml::Value>,
     #[serde(default)]
+    pub not_equals: BTreeMap<String, toml::Value>,
+    #[serde(default)]
     pub present: Vec<String>,
     #[serde(default)]
     pub absent: Vec<String>,

@@ -7,6 +7,7 @@ use crate::{BadBody, Delivery, Mapped};
 use engagement::interaction::{MAX_NAME_CHARS, MAX_PROPERTIES_BYTES};
 use engagement::Timestamp;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 /// Why an emit could not be made: the whole delivery is then ignored with this reason.
 struct Missing(String);
@@ -156,6 +157,10 @@ impl Mapping {
                 .equals
                 .iter()
                 .all(|(pointer, expected)| pointer.find(body).is_some_and(|found| same_scalar(found, expected)))
+            && self
+                .not_equals
+                .iter()
+                .all(|(pointer, unwanted)| !pointer.find(body).is_some_and(|found| same_scalar(found, unwanted)))
             && self.present.iter().all(|pointer| pointer.find(body).is_some())
             && self.absent.iter().all(|pointer| pointer.find(body).is_none())
             && self.one_of.iter().all(|(pointer, expected)| {
@@ -192,6 +197,10 @@ fn render(template: &Template, body: &Value, delivery_id: Option<&str>) -> Resul
         match part {
             Part::Text(text) => id.push_str(text),
             Part::Pointer(pointer) => id.push_str(&required_text(pointer, body)?),
+            Part::Digest(pointer) => {
+                let digest = Sha256::digest(required_text(pointer, body)?.as_bytes());
+                id.extend(digest[..16].iter().map(|byte| format!("{byte:02x}")));
+            }
             Part::Delivery => id.push_str(delivery_id.ok_or_else(|| Missing("missing the delivery id".into()))?),
         }
     }
@@ -269,7 +278,7 @@ fn push_if_event_like(seen: &mut Vec<String>, field: String, value: &str) {
         && value.len() <= 64
         && value
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-' | b'/'));
     let entry = format!("{field}: {value}");
     if event_like && !seen.contains(&entry) && seen.len() < 4 {
         seen.push(entry);

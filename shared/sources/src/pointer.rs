@@ -1,4 +1,5 @@
-//! JSON pointers (RFC 6901) checked at load, and the `{/pointer}` / `{delivery}` templates of ids.
+//! JSON pointers (RFC 6901) checked at load, and the `{/pointer}` / `{sha256:/pointer}` /
+//! `{delivery}` templates of ids.
 
 use serde_json::Value;
 
@@ -47,10 +48,13 @@ pub(crate) fn scalar_text(value: &Value) -> Option<String> {
 pub(crate) enum Part {
     Text(String),
     Pointer(Pointer),
+    /// The value's SHA-256 (hex, first 128 bits): for payloads whose only stable key is personal
+    /// data (Mailchimp's e-mail address), since ids are logged and shown.
+    Digest(Pointer),
     Delivery,
 }
 
-/// An id template: text with `{/pointer}` and `{delivery}` holes.
+/// An id template: text with `{/pointer}`, `{sha256:/pointer}` and `{delivery}` holes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Template(pub Vec<Part>);
 
@@ -74,9 +78,11 @@ impl Template {
                 parts.push(Part::Delivery);
             } else if hole.starts_with('/') {
                 parts.push(Part::Pointer(Pointer::parse(hole)?));
+            } else if let Some(pointer) = hole.strip_prefix("sha256:") {
+                parts.push(Part::Digest(Pointer::parse(pointer)?));
             } else {
                 return Err(format!(
-                    "{text:?}: {{{hole}}} is neither {{delivery}} nor a JSON pointer such as {{/pull_request/id}}"
+                    "{text:?}: {{{hole}}} is neither {{delivery}}, a JSON pointer such as {{/pull_request/id}}, nor {{sha256:/pointer}}"
                 ));
             }
             rest = &after[close + 1..];
@@ -115,6 +121,11 @@ mod tests {
                 Part::Delivery,
             ]
         );
+        assert_eq!(
+            Template::parse("mc:{sha256:/data/email}").expect("valid").0[1],
+            Part::Digest(Pointer("/data/email".into()))
+        );
+        assert!(Template::parse("mc:{sha256:data}").is_err());
         assert!(Template::parse("gh:{pull_request}").is_err());
         assert!(Template::parse("gh:{/id").is_err());
         assert!(Template::parse("gh:}").is_err());

@@ -68,6 +68,9 @@ pub(crate) struct Mapping {
     /// (header, expected value, the name as the file spells it).
     pub headers: Vec<(HeaderName, String, String)>,
     pub equals: Vec<(Pointer, Value)>,
+    /// Pointers that must not equal the value (missing counts as not equal): Discourse's first
+    /// post of a topic (`post_number` 1) is the topic itself.
+    pub not_equals: Vec<(Pointer, Value)>,
     pub present: Vec<Pointer>,
     /// Pointers that must be missing or null (Slack: a message without `bot_id` or `subtype`).
     pub absent: Vec<Pointer>,
@@ -286,6 +289,11 @@ fn compile_mapping(file: MappingFile, source_channel: &str) -> Result<Mapping, S
         let value = scalar(&value).ok_or_else(|| at(&format!("match.equals {pointer:?} must be a string, number or boolean")))?;
         equals.push((pointer_at(&pointer, "match.equals").map_err(|e| at(&e))?, value));
     }
+    let mut not_equals = Vec::new();
+    for (pointer, value) in file.matching.not_equals {
+        let value = scalar(&value).ok_or_else(|| at(&format!("match.not_equals {pointer:?} must be a string, number or boolean")))?;
+        not_equals.push((pointer_at(&pointer, "match.not_equals").map_err(|e| at(&e))?, value));
+    }
     let mut present = Vec::new();
     for pointer in file.matching.present {
         present.push(pointer_at(&pointer, "match.present").map_err(|e| at(&e))?);
@@ -318,6 +326,7 @@ fn compile_mapping(file: MappingFile, source_channel: &str) -> Result<Mapping, S
         name,
         headers,
         equals,
+        not_equals,
         present,
         absent,
         one_of,

@@ -270,6 +270,14 @@ fn a_small_action_post_is_not_a_post() {
 }
 
 #[test]
+fn a_topics_opening_post_is_not_counted_twice() {
+    // Opening a topic sends topic_created and a post_created for post 1: the topic credits it.
+    let body = edited("post_created.json", |v| v["post"]["post_number"] = json!(1));
+    let reason = ignored_reason(deliver("post_created", &body));
+    assert!(reason.starts_with("no mapping for this event"), "{reason}");
+}
+
+#[test]
 fn discourses_own_accounts_are_bots() {
     for login in ["system", "discobot"] {
         let body = edited("post_created.json", |v| v["post"]["username"] = json!(login));

@@ -98,7 +98,7 @@ fn a_bad_file_says_which_file_and_what_is_wrong() {
         ),
         (
             error_of(|t| t.replace(r#"id = "forum:{/id}""#, r#"id = "forum:{id}""#)),
-            "source file bad.toml: mapping \"all\": emit 1: id \"forum:{id}\": {id} is neither {delivery} nor a JSON pointer such as {/pull_request/id}",
+            "source file bad.toml: mapping \"all\": emit 1: id \"forum:{id}\": {id} is neither {delivery}, a JSON pointer such as {/pull_request/id}, nor {sha256:/pointer}",
         ),
         (
             error_of(|t| t.replace(r#"name = "minimal""#, r#"name = "Minimal Source""#)),
