@@ -12,6 +12,7 @@
 use crate::errors::{classify, Failure};
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use aws_sdk_secretsmanager::Client;
+use engagement_sources::{SecretsError, SourceSecrets};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,6 +144,18 @@ impl SecretsManagerSourceSecrets {
             .secret_string()
             .ok_or_else(|| malformed("no SecretString (a binary secret?)".into()))?;
         parse_secrets(text).map_err(malformed)
+    }
+}
+
+impl SourceSecrets for SecretsManagerSourceSecrets {
+    async fn secret(&self, source: &str) -> Result<Option<String>, SecretsError> {
+        self.secret_of(source).await.map_err(|error| match error {
+            SourceSecretsError::Unavailable { .. } => SecretsError::Unavailable(error.to_string()),
+            // The port has one permanent variant: a retry fails the same way, an operator acts.
+            SourceSecretsError::Refused { .. } | SourceSecretsError::Malformed { .. } => {
+                SecretsError::Malformed(error.to_string())
+            }
+        })
     }
 }
 
