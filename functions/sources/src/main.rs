@@ -20,8 +20,8 @@ async fn main() -> Result<(), Error> {
     let catalog = Arc::new(wiring::load_catalog(std::env::var("SOURCES_DIR").ok().as_deref())?);
     let secrets = wiring::source_secrets(&deployment.config)?;
     // Read at cold start, so the first delivery does not wait for it. A failure here is not
-    // fatal: each request tries again, and answers 503 (or 500, when an operator must act)
-    // until the read passes.
+    // fatal: each request tries again, and answers 503 until the read passes (the channels
+    // retry).
     match secrets.connected().await {
         Ok(connected) => tracing::info!(?connected, sources = ?catalog.names().collect::<Vec<_>>(), "source secrets read"),
         Err(error) if error.retryable() => tracing::warn!(%error, "source secrets not read at start; retried per request"),
