@@ -11,7 +11,9 @@ use engagement_aws::client::{local_dynamodb, local_eventbridge, local_secretsman
 use engagement_aws::{DynamoStore, EventBridgeBus, SecretsManagerSourceSecrets, StoreConfig};
 use engagement_http::lambda::{from_lambda, to_lambda};
 use engagement_sources::Catalog;
-use engagement_testkit::{at, drain_queue, dynoxide_endpoint, local_sqs, moto_endpoint, route_to_queue, unique_name, workspace_root, ManualClock};
+use engagement_testkit::{
+    at, drain_queue, dynoxide_endpoint, local_sqs, moto_endpoint, route_to_queue, unique_name, workspace_root, ManualClock,
+};
 use hmac::Mac;
 use ingest::Ingest;
 use rescore::Rescorer;
@@ -168,7 +170,10 @@ async fn a_signed_merged_pull_request_raises_its_author_to_contributing_once() {
     assert_eq!(answer["source"], "github");
     assert_eq!(answer["status"], "recorded", "{answer}");
     let outcomes = answer["interactions"].as_array().expect("outcomes");
-    assert!(!outcomes.is_empty() && outcomes.iter().all(|o| o["status"] == "recorded"), "{answer}");
+    assert!(
+        !outcomes.is_empty() && outcomes.iter().all(|o| o["status"] == "recorded"),
+        "{answer}"
+    );
     let (recorded, levels) = deployed.deliver().await;
     assert!(recorded >= 1);
     assert_eq!(levels.last(), Some(&Level::Contributing), "the author is a contributor");
