@@ -12,7 +12,7 @@ use engagement::interaction::{FieldError, MAX_BODY_BYTES};
 use engagement::metrics::METRICS;
 use engagement::ports::{Clock, EventBus, InteractionLog, RecordOutcome};
 use engagement_http::{json_response, query, request_id, route, HttpRequest, HttpResponse, Problem};
-use engagement_sources::{Catalog, Delivery, Mapped, Scheme, Source, SourceSecrets};
+use engagement_sources::{Catalog, Delivery, Mapped, Scheme, SecretsError, Source, SourceSecrets};
 use ingest::Ingest;
 use serde::Serialize;
 use std::sync::Arc;
@@ -92,9 +92,11 @@ impl<S: InteractionLog, B: EventBus, C: Clock, K: SourceSecrets> Sources<S, B, C
                         source.name()
                     )))
                 }
-                Err(error) => {
+                // A retry may read them; a malformed or refused secret needs an operator (500, alarmed).
+                Err(error @ SecretsError::Unavailable(_)) => {
                     return Err(Problem::unavailable("the signing secrets cannot be read; retry later").because(error.to_string()))
                 }
+                Err(error @ SecretsError::Malformed(_)) => return Err(Problem::internal().because(error.to_string())),
             }
         } else {
             None

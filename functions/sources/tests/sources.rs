@@ -19,12 +19,16 @@ const SECRET: &str = "forge-test-secret";
 const MERGED: &str = include_str!("fixtures/pull_request_merged.json");
 
 /// Secrets held in memory (the port's adapters are Secrets Manager and files; this is the port).
+/// The second field, when set, is what every read fails with.
 #[derive(Clone, Default)]
-struct Secrets(BTreeMap<String, String>);
+struct Secrets(BTreeMap<String, String>, Option<SecretsError>);
 
 impl SourceSecrets for Secrets {
     async fn secret(&self, source: &str) -> Result<Option<String>, SecretsError> {
-        Ok(self.0.get(source).cloned())
+        match &self.1 {
+            Some(error) => Err(error.clone()),
+            None => Ok(self.0.get(source).cloned()),
+        }
     }
 }
 
@@ -64,7 +68,7 @@ async fn world() -> World {
                 rules,
             },
             catalog: Arc::new(catalog),
-            secrets: Secrets(BTreeMap::from([("forge".to_string(), SECRET.to_string())])),
+            secrets: Secrets(BTreeMap::from([("forge".to_string(), SECRET.to_string())]), None),
         },
         requests,
     }
@@ -256,6 +260,19 @@ async fn unknown_and_unconnected_sources_are_not_found() {
     assert_eq!(answer.body["detail"], "source \"forge\" is not connected: no signing secret");
     let answer = world.send("PUT", "/v1/sources/forge", &[], b"{}").await;
     assert_eq!(answer.status, 405, "{answer:?}");
+}
+
+#[tokio::test]
+async fn unreadable_secrets_answer_503_and_broken_ones_500_and_nothing_is_written() {
+    let mut world = world().await;
+    world.sources.secrets.1 = Some(SecretsError::Unavailable("throttled".into()));
+    let answer = world.deliver("pull_request", "d-1", MERGED.as_bytes()).await;
+    assert_eq!(answer.status, 503, "a retry may read them: {answer:?}");
+    world.sources.secrets.1 = Some(SecretsError::Malformed("not a JSON object".into()));
+    let answer = world.deliver("pull_request", "d-1", MERGED.as_bytes()).await;
+    assert_eq!(answer.status, 500, "an operator must fix the secret (alarmed): {answer:?}");
+    assert!(!answer.body.to_string().contains("JSON object"), "no internal text: {answer:?}");
+    assert_eq!(world.requests.total(), 0);
 }
 
 #[tokio::test]

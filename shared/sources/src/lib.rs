@@ -115,7 +115,8 @@ pub trait SourceSecrets: Send + Sync {
     fn secret(&self, source: &str) -> impl Future<Output = Result<Option<String>, SecretsError>> + Send;
 }
 
-/// The secrets could not be read (the handler answers 503: a retry may succeed).
+/// The secrets could not be read: `Unavailable` answers 503 (a retry may succeed), `Malformed`
+/// (unparsable, deleted or refused) 500, counted as an internal error so an alarm fires.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SecretsError {
     #[error("the source secrets are unavailable: {0}")]
