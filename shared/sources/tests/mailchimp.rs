@@ -72,7 +72,10 @@ fn assert_maps_to(mapped: Mapped, expected: Expected) {
     assert_eq!(wire["kind"], expected.kind);
     assert_eq!(wire["id"], expected.id);
     // Ids are logged and shown: the address is in them only as its digest.
-    assert!(!wire["id"].as_str().unwrap_or_default().contains('@'), "an e-mail address in the id");
+    assert!(
+        !wire["id"].as_str().unwrap_or_default().contains('@'),
+        "an e-mail address in the id"
+    );
     assert_eq!(wire["customer"]["channel"], "email");
     assert_eq!(wire["customer"]["handle"], expected.handle);
     assert_eq!(wire["customer"]["name"].as_str(), expected.name);
