@@ -227,7 +227,7 @@ fn check(key: &[u8], parts: &[&[u8]], expected: &[u8], field: &str) -> Result<()
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
