@@ -4,7 +4,7 @@ use crate::{DefinitionError, Source};
 use std::collections::BTreeMap;
 
 /// The built-in source files, embedded (one line per shipped source).
-const BUILTIN: &[(&str, &str)] = &[];
+const BUILTIN: &[(&str, &str)] = &[("github.toml", include_str!("../builtin/github.toml"))];
 
 /// Sources by name.
 #[derive(Clone, Debug, Default)]

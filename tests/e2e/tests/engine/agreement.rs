@@ -61,6 +61,23 @@ const ONE_INTERACTION_REACHES: &[(&str, Level, Level)] = &[
     ("initiative_led", Level::Leading, Level::Leading),
     ("ambassador_program_joined", Level::Leading, Level::Leading),
     ("talk_given", Level::Contributing, Level::Contributing),
+    // Sources: GitHub. Code, issues, comments and answers are time given (contributing): a merged
+    // pull request or a marked answer makes a contributor alone; a review, a release, a comment
+    // or an issue is not yet enough. A star or fork follows only with consent from elsewhere
+    // (GitHub gives none); a sponsorship makes an owner.
+    ("github.issue_opened", Level::Observing, Level::Following),
+    ("github.comment_created", Level::Observing, Level::Following),
+    ("github.pull_request_opened", Level::Observing, Level::Following),
+    ("github.pull_request_merged", Level::Contributing, Level::Contributing),
+    ("github.pull_request_merge_performed", Level::Observing, Level::Following),
+    ("github.review_submitted", Level::Observing, Level::Following),
+    ("github.release_published", Level::Observing, Level::Following),
+    ("github.starred", Level::Observing, Level::Following),
+    ("github.forked", Level::Observing, Level::Following),
+    ("github.discussion_created", Level::Observing, Level::Following),
+    ("github.discussion_comment_created", Level::Observing, Level::Following),
+    ("github.discussion_answered", Level::Contributing, Level::Contributing),
+    ("github.sponsorship_created", Level::Owning, Level::Owning),
 ];
 
 async fn post(stack: &Stack, body: Value) -> Vec<Value> {
