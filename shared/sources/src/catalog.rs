@@ -4,7 +4,12 @@ use crate::{DefinitionError, Source};
 use std::collections::BTreeMap;
 
 /// The built-in source files, embedded (one line per shipped source).
-const BUILTIN: &[(&str, &str)] = &[("github.toml", include_str!("../builtin/github.toml"))];
+const BUILTIN: &[(&str, &str)] = &[
+    ("discourse.toml", include_str!("../builtin/discourse.toml")),
+    ("github.toml", include_str!("../builtin/github.toml")),
+    ("mailchimp.toml", include_str!("../builtin/mailchimp.toml")),
+    ("slack.toml", include_str!("../builtin/slack.toml")),
+];
 
 /// Sources by name.
 #[derive(Clone, Debug, Default)]

@@ -78,6 +78,23 @@ const ONE_INTERACTION_REACHES: &[(&str, Level, Level)] = &[
     ("github.discussion_comment_created", Level::Observing, Level::Following),
     ("github.discussion_answered", Level::Contributing, Level::Contributing),
     ("github.sponsorship_created", Level::Owning, Level::Owning),
+    // Sources: Discourse. Signing up is a follow; a post or topic is time given, not yet enough;
+    // one accepted solution is contributing.
+    ("discourse.user_created", Level::Following, Level::Following),
+    ("discourse.topic_created", Level::Observing, Level::Following),
+    ("discourse.post_created", Level::Observing, Level::Following),
+    ("discourse.solution_accepted", Level::Contributing, Level::Contributing),
+    ("discourse.post_liked", Level::Observing, Level::Following),
+    // Sources: Slack. Joining a public channel is a follow; messages and reactions are small.
+    ("slack.channel_joined", Level::Following, Level::Following),
+    ("slack.message_posted", Level::Observing, Level::Following),
+    ("slack.reaction_added", Level::Observing, Level::Following),
+    // Sources: Mailchimp. Subscribing grants e-mail consent; unsubscribing or being cleaned
+    // withdraws the only consent, leaving them observing.
+    ("mailchimp.subscribed", Level::Following, Level::Following),
+    ("mailchimp.unsubscribed", Level::Observing, Level::Observing),
+    ("mailchimp.cleaned", Level::Observing, Level::Observing),
+    ("mailchimp.profile_updated", Level::Observing, Level::Following),
 ];
 
 async fn post(stack: &Stack, body: Value) -> Vec<Value> {
