@@ -219,6 +219,50 @@ pub fn warn_unverified(catalog: &Catalog) {
 mod tests {
     use super::*;
 
+    fn temp_data_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pyramid-channels-{}-{}", std::process::id(), fastrand::u32(..)));
+        std::fs::create_dir_all(sources_dir(&dir)).expect("a directory");
+        dir
+    }
+
+    #[tokio::test]
+    async fn the_environment_wins_over_the_file_and_only_catalogued_sources_connect() {
+        let data = temp_data_dir();
+        for (name, secret) in [("github", "from-the-file\n"), ("mailchimp", "mailchimp-file"), ("nosuch", "x")] {
+            crate::files::write_private(&sources_dir(&data).join(format!("{name}.secret")), secret.as_bytes()).expect("a file");
+        }
+        let catalog = Catalog::builtin();
+        let environment = |variable: &str| (variable == "PYRAMID_SOURCE_SECRET_GITHUB").then(|| "from-the-environment".to_string());
+        let secrets = LocalSourceSecrets::load(&data, &catalog, environment).expect("loaded");
+        assert_eq!(secrets.secret("github").await, Ok(Some("from-the-environment".into())));
+        assert_eq!(secrets.secret("mailchimp").await, Ok(Some("mailchimp-file".into())));
+        assert_eq!(secrets.secret("stripe").await, Ok(None));
+        assert_eq!(secrets.connected().collect::<Vec<_>>(), ["github", "mailchimp"]);
+        assert!(!format!("{secrets:?}").contains("from-the"), "secrets in Debug");
+        let _ = std::fs::remove_dir_all(&data);
+    }
+
+    #[test]
+    fn an_empty_secret_file_is_refused() {
+        let data = temp_data_dir();
+        let path = sources_dir(&data).join("github.secret");
+        crate::files::write_private(&path, b" \n").expect("a file");
+        let error = LocalSourceSecrets::load(&data, &Catalog::builtin(), |_| None).expect_err("refused");
+        assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+        let _ = std::fs::remove_dir_all(&data);
+    }
+
+    /// The README's worked example ("A channel we don't ship") is a valid source file.
+    #[test]
+    fn the_readme_example_source_file_loads() {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme.find("A channel we don't ship").expect("the section")..];
+        let start = section.find("```toml\n").expect("a TOML block") + "```toml\n".len();
+        let text = &section[start..start + section[start..].find("```").expect("its end")];
+        let catalog = Catalog::with_files([("README.md", text)]).expect("the example loads");
+        assert!(catalog.get("typeform").is_some());
+    }
+
     #[test]
     fn the_variable_is_the_name_in_upper_case_with_underscores() {
         assert_eq!(secret_variable("github"), "PYRAMID_SOURCE_SECRET_GITHUB");
