@@ -275,6 +275,15 @@ async fn a_github_contributor_linked_to_a_mailchimp_subscriber_is_one_customer_a
     let (hook, received) = nudge_receiver().await;
     let server = Server::start(&data, &["--webhook", &hook, "--webhook-backoff-ms", "20"]);
 
+    // Mailchimp checks the URL before it saves the webhook.
+    let check = server
+        .client
+        .get(format!("{}/v1/sources/mailchimp?secret={MAILCHIMP_SECRET}", server.url))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(check.status(), 200);
+
     // Mailchimp: Ada subscribes (her e-mail, with consent to write to it).
     let subscribed = deliver(
         &server,
