@@ -445,6 +445,16 @@ fn a_readable_secret_file_or_a_bad_source_file_stops_the_start_naming_the_file()
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// A child process killed when dropped.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_banner_names_the_connected_sources_and_an_unverified_one_is_warned_about() {
     let data = temp_dir("sources-banner");
@@ -479,7 +489,14 @@ handle = "/email"
         .stderr(Stdio::piped())
         .spawn()
         .expect("pyramid starts");
-    let stdout = child.stdout.take().expect("stdout");
+    let (stdout, mut stderr) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
+    // Stopped even when an assertion below fails.
+    let server = Stopped(child);
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+        log
+    });
     let mut banner = String::new();
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
         let line = line.expect("a line");
@@ -503,9 +520,8 @@ handle = "/email"
         .await
         .expect("an answer");
     assert_eq!(posted.status(), 202);
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("stopped");
-    let log = String::from_utf8_lossy(&output.stderr);
+    drop(server);
+    let log = log.join().expect("the log");
     assert!(banner.contains("connected: slack\n"), "{banner}");
     assert!(banner.contains("kiosk") && banner.contains("UNVERIFIED"), "{banner}");
     assert!(
