@@ -81,6 +81,8 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
             source: "engagement".into(),
             scrub_retry_after: Duration::from_secs(60),
             hold_deliveries: false,
+            catalog: Arc::new(engagement_sources::Catalog::builtin()),
+            source_secrets: pyramid::channels::LocalSourceSecrets::default(),
         },
     )
     .await?;

@@ -3,6 +3,7 @@
 //! deployed stack's own rules (`infra/template.yaml`).
 
 pub mod bus;
+pub mod channels;
 pub mod community;
 pub mod delivery;
 pub mod dispatch;

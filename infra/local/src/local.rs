@@ -3,6 +3,7 @@
 //! the cloud) and the in-process bus routed by the template's rules.
 
 use crate::bus::LocalBus;
+use crate::channels::LocalSourceSecrets;
 use crate::dispatch::Targets;
 use crate::erasure::Scrubber;
 use crate::files::{os_random, write_private};
@@ -15,9 +16,11 @@ use engagement::{Rules, Timestamp};
 use engagement_aws::client::local_dynamodb;
 use engagement_aws::{DynamoStore, StoreConfig, SystemClock};
 use engagement_http::CursorSigner;
+use engagement_sources::Catalog;
 use ingest::Ingest;
 use nudge::Nudger;
 use rescore::Rescorer;
+use sources::Sources;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,6 +168,7 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
 }
 
 pub type LocalRescorer<C = SystemClock> = Rescorer<DynamoStore, LocalBus, C>;
+pub type LocalSources = Sources<DynamoStore, LocalBus, SystemClock, LocalSourceSecrets>;
 
 /// Everything `serve` runs.
 pub struct Stack {
@@ -174,6 +178,8 @@ pub struct Stack {
     pub router: Arc<Router>,
     pub ingest: Arc<Ingest<DynamoStore, LocalBus, SystemClock>>,
     pub api: Arc<Api<DynamoStore, LocalBus, SystemClock>>,
+    /// The channels' own webhooks (`/v1/sources/{source}`), recorded through ingest's path.
+    pub sources: Arc<LocalSources>,
     pub rescore: Arc<LocalRescorer>,
     pub nudge: Arc<Nudger<DynamoStore, LocalBus, SystemClock>>,
     pub webhooks: Arc<Webhooks>,
@@ -188,6 +194,9 @@ pub struct Options {
     pub scrub_retry_after: Duration,
     /// Journal deliveries but dispatch none (tests: an event deterministically in flight).
     pub hold_deliveries: bool,
+    /// The source files loaded (`channels::load_catalog`) and their signing secrets.
+    pub catalog: Arc<Catalog>,
+    pub source_secrets: LocalSourceSecrets,
 }
 
 impl Stack {
@@ -217,6 +226,17 @@ impl Stack {
             bus: b,
             clock: c,
             rules: r,
+        });
+        let (s, b, c, r) = parts();
+        let sources = Arc::new(Sources {
+            ingest: Ingest {
+                store: s,
+                bus: b,
+                clock: c,
+                rules: r,
+            },
+            catalog: options.catalog,
+            secrets: options.source_secrets,
         });
         let (s, b, c, r) = parts();
         let rescore = Arc::new(Rescorer {
@@ -255,6 +275,7 @@ impl Stack {
             router,
             ingest,
             api,
+            sources,
             rescore,
             nudge,
             webhooks,

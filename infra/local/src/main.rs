@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use engagement::ports::Insights;
 use engagement::{Level, Rules, Timestamp};
 use engagement_aws::DynamoStore;
+use pyramid::channels;
 use pyramid::import::{import, Format};
 use pyramid::local::{embedded_store, embedded_store_for_bulk_load, DataDir, Options, Stack};
 use pyramid::routing::Router;
@@ -49,6 +50,10 @@ struct ServeArgs {
     /// A URL to deliver nudges (and erasures) to, signed per Standard Webhooks; repeatable.
     #[arg(long = "webhook", value_name = "URL")]
     webhooks: Vec<String>,
+    /// More source files (`*.toml`) for `POST /v1/sources/{source}`, besides the shipped ones and
+    /// DATA/sources/*.toml; a file replaces a shipped source of the same name.
+    #[arg(long = "sources", value_name = "DIR", env = "PYRAMID_SOURCES")]
+    sources: Option<PathBuf>,
     /// Run the sweep this often (seconds) instead of the template's schedule.
     #[arg(long, value_name = "SECONDS")]
     sweep_every: Option<u64>,
@@ -129,15 +134,25 @@ async fn print_pyramid(store: &impl Insights) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner: impl FnOnce(&str, &str)) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    dir: DataDir,
+    store: Option<DynamoStore>,
+    banner: impl FnOnce(&str, &str, &[String]),
+) -> anyhow::Result<()> {
     let rules = load_rules(args.common.rules.as_deref())?;
     let router = Router::shipped()?;
+    let catalog = Arc::new(channels::load_catalog(&dir.path, args.sources.as_deref())?);
+    let source_secrets = channels::LocalSourceSecrets::load(&dir.path, &catalog, |name| std::env::var(name).ok())?;
+    channels::warn_unverified(&catalog);
     let options = Options {
         webhooks: args.webhooks,
         webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
         source: engagement::events::DEFAULT_SOURCE.to_string(),
         scrub_retry_after: Duration::from_secs(args.scrub_retry_secs),
         hold_deliveries: args.hold_deliveries,
+        catalog: Arc::clone(&catalog),
+        source_secrets: source_secrets.clone(),
     };
     let stack = match store {
         Some(store) => Stack::with_store(&dir, store, rules, router, options).await?,
@@ -149,7 +164,7 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let url = format!("http://{}", listener.local_addr()?);
-    banner(&url, &token);
+    banner(&url, &token, &channels::describe(&catalog, &source_secrets, &url));
     let served = Served {
         stack: Arc::new(stack),
         token: Arc::new(token),
@@ -158,11 +173,14 @@ async fn serve(args: ServeArgs, dir: DataDir, store: Option<DynamoStore>, banner
     Ok(())
 }
 
-fn serve_banner(url: &str, token: &str, dir: &Path) {
+fn serve_banner(url: &str, token: &str, dir: &Path, sources: &[String]) {
     println!("pyramid is serving {url}  (data in {})", dir.display());
     println!("token: {token}  (also in {})", dir.join("token").display());
     // The token travels in the fragment, which browsers never send to the server.
     println!("dashboard: {url}/#token={token}");
+    for line in sources {
+        println!("{line}");
+    }
     // Tests and scripts read this line.
     println!("listening on {url}");
 }
@@ -180,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let dir = DataDir::open(&args.common.data)?;
             let path = dir.path.clone();
-            serve(args, dir, None, |url, token| serve_banner(url, token, &path)).await
+            serve(args, dir, None, |url, token, sources| serve_banner(url, token, &path, sources)).await
         }
         Command::Import { common, files, format } => run_import(common, &files, format).await,
         Command::Demo { serve: args, customers } => run_demo(args, customers).await,
@@ -235,8 +253,8 @@ async fn run_demo(args: ServeArgs, customers: usize) -> anyhow::Result<()> {
     println!("the community:");
     print_pyramid(&store).await?;
     let path = dir.path.clone();
-    serve(args, dir, Some(store), |url, token| {
-        serve_banner(url, token, &path);
+    serve(args, dir, Some(store), |url, token, sources| {
+        serve_banner(url, token, &path, sources);
         println!("\ntry:");
         println!("  curl -s -H 'Authorization: Bearer {token}' {url}/v1/pyramid");
         println!("  curl -s -H 'Authorization: Bearer {token}' '{url}/v1/customers?level=leading&limit=5'");

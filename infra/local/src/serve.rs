@@ -1,4 +1,5 @@
-//! `pyramid serve`: the functions' HTTP API on one port, behind a bearer token.
+//! `pyramid serve`: the functions' HTTP API on one port, behind a bearer token (except the
+//! channels' webhooks, `/v1/sources/{source}`, which their signatures authenticate).
 
 use crate::erased::ErasedPerson;
 use crate::local::Stack;
@@ -9,8 +10,8 @@ use engagement::ports::{CustomerId, CustomerReads as _};
 use engagement_http::{HttpResponse, Problem};
 use std::sync::Arc;
 
-/// Bodies larger than this are refused before they are read (ingest's own limit is 1 MiB, and
-/// it answers 413 with a problem for anything between).
+/// Bodies larger than this are refused before they are read (ingest's and the sources' own
+/// limit is 1 MiB, and they answer 413 with a problem for anything between).
 const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 #[derive(Clone)]
@@ -45,6 +46,15 @@ async fn handle(State(served): State<Served>, request: http::Request<Body>) -> R
         let (parts, _) = request.into_parts();
         return to_axum(served.stack.api.handle(http::Request::from_parts(parts, Vec::new())).await);
     }
+    // A channel cannot send our token: its own signature authenticates the delivery.
+    if is_source_path(&path) {
+        let (parts, body) = request.into_parts();
+        let bytes = match read_body(body, &path).await {
+            Ok(bytes) => bytes,
+            Err(response) => return response,
+        };
+        return to_axum(served.stack.sources.handle(http::Request::from_parts(parts, bytes)).await);
+    }
     if !authorized(&request, &served.token) {
         let mut response = Problem::new(
             401,
@@ -60,17 +70,11 @@ async fn handle(State(served): State<Served>, request: http::Request<Body>) -> R
         return to_axum(response);
     }
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+    let bytes = match read_body(body, &path).await {
         Ok(bytes) => bytes,
-        Err(_) => {
-            return to_axum(
-                Problem::new(413, "too-large", "Request too large", "the body is larger than 1 MiB")
-                    .at(&path)
-                    .response(),
-            )
-        }
+        Err(response) => return response,
     };
-    let request = http::Request::from_parts(parts, bytes.to_vec());
+    let request = http::Request::from_parts(parts, bytes);
     let response = if path == "/v1/interactions" || path == "/v1/interactions/" {
         served.stack.ingest.handle(request).await
     } else if let Some(id) = erased_customer(&request) {
@@ -79,6 +83,23 @@ async fn handle(State(served): State<Served>, request: http::Request<Body>) -> R
         served.stack.api.handle(request).await
     };
     to_axum(response)
+}
+
+async fn read_body(body: Body, path: &str) -> Result<Vec<u8>, Response> {
+    match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(bytes) => Ok(bytes.to_vec()),
+        Err(_) => Err(to_axum(
+            Problem::new(413, "too-large", "Request too large", "the body is larger than 1 MiB")
+                .at(path)
+                .response(),
+        )),
+    }
+}
+
+/// `/v1/sources/{source}`: one non-empty segment after the prefix.
+fn is_source_path(path: &str) -> bool {
+    path.strip_prefix("/v1/sources/")
+        .is_some_and(|source| !source.is_empty() && !source.contains('/'))
 }
 
 /// The customer a `DELETE /v1/customers/{id}` erases.
