@@ -20,6 +20,8 @@ use ingest::Ingest;
 use nudge::Nudger;
 use rescore::{Rescorer, SweepReport};
 use serde_json::{json, Value};
+use sources::Sources;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +31,19 @@ pub type Bus = EventBridgeBus;
 pub const SALT: &str = "e2e-salt";
 /// The secret of the contact key `Customer Erased` is sealed with (tests open it with it).
 pub const CONTACT_SECRET: &str = "e2e-contact-key-0123456789abcdef0123456789";
+/// The signing secret of every shipped source in the stack (GitHub's for the tests that sign).
+pub const SOURCE_SECRET: &str = "e2e-source-secret";
+
+/// Each shipped source connected with `SOURCE_SECRET` (the port; the adapters are Secrets
+/// Manager and files, tested on their own).
+#[derive(Clone, Debug, Default)]
+pub struct SourceSecrets(pub BTreeMap<String, String>);
+
+impl engagement_sources::SourceSecrets for SourceSecrets {
+    async fn secret(&self, source: &str) -> Result<Option<String>, engagement_sources::SecretsError> {
+        Ok(self.0.get(source).cloned())
+    }
+}
 
 pub struct Stack {
     pub clock: ManualClock,
@@ -39,6 +54,7 @@ pub struct Stack {
     pub rescore: Rescorer<Store, Bus, ManualClock>,
     pub nudge: Nudger<Store, Bus, ManualClock>,
     pub api: Api<Store, Bus, ManualClock>,
+    pub sources: Sources<Store, Bus, ManualClock, SourceSecrets>,
     /// The stack's routing, from `infra/template.yaml`.
     pub router: Router,
     sqs: aws_sdk_sqs::Client,
@@ -126,6 +142,19 @@ impl Stack {
             cursors: CursorSigner::new(SALT),
             contact_key: engagement::erasure::ContactKey::from_secret(CONTACT_SECRET).expect("a contact key"),
         };
+        let (s, b, c, r) = parts();
+        let catalog = engagement_sources::Catalog::builtin();
+        let secrets = catalog.names().map(|name| (name.to_string(), SOURCE_SECRET.to_string())).collect();
+        let sources = Sources {
+            ingest: Ingest {
+                store: s,
+                bus: b,
+                clock: c,
+                rules: r,
+            },
+            catalog: Arc::new(catalog),
+            secrets: SourceSecrets(secrets),
+        };
         requests.reset();
         Stack {
             clock,
@@ -135,6 +164,7 @@ impl Stack {
             rescore,
             nudge,
             api,
+            sources,
             router: Router::shipped().expect("the template routes"),
             sqs,
             events,
@@ -162,12 +192,24 @@ impl Stack {
     }
 
     pub async fn http_raw(&self, method: &str, path_and_query: &str, body: Option<&str>, content_type: &str) -> Answer {
-        let fixture = apigw_v2_request(method, path_and_query, body, content_type);
-        let request = lambda_http::request::from_str(&fixture).expect("an API Gateway v2 request");
+        self.http_with_headers(method, path_and_query, body, &[("content-type", content_type)])
+            .await
+    }
+
+    /// As `http_raw`, with the request's headers given (a channel's signature headers).
+    pub async fn http_with_headers(&self, method: &str, path_and_query: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Answer {
+        let mut fixture: Value = serde_json::from_str(&apigw_v2_request(method, path_and_query, body, "application/json")).expect("JSON");
+        fixture["headers"] = json!({"host": "api.example.com"});
+        for (name, value) in headers {
+            fixture["headers"][name.to_lowercase()] = json!(value);
+        }
+        let request = lambda_http::request::from_str(&fixture.to_string()).expect("an API Gateway v2 request");
         let request = from_lambda(request);
-        let is_ingest = request.uri().path() == "/v1/interactions";
-        let response = if is_ingest {
+        let path = request.uri().path().to_string();
+        let response = if path == "/v1/interactions" {
             self.ingest.handle(request).await
+        } else if path.starts_with("/v1/sources/") {
+            self.sources.handle(request).await
         } else {
             self.api.handle(request).await
         };

@@ -318,7 +318,55 @@ async fn every_answer_matches_the_openapi_file() {
             .await,
     );
 
+    // The channels' webhooks: recorded, redelivered, ignored, refused; the URL check; the challenge.
+    let merged = std::fs::read_to_string(workspace_root().join("shared/sources/fixtures/github/pull_request.closed.merged.json"))
+        .expect("the fixture");
+    let github = |body: &str, event: &str| {
+        let signature = hub_signature(engagement_e2e::SOURCE_SECRET, body.as_bytes());
+        vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("x-github-event".to_string(), event.to_string()),
+            ("x-github-delivery".to_string(), "72d3162e-cc78-11e3-81ab-4c9367dc0958".to_string()),
+            ("x-hub-signature-256".to_string(), signature),
+        ]
+    };
+    let sources = "/v1/sources/{source}";
+    for (body, event) in [
+        (merged.as_str(), "pull_request"),
+        (merged.as_str(), "pull_request"),
+        (r#"{"zen": "Design for failure.", "hook_id": 1}"#, "ping"),
+        ("{not json", "pull_request"),
+        ("", "ping"),
+    ] {
+        let headers = github(body, event);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let answer = stack.http_with_headers("POST", "/v1/sources/github", Some(body), &headers).await;
+        spec.check("POST", sources, &answer);
+        let answer = stack.http_with_headers("GET", "/v1/sources/github", None, &headers).await;
+        spec.check("GET", sources, &answer);
+    }
+    let unsigned = [("content-type", "application/json")];
+    for path in ["/v1/sources/github", "/v1/sources/nowhere"] {
+        spec.check("POST", sources, &stack.http_with_headers("POST", path, Some("{}"), &unsigned).await);
+        spec.check("GET", sources, &stack.http_with_headers("GET", path, None, &unsigned).await);
+    }
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(1024 * 1024));
+    spec.check(
+        "POST",
+        sources,
+        &stack.http_with_headers("POST", "/v1/sources/github", Some(&huge), &unsigned).await,
+    );
+
     let missing: Vec<_> = spec.operations().difference(&spec.exercised).cloned().collect();
     assert!(missing.is_empty(), "operations in the file that no request exercised: {missing:?}");
     assert!(spec.problems.is_empty(), "{}", spec.problems.join("\n"));
+}
+
+/// GitHub's `X-Hub-Signature-256` of `body`.
+fn hub_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
 }
