@@ -10,7 +10,9 @@ use engagement::events::{CustomerErased, DomainEvent};
 use engagement::identity::Channel;
 use engagement::metrics::METRICS;
 use engagement::ports::{Clock, CustomerReads, StoreError};
-use engagement_deliver::{authorize, build, AuthError, BuildError, DeliveryContext, Destination, Outbound, Plan, SkipReason, Verdict};
+use engagement_deliver::{
+    authorize, build, AuthError, BuildError, DeliveryContext, Destination, Outbound, Plan, Settings, SkipReason, Verdict,
+};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,6 +151,10 @@ pub fn truncated_body(body: &[u8]) -> String {
     format!("{}…", &text[..end])
 }
 
+fn wants_names(destination: &Destination) -> bool {
+    matches!(destination.settings, Settings::Slack { include_names: true, .. })
+}
+
 fn email_channel() -> Option<Channel> {
     Channel::parse("email").ok()
 }
@@ -212,13 +218,15 @@ where
     /// handle, opened from the erasure itself for `Customer Erased`.
     async fn context(&self, destination: &Destination, event: &DomainEvent) -> Result<DeliveryContext, DeliverError> {
         let customer_id = match event {
-            DomainEvent::NudgeRequested(_) | DomainEvent::InteractionRecorded(_) => return Ok(DeliveryContext::default()),
             DomainEvent::CustomerErased(erased) => {
                 return Ok(DeliveryContext {
                     email: self.contacts.open_contact(erased),
                     ..DeliveryContext::default()
                 })
             }
+            // A nudge carries its consented handle; only Slack's names need the customer.
+            DomainEvent::NudgeRequested(nudge) if wants_names(destination) => &nudge.customer_id,
+            DomainEvent::NudgeRequested(_) | DomainEvent::InteractionRecorded(_) => return Ok(DeliveryContext::default()),
             DomainEvent::LevelChanged(e) => &e.customer_id,
             DomainEvent::EngagementAtRisk(e) => &e.customer_id,
         };
