@@ -75,7 +75,12 @@ impl Prism {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("Prism exited ({status}) for {}:\n{}", self.spec.display(), self.log());
             }
-            assert!(Instant::now() < deadline, "Prism did not listen for {}:\n{}", self.spec.display(), self.log());
+            assert!(
+                Instant::now() < deadline,
+                "Prism did not listen for {}:\n{}",
+                self.spec.display(),
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }
