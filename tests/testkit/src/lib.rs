@@ -1,7 +1,10 @@
 //! The real protocol servers the tests run against, started by the tests themselves:
 //! dynoxide (DynamoDB on SQLite) in-process, and moto (DynamoDB, EventBridge, SQS) as a child
 //! process. One server of each kind per test binary, shared by its tests; each test makes its
-//! own table, bus and queue with unique names.
+//! own table, bus and queue with unique names. Prism (validating mocks of the tools' OpenAPI
+//! descriptions, one per test that asks) is in [`prism`].
+
+pub mod prism;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
