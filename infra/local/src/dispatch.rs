@@ -64,7 +64,7 @@ pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc
                             retryable: e.is_retryable(),
                             error: e.to_string(),
                         }),
-                        Target::Webhooks => {
+                        Target::Deliver => {
                             let envelope = serde_json::to_value(&delivery.event).unwrap_or_default();
                             // Files and fsyncs: off the async workers.
                             let webhooks = Arc::clone(&webhooks);

@@ -19,8 +19,13 @@ pub const TEMPLATE: &str = include_str!("../../template.yaml");
 pub enum Target {
     Rescore,
     Nudge,
-    /// Marketing tools: API destinations in the cloud, signed webhooks here.
-    Webhooks,
+    /// The destinations (marketing and support tools): in the cloud a rule targets each
+    /// destination's SQS queue, read by the `deliver` function; here `pyramid serve`'s outbox
+    /// runs the same handler for every configured destination. An API destination (the
+    /// template before destinations) routes here too. Journals written before the rename say
+    /// `Webhooks`.
+    #[serde(alias = "Webhooks")]
+    Deliver,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +164,7 @@ impl Router {
                     continue;
                 };
                 let routed = match (resource.as_str(), kind_of(&resource)) {
-                    (_, Some("AWS::Events::ApiDestination")) => Target::Webhooks,
+                    (_, Some("AWS::Events::ApiDestination" | "AWS::SQS::Queue")) => Target::Deliver,
                     (id, _) if id.starts_with("Rescore") => Target::Rescore,
                     (id, _) if id.starts_with("Nudge") && !id.contains("Requested") => Target::Nudge,
                     _ => continue,
@@ -243,8 +248,8 @@ mod tests {
         assert_eq!(router.targets(&envelope("Interaction Recorded")), [Target::Rescore, Target::Nudge]);
         assert_eq!(router.targets(&envelope("Level Changed")), [Target::Nudge]);
         assert_eq!(router.targets(&envelope("Engagement At Risk")), [Target::Nudge]);
-        assert_eq!(router.targets(&envelope("Nudge Requested")), [Target::Webhooks]);
-        assert_eq!(router.targets(&envelope("Customer Erased")), [Target::Webhooks]);
+        assert_eq!(router.targets(&envelope("Nudge Requested")), [Target::Deliver]);
+        assert_eq!(router.targets(&envelope("Customer Erased")), [Target::Deliver]);
         assert!(router.targets(&envelope("Something Else")).is_empty());
         let mut foreign = envelope("Level Changed");
         foreign["source"] = json!("someone.else");
@@ -298,5 +303,28 @@ Resources:
         assert_eq!(router.sweep_every, Some(Duration::from_secs(300)));
         assert_eq!(parse_rate("rate(1 hour)"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_rate("cron(0 * * * ? *)"), None);
+    }
+
+    #[test]
+    fn a_rule_to_a_destination_queue_routes_to_the_deliver_outbox() {
+        // The cloud's shape: a rule (with a Condition, which is not evaluated here) per
+        // destination, targeting that destination's queue.
+        let template = r#"
+Resources:
+  HubSpotQueue: {Type: AWS::SQS::Queue}
+  HubSpotRule:
+    Type: AWS::Events::Rule
+    Condition: EnableHubSpot
+    Properties:
+      EventPattern:
+        source: [engagement]
+        detail-type: ["Nudge Requested", "Level Changed"]
+      Targets: [{Id: hubspot, Arn: !GetAtt HubSpotQueue.Arn}]
+"#;
+        let router = Router::from_template(template).expect("routes");
+        assert_eq!(router.targets(&envelope("Level Changed")), [Target::Deliver]);
+        assert!(router.targets(&envelope("Interaction Recorded")).is_empty());
+        // A journal written before the rename still reads.
+        assert_eq!(serde_json::from_str::<Target>("\"Webhooks\"").expect("read"), Target::Deliver);
     }
 }
