@@ -6,7 +6,8 @@
 //! One delivery: route → read the customer (one read, only for events without a handle) →
 //! build → authorize with the destination's secret → send → classify the answer → [`Outcome`].
 
-use engagement::events::{CustomerErased, DomainEvent};
+use engagement::erasure::{ContactError, ContactKey};
+use engagement::events::DomainEvent;
 use engagement::identity::Channel;
 use engagement::metrics::METRICS;
 use engagement::ports::{Clock, CustomerReads, StoreError};
@@ -68,18 +69,25 @@ pub trait DestinationSecrets: Send + Sync {
     fn secret(&self, destination: &str) -> impl Future<Output = Result<String, SecretError>> + Send;
 }
 
-/// Port: the e-mail a `Customer Erased` carries, opened (it travels sealed); `None` when it
-/// carries none or cannot be opened.
+/// Port: the e-mail a `Customer Erased` carries, opened (it travels sealed, see
+/// `engagement::erasure`); `Ok(None)` when it carries none.
 pub trait ErasedContacts: Send + Sync {
-    fn open_contact(&self, event: &CustomerErased) -> Option<String>;
+    fn open_contact(&self, event: &DomainEvent) -> Result<Option<String>, ContactError>;
 }
 
-/// No erasure key here: erasures reach no tool that needs the e-mail.
+/// The contact key opens what the API sealed.
+impl ErasedContacts for ContactKey {
+    fn open_contact(&self, event: &DomainEvent) -> Result<Option<String>, ContactError> {
+        engagement::erasure::open_contact(event, self)
+    }
+}
+
+/// No contact key configured: erasures reach the e-mail tools without an e-mail (skipped).
 pub struct NoErasedContacts;
 
 impl ErasedContacts for NoErasedContacts {
-    fn open_contact(&self, _event: &CustomerErased) -> Option<String> {
-        None
+    fn open_contact(&self, _event: &DomainEvent) -> Result<Option<String>, ContactError> {
+        Ok(None)
     }
 }
 
@@ -110,6 +118,13 @@ pub enum DeliverError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The erasure's sealed e-mail does not open with the contact key configured here.
+    #[error("destination `{destination}`: {source}")]
+    Contact {
+        destination: String,
+        #[source]
+        source: ContactError,
+    },
     #[error("destination `{destination}`: {source}")]
     Store {
         destination: String,
@@ -218,11 +233,15 @@ where
     /// handle, opened from the erasure itself for `Customer Erased`.
     async fn context(&self, destination: &Destination, event: &DomainEvent) -> Result<DeliveryContext, DeliverError> {
         let customer_id = match event {
-            DomainEvent::CustomerErased(erased) => {
+            DomainEvent::CustomerErased(_) => {
+                let email = self.contacts.open_contact(event).map_err(|source| DeliverError::Contact {
+                    destination: destination.name.clone(),
+                    source,
+                })?;
                 return Ok(DeliveryContext {
-                    email: self.contacts.open_contact(erased),
+                    email,
                     ..DeliveryContext::default()
-                })
+                });
             }
             // A nudge carries its consented handle; only Slack's names need the customer.
             DomainEvent::NudgeRequested(nudge) if wants_names(destination) => &nudge.customer_id,
