@@ -5,6 +5,7 @@
 pub mod bus;
 pub mod community;
 pub mod delivery;
+pub mod destinations;
 pub mod dispatch;
 pub mod erased;
 pub mod erasure;
@@ -13,8 +14,10 @@ pub mod history;
 pub mod import;
 pub mod journal;
 pub mod local;
+pub mod outbox;
 pub mod report;
 /// The template's routing, shared with the e2e tests (the `engagement-routing` crate).
 pub use engagement_routing as routing;
+pub mod secrets;
 pub mod serve;
 pub mod webhooks;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum SecretError {
+pub enum SecretFileError {
     #[error("destination {name:?} has no secret: set {variable} or write it to {} (mode 0600)", path.display())]
     Missing { name: String, variable: String, path: PathBuf },
     #[error("destination {name:?}: {} is readable by others (mode {mode:o}); run `chmod 600` on it", path.display())]
@@ -38,7 +38,7 @@ pub fn file(data: &Path, name: &str) -> PathBuf {
 }
 
 /// A destination's secret, from the environment (`env`, `std::env::var` outside tests) or its file.
-pub fn read(data: &Path, name: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, SecretError> {
+pub fn read(data: &Path, name: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, SecretFileError> {
     let variable = variable(name);
     if let Some(value) = env(&variable).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) {
         return Ok(value);
@@ -47,14 +47,14 @@ pub fn read(data: &Path, name: &str, env: impl Fn(&str) -> Option<String>) -> Re
     let metadata = match std::fs::metadata(&path) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SecretError::Missing {
+            return Err(SecretFileError::Missing {
                 name: name.to_string(),
                 variable,
                 path,
             })
         }
         Err(source) => {
-            return Err(SecretError::Unreadable {
+            return Err(SecretFileError::Unreadable {
                 name: name.to_string(),
                 path,
                 source,
@@ -66,7 +66,7 @@ pub fn read(data: &Path, name: &str, env: impl Fn(&str) -> Option<String>) -> Re
         use std::os::unix::fs::PermissionsExt as _;
         let mode = metadata.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(SecretError::Exposed {
+            return Err(SecretFileError::Exposed {
                 name: name.to_string(),
                 path,
                 mode,
@@ -75,14 +75,14 @@ pub fn read(data: &Path, name: &str, env: impl Fn(&str) -> Option<String>) -> Re
     }
     #[cfg(not(unix))]
     let _ = metadata;
-    let text = std::fs::read_to_string(&path).map_err(|source| SecretError::Unreadable {
+    let text = std::fs::read_to_string(&path).map_err(|source| SecretFileError::Unreadable {
         name: name.to_string(),
         path: path.clone(),
         source,
     })?;
     let text = text.trim().to_string();
     if text.is_empty() {
-        return Err(SecretError::Empty {
+        return Err(SecretFileError::Empty {
             name: name.to_string(),
             path,
         });
@@ -110,6 +110,22 @@ impl LocalSecrets {
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.by_name.get(name).map(String::as_str)
+    }
+}
+
+/// The deliver handler's port: every secret was read at start.
+impl deliver::DestinationSecrets for LocalSecrets {
+    async fn secret(&self, destination: &str) -> Result<String, deliver::SecretError> {
+        self.get(destination)
+            .map(str::to_string)
+            .ok_or_else(|| deliver::SecretError::Missing {
+                destination: destination.to_string(),
+                hint: format!(
+                    "set {} or write {}",
+                    variable(destination),
+                    format_args!("DATA/destinations/{destination}.secret")
+                ),
+            })
     }
 }
 
