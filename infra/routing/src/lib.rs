@@ -90,13 +90,29 @@ fn to_json(value: &Yaml, parameters: &BTreeMap<String, Yaml>) -> Result<Json, St
     })
 }
 
-/// A `!Ref` to a parameter is its default (the one-machine mode deploys with the defaults).
+/// A `!Ref` to a parameter is its default (the one-machine mode deploys with the defaults); a
+/// list parameter's (`CommaDelimitedList`, `List<…>`) is its comma-separated items, as
+/// CloudFormation gives it (`detail-type: !Ref HubspotDetailTypes`).
 fn resolve_ref(name: &str, parameters: &BTreeMap<String, Yaml>) -> Result<Json, String> {
-    let default = parameters
-        .get(name)
+    let parameter = parameters.get(name);
+    let default = parameter
         .and_then(|p| p.get("Default"))
         .ok_or_else(|| format!("!Ref {name}: not a parameter with a default"))?;
-    to_json(default, parameters)
+    let is_list = parameter
+        .and_then(|p| p.get("Type"))
+        .and_then(Yaml::as_str)
+        .is_some_and(|kind| kind == "CommaDelimitedList" || kind.starts_with("List<"));
+    match (is_list, default) {
+        (true, Yaml::String(items)) => Ok(Json::Array(
+            items
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Json::String(item.to_string()))
+                .collect(),
+        )),
+        _ => to_json(default, parameters),
+    }
 }
 
 /// The logical id a target's `Arn` points at (`!GetAtt RescoreFunction.Arn`, `!Ref X`, or the
@@ -310,6 +326,10 @@ Resources:
         // The cloud's shape: a rule (with a Condition, which is not evaluated here) per
         // destination, targeting that destination's queue.
         let template = r#"
+Parameters:
+  HubspotDetailTypes:
+    Type: CommaDelimitedList
+    Default: Nudge Requested, Level Changed
 Resources:
   HubSpotQueue: {Type: AWS::SQS::Queue}
   HubSpotRule:
@@ -318,7 +338,7 @@ Resources:
     Properties:
       EventPattern:
         source: [engagement]
-        detail-type: ["Nudge Requested", "Level Changed"]
+        detail-type: !Ref HubspotDetailTypes
       Targets: [{Id: hubspot, Arn: !GetAtt HubSpotQueue.Arn}]
 "#;
         let router = Router::from_template(template).expect("routes");
