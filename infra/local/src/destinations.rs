@@ -107,6 +107,8 @@ pub fn load(
             .map_err(|source| DestinationsError::Webhook { url: url.clone(), source })?;
         named.push((destination, "--webhook".into()));
     }
+    // Made at every start, as before destinations: a receiver can be given it ahead of `--webhook`.
+    let webhook_secret = crate::webhooks::secret(data).map_err(DestinationsError::WebhookSecret)?;
     let mut configured = Configured::default();
     for (index, (destination, origin)) in named.iter().enumerate() {
         if let Some((_, first)) = named[..index].iter().find(|(d, _)| d.name == destination.name) {
@@ -116,7 +118,7 @@ pub fn load(
             });
         }
         let secret = if origin == "--webhook" {
-            crate::webhooks::secret(data).map_err(DestinationsError::WebhookSecret)?
+            webhook_secret.clone()
         } else {
             secrets::read(data, &destination.name, &env)?
         };
