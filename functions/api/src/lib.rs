@@ -9,7 +9,8 @@
 pub mod dashboard;
 mod views;
 
-use engagement::events::{recorded_events, CustomerErased, DomainEvent, SCHEMA_VERSION};
+use engagement::erasure::{email_of, seal_contact, ContactKey, NONCE_BYTES};
+use engagement::events::{recorded_events, CustomerErased, DomainEvent, CUSTOMER_ERASED_SCHEMA_VERSION};
 use engagement::flow::{self, day_of, end_of_day, Day, DayFlow};
 use engagement::ports::{
     Clock, CustomerAdmin, CustomerId, CustomerReads, EventBus, IdentityLookup, Insights, InteractionLog, LinkOutcome, NudgeLedger,
@@ -47,6 +48,8 @@ pub struct Api<S, B, C> {
     pub clock: C,
     pub rules: Arc<Rules>,
     pub cursors: CursorSigner,
+    /// Seals the email `Customer Erased` carries to the marketing tools (`engagement::erasure`).
+    pub contact_key: ContactKey,
 }
 
 type Answer = Result<HttpResponse, Problem>;
@@ -508,10 +511,28 @@ where
         let now = self.now();
         // Told first, erased second: if telling fails nothing is erased yet and the DELETE can be
         // retried; if erasing fails after telling, a retry tells again (same event id) and erases.
+        // The tools find the person by email, and the store forgets it next: it travels sealed.
+        let sealed_contact = match email_of(&customer.identities, &self.rules) {
+            None => None,
+            Some(email) => {
+                let mut nonce = [0u8; NONCE_BYTES];
+                getrandom::fill(&mut nonce).map_err(|error| {
+                    Problem::new(
+                        500,
+                        "random",
+                        "No randomness",
+                        "the erasure could not be sealed; nothing was erased, retry this DELETE",
+                    )
+                    .because(format!("the OS random generator failed: {error}"))
+                })?;
+                Some(seal_contact(&self.contact_key, &customer.id, email, nonce))
+            }
+        };
         let event = DomainEvent::CustomerErased(CustomerErased {
-            schema_version: SCHEMA_VERSION,
+            schema_version: CUSTOMER_ERASED_SCHEMA_VERSION,
             customer_id: customer.id.clone(),
             erased_at: now,
+            sealed_contact,
         });
         if let Err(error) = self.bus.publish(std::slice::from_ref(&event)).await {
             let problem = bus_problem(&error, "marketing tools could not be told; nothing was erased, retry this DELETE");

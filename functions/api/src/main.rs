@@ -16,12 +16,14 @@ async fn main() -> Result<(), Error> {
     wiring::init_tracing();
     let deployment = wiring::from_env().await?;
     let cursor_key = wiring::cursor_key()?;
+    let contact_key = wiring::contact_key()?;
     let api = Arc::new(Api {
         store: deployment.store,
         bus: deployment.bus,
         clock: SystemClock,
         rules: deployment.rules,
         cursors: CursorSigner::new(&cursor_key),
+        contact_key,
     });
     lambda_http::run(service_fn(move |request: Request| {
         let api = Arc::clone(&api);

@@ -9,13 +9,17 @@
 //! pending (rewritten with only the pending lines once it passes `COMPACT_BYTES` and is mostly
 //! done deliveries), so it holds only deliveries in flight. A delivery that can never succeed is
 //! appended to `DATA/bus-dead-letter.jsonl` (event, target, error) and marked done.
+//!
+//! `Customer Erased` carries the person's email, sealed (`engagement::erasure`): once such a
+//! delivery is done or dead-lettered, the journal is rewritten without its line at once, and its
+//! dead letter keeps the ids only.
 
 use crate::delivery::Delivery;
 use crate::routing::Target;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -59,6 +63,7 @@ impl Journal {
     pub fn open(dir: &Path, queue: UnboundedSender<Delivery>) -> std::io::Result<Journal> {
         let path = dir.join(JOURNAL_FILE);
         let mut pending = BTreeMap::new();
+        let mut sealed = BTreeSet::new();
         let mut next_seq = 1;
         if let Ok(text) = std::fs::read_to_string(&path) {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -69,6 +74,9 @@ impl Journal {
                 };
                 next_seq = next_seq.max(entry.seq + 1);
                 pending.insert(entry.seq, line.to_string());
+                if holds_sealed_contact(&entry.event) {
+                    sealed.insert(entry.seq);
+                }
                 match serde_json::from_value::<EventBridgeEvent<Value>>(entry.event) {
                     Ok(event) => {
                         let _ = queue.send(Delivery {
@@ -90,6 +98,8 @@ impl Journal {
             file: rewrite(&path, &pending)?,
             size: 0,
             pending,
+            sealed,
+            unseal: false,
             next_seq,
             queue,
         };
@@ -145,8 +155,17 @@ struct Writer {
     size: u64,
     /// seq → its line, for every delivery not yet done.
     pending: BTreeMap<u64, String>,
+    /// The pending deliveries whose event holds a sealed contact.
+    sealed: BTreeSet<u64>,
+    /// A delivery with a sealed contact is over: its line leaves the file at the next compaction.
+    unseal: bool,
     next_seq: u64,
     queue: UnboundedSender<Delivery>,
+}
+
+/// Whether an event (an envelope) holds a sealed contact.
+fn holds_sealed_contact(event: &Value) -> bool {
+    event["detail"].get(engagement::erasure::SEALED_CONTACT).is_some()
 }
 
 impl Writer {
@@ -173,6 +192,9 @@ impl Writer {
                             text.push_str(&line);
                             text.push('\n');
                             self.pending.insert(seq, line);
+                            if holds_sealed_contact(&event) {
+                                self.sealed.insert(seq);
+                            }
                             if let Ok(event) = serde_json::from_value::<EventBridgeEvent<Value>>(event) {
                                 deliveries.push(Delivery { seq, target, event });
                             }
@@ -181,11 +203,13 @@ impl Writer {
                     }
                     Command::Done(seq) => {
                         self.pending.remove(&seq);
+                        self.unseal |= self.sealed.remove(&seq);
                     }
                     Command::DeadLetter { seq, error } => {
                         if let Some(line) = self.pending.remove(&seq) {
                             self.dead_letter(&line, &error);
                         }
+                        self.unseal |= self.sealed.remove(&seq);
                     }
                 }
             }
@@ -206,6 +230,7 @@ impl Writer {
                         tracing::error!(%error, "the bus journal cannot be written; events not published");
                         for delivery in deliveries {
                             self.pending.remove(&delivery.seq);
+                            self.sealed.remove(&delivery.seq);
                         }
                         for written in waiting {
                             let _ = written.send(Err(std::io::Error::new(error.kind(), error.to_string())));
@@ -224,31 +249,113 @@ impl Writer {
         self.pending.values().map(|line| line.len() as u64 + 1).sum()
     }
 
-    /// Keeps the file to the deliveries in flight: emptied when none is, rewritten when large.
+    /// Keeps the file to the deliveries in flight: emptied when none is, rewritten when large
+    /// or when a delivery with a sealed contact is over.
     fn compact(&mut self) -> std::io::Result<()> {
         if self.size == 0 {
+            self.unseal = false;
             return Ok(());
         }
         if self.pending.is_empty() {
-            // Not fsynced: if a crash undoes it, done deliveries are replayed, which is harmless.
             self.file.set_len(0)?;
+            // Otherwise not fsynced: if a crash undoes it, done deliveries are replayed, which is
+            // harmless; but a sealed contact whose deliveries are over must not come back.
+            if self.unseal {
+                self.file.sync_data()?;
+            }
+            self.unseal = false;
             self.size = 0;
-        } else if self.size > COMPACT_BYTES && self.size > 4 * self.pending_bytes() {
+        } else if self.unseal || (self.size > COMPACT_BYTES && self.size > 4 * self.pending_bytes()) {
             // Only once most of the file is done deliveries: under a backlog the pending lines
-            // alone pass the bound, and rewriting them at every batch would cost more than it saves.
+            // alone pass the bound, and rewriting them at every batch would cost more than it
+            // saves. A sealed contact leaves at once (a rename, durable): erasures are rare.
             self.file = rewrite(&self.path, &self.pending)?;
+            self.unseal = false;
             self.size = self.file.metadata()?.len();
         }
         Ok(())
     }
 
     fn dead_letter(&self, line: &str, error: &str) {
-        let entry = serde_json::from_str::<Value>(line).unwrap_or(Value::Null);
+        let mut entry = serde_json::from_str::<Value>(line).unwrap_or(Value::Null);
+        // Kept for whoever looks into the failure, but not the sealed contact: its retries are over.
+        engagement::erasure::scrub_json(&mut entry["event"]);
         let record = serde_json::json!({"target": entry["target"], "event": entry["event"], "error": error});
         // Through the webhooks' appender: an erasure rewriting this file holds the same lock.
         let appended = crate::files::append_line(&self.dir.join(DEAD_LETTER_FILE), &record.to_string());
         if let Err(error) = appended {
             tracing::error!(%error, "a dead-lettered bus delivery could not be written down");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(id: &str, detail_type: &str, detail: Value) -> Value {
+        serde_json::json!({"version": "0", "id": id, "detail-type": detail_type, "source": "engagement", "account": "local",
+                           "time": "2026-06-01T12:00:00Z", "region": "local", "resources": [], "detail": detail})
+    }
+
+    fn read(dir: &Path, file: &str) -> String {
+        std::fs::read_to_string(dir.join(file)).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn an_erasure_over_leaves_no_sealed_contact_in_the_journal_or_its_dead_letters() {
+        let dir = std::env::temp_dir().join(format!("pyramid-journal-{}-{}", std::process::id(), fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let (queue, mut deliveries) = tokio::sync::mpsc::unbounded_channel();
+        let journal = Journal::open(&dir, queue).expect("opened");
+        let erased = |id: &str, customer_id: &str| {
+            envelope(
+                id,
+                engagement::events::CUSTOMER_ERASED,
+                serde_json::json!({"schema_version": 2, "customer_id": customer_id, "erased_at": "2026-06-01T12:00:00Z", "sealed_contact": format!("SEALED-{customer_id}")}),
+            )
+        };
+        let other = envelope(
+            "e2",
+            engagement::events::INTERACTION_RECORDED,
+            serde_json::json!({"customer_id": "cus_b"}),
+        );
+        // Another delivery stays in flight throughout: the journal is never simply emptied.
+        journal
+            .append(vec![
+                (Target::Webhooks, erased("e1", "cus_a")),
+                (Target::Rescore, other),
+                (Target::Webhooks, erased("e3", "cus_c")),
+            ])
+            .await
+            .expect("appended");
+        let mut seqs = Vec::new();
+        for _ in 0..3 {
+            seqs.push(deliveries.recv().await.expect("a delivery").seq);
+        }
+        assert!(read(&dir, JOURNAL_FILE).contains("SEALED-cus_a"));
+        journal.done(seqs[0]);
+        journal.dead_letter(seqs[2], "refused".into());
+        // Each batch is compacted before the next is taken: after the second append returns,
+        // the batch with the marks above is compacted.
+        for id in ["e4", "e5"] {
+            let filler = envelope(
+                id,
+                engagement::events::INTERACTION_RECORDED,
+                serde_json::json!({"customer_id": "cus_d"}),
+            );
+            journal.append(vec![(Target::Rescore, filler)]).await.expect("appended");
+        }
+        let (kept, dead) = (read(&dir, JOURNAL_FILE), read(&dir, DEAD_LETTER_FILE));
+        assert!(!kept.contains("SEALED-") && kept.contains("cus_b"), "{kept}");
+        assert!(
+            !dead.contains("SEALED-") && !dead.contains(engagement::erasure::SEALED_CONTACT),
+            "{dead}"
+        );
+        assert!(
+            dead.contains("cus_c") && dead.contains("refused"),
+            "the dead letter keeps the ids: {dead}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

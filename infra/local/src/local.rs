@@ -43,6 +43,9 @@ pub struct DataDir {
     database: std::sync::OnceLock<dynoxide::Database>,
 }
 
+/// The file of the data directory that holds the contact key.
+pub const CONTACT_KEY_FILE: &str = "contact-key";
+
 impl DataDir {
     pub fn open(path: &Path) -> anyhow::Result<DataDir> {
         std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -82,6 +85,14 @@ impl DataDir {
         let value: String = os_random::<32>()?.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&path, value.as_bytes())?;
         Ok(value)
+    }
+
+    /// The key of `Customer Erased`'s sealed contact (`contact-key`, made on first use): the
+    /// api seals the erased person's email with it, the deliveries open it. A key of its own: a
+    /// new one only makes the erasures still in flight unreadable to the tools.
+    pub fn contact_key(&self) -> anyhow::Result<engagement::erasure::ContactKey> {
+        let secret = self.secret(CONTACT_KEY_FILE)?;
+        engagement::erasure::ContactKey::from_secret(&secret).with_context(|| format!("{CONTACT_KEY_FILE} is not a usable key"))
     }
 }
 
@@ -198,6 +209,7 @@ impl Stack {
         // Cursors have a key of their own: a leaked cursor key forges page cursors, nothing more,
         // and it can be replaced (outstanding cursors are then refused) where the salt never can.
         let cursor_key = dir.secret("cursor-key")?;
+        let contact_key = dir.contact_key()?;
         let parts = || (store.clone(), bus.clone(), SystemClock, Arc::clone(&rules));
         let (s, b, c, r) = parts();
         let ingest = Arc::new(Ingest {
@@ -227,6 +239,7 @@ impl Stack {
             clock: c,
             rules: r,
             cursors: CursorSigner::new(&cursor_key),
+            contact_key,
         });
         let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);
         let erasure = Scrubber::start(

@@ -67,6 +67,18 @@ fn read_pending(path: &Path) -> Option<Pending> {
     }
 }
 
+/// A webhook body as its dead letter keeps it: without a sealed contact (`Customer Erased`'s
+/// email), whose retries are over.
+fn scrubbed_body(body: &str) -> String {
+    let Ok(mut parsed) = serde_json::from_str::<Value>(body) else {
+        return body.to_string();
+    };
+    match parsed.get_mut("data").map(engagement::erasure::scrub_json) {
+        Some(true) => parsed.to_string(),
+        _ => body.to_string(),
+    }
+}
+
 fn digest_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -403,7 +415,7 @@ impl Webhooks {
         }
         if pending.attempts >= ATTEMPT_BUDGET {
             tracing::error!(webhook_id = %pending.id, %why, "webhook dead-lettered");
-            let line = json!({"webhook_id": pending.id, "url": pending.url, "body": pending.body, "attempts": pending.attempts, "last_error": why});
+            let line = json!({"webhook_id": pending.id, "url": pending.url, "body": scrubbed_body(&pending.body), "attempts": pending.attempts, "last_error": why});
             let _ = append_line(&self.dir.join("dead-letter.jsonl"), &line.to_string());
             let _ = std::fs::remove_file(path);
             return None;

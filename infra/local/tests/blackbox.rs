@@ -68,7 +68,7 @@ async fn each_data_directory_has_its_own_secrets_and_cursors_are_not_sealed_with
     let server = Server::start(&one, &[]);
     drop(Server::start(&two, &[]));
     let read = |dir: &Path, name: &str| std::fs::read_to_string(dir.join(name)).expect(name).trim().to_string();
-    for name in ["token", "identity-salt", "cursor-key", "webhook-secret"] {
+    for name in ["token", "identity-salt", "cursor-key", "webhook-secret", "contact-key"] {
         assert_ne!(read(&one, name), read(&two, name), "{name} is the same in two data directories");
         #[cfg(unix)]
         {
@@ -79,6 +79,9 @@ async fn each_data_directory_has_its_own_secrets_and_cursors_are_not_sealed_with
     }
     let (salt, key) = (read(&one, "identity-salt"), read(&one, "cursor-key"));
     assert_ne!(salt, key);
+    // One key per purpose: the erasures' sealed contacts have their own.
+    let contact_key = read(&one, "contact-key");
+    assert!(contact_key != salt && contact_key != key);
 
     for (n, email) in ["ida@example.com", "jo@example.com"].into_iter().enumerate() {
         let (status, _) = server

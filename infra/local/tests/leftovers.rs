@@ -244,6 +244,29 @@ async fn an_erased_person_leaves_nothing_readable_in_the_data_directory() {
     // Scrubbed before the answer.
     let after = files_holding(&data, &needles);
     assert!(after.is_empty(), "left after the erasure: {after:?}");
+    // `Customer Erased` carries her email, sealed, to the marketing tools; once its delivery is
+    // over (here dead-lettered: the receiver refuses), no file keeps even the ciphertext.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let dead = std::fs::read_to_string(data.join("dead-letter.jsonl")).unwrap_or_default();
+        let in_flight = std::fs::read_dir(data.join("outbox"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .any(|e| e.path().extension().is_some_and(|x| x == "json"))
+            })
+            .unwrap_or(false);
+        if dead.contains("Customer Erased") && !in_flight {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the erasure was not dead-lettered: {dead}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    needles.push(engagement::erasure::SEALED_CONTACT.to_string());
+    let after = files_holding(&data, &needles);
+    assert!(after.is_empty(), "left once the erasure's delivery is over: {after:?}");
+    let dead = std::fs::read_to_string(data.join("dead-letter.jsonl")).unwrap_or_default();
+    assert!(dead.contains(&customer), "the dead letter keeps her id: {dead}");
     // Only she was scrubbed: the other person's nudge is still logged.
     let nudges = std::fs::read_to_string(data.join("nudges.jsonl")).unwrap_or_default();
     assert!(nudges.contains(&kept), "{nudges}");

@@ -3,7 +3,8 @@
 //!
 //! Environment: `TABLE_NAME`, `EVENT_BUS_NAME`, `IDENTITY_SALT` (a secret), optional
 //! `EVENT_SOURCE` (default `engagement`) and `RULES_FILE` (default: the shipped rules); the api
-//! function also `CURSOR_KEY` (a secret of its own: see `cursor_key`).
+//! function also `CURSOR_KEY` (a secret of its own: see `cursor_key`); the api and deliver
+//! functions `CONTACT_KEY` (the key of `Customer Erased`'s sealed contact: see `contact_key`).
 
 use crate::{DynamoStore, EventBridgeBus, StoreConfig};
 use engagement::Rules;
@@ -13,6 +14,8 @@ use std::sync::Arc;
 pub enum WiringError {
     #[error("environment variable {0} is not set")]
     MissingVariable(&'static str),
+    #[error("environment variable {0} is not a usable key: {1}")]
+    BadKey(&'static str, engagement::erasure::ContactError),
     #[error("the rules file {path} could not be read: {reason}")]
     Rules { path: String, reason: String },
 }
@@ -71,6 +74,13 @@ pub fn load_rules(path: Option<&str>) -> Result<Rules, WiringError> {
 /// the salt never can, so a key derived from it would not survive a leak of either.
 pub fn cursor_key() -> Result<String, WiringError> {
     variable("CURSOR_KEY")
+}
+
+/// The key that seals (api) and opens (deliver) the email `Customer Erased` carries
+/// (`CONTACT_KEY`): one purpose, so a leak of it reads sealed contacts and nothing more, and
+/// replacing it makes every sealed contact still in a queue unreadable.
+pub fn contact_key() -> Result<engagement::erasure::ContactKey, WiringError> {
+    engagement::erasure::ContactKey::from_secret(&variable("CONTACT_KEY")?).map_err(|e| WiringError::BadKey("CONTACT_KEY", e))
 }
 
 pub async fn from_env() -> Result<Deployment, WiringError> {

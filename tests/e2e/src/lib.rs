@@ -27,6 +27,8 @@ pub type Store = DynamoStore;
 pub type Bus = EventBridgeBus;
 
 pub const SALT: &str = "e2e-salt";
+/// The secret of the contact key `Customer Erased` is sealed with (tests open it with it).
+pub const CONTACT_SECRET: &str = "e2e-contact-key-0123456789abcdef0123456789";
 
 pub struct Stack {
     pub clock: ManualClock,
@@ -122,6 +124,7 @@ impl Stack {
             clock: c,
             rules: r,
             cursors: CursorSigner::new(SALT),
+            contact_key: engagement::erasure::ContactKey::from_secret(CONTACT_SECRET).expect("a contact key"),
         };
         requests.reset();
         Stack {

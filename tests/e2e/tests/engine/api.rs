@@ -1,7 +1,7 @@
 //! The read and admin API, as a community manager's tools use it.
 
 use engagement::events::DomainEvent;
-use engagement_e2e::{interaction, Stack};
+use engagement_e2e::{interaction, Stack, CONTACT_SECRET};
 use engagement_testkit::at;
 use serde_json::{json, Value};
 
@@ -278,6 +278,13 @@ async fn erasure_removes_the_customer_and_tells_the_marketing_tools() {
     assert_eq!((erased.status, &erased.body), (204, &Value::Null));
     let events = stack.take_events().await;
     assert!(matches!(events.as_slice(), [DomainEvent::CustomerErased(e)] if e.customer_id.as_str() == id));
+    // The tools find the person by email once the store has forgotten it: it travels sealed.
+    let key = engagement::erasure::ContactKey::from_secret(CONTACT_SECRET).expect("the key");
+    assert_eq!(
+        engagement::erasure::open_contact(&events[0], &key),
+        Ok(Some("ned@example.com".to_string()))
+    );
+    assert!(!events[0].detail_json().contains("ned@"), "{}", events[0].detail_json());
     assert_eq!(stack.http("GET", &format!("/v1/customers/{id}"), Value::Null).await.status, 404);
     assert_eq!(stack.http("DELETE", &format!("/v1/customers/{id}"), Value::Null).await.status, 404);
     let pyramid = stack.http("GET", "/v1/pyramid", Value::Null).await;

@@ -59,6 +59,7 @@ impl Front {
                 clock,
                 rules,
                 cursors: CursorSigner::new("failures-cursor-key"),
+                contact_key: engagement::erasure::ContactKey::from_secret("failures-contact-key-0123456789abcdef").expect("a key"),
             },
         }
     }
