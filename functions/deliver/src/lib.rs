@@ -327,3 +327,61 @@ fn count(destination: &str, what: &'static str) {
         _ => tracing::info!(target: METRICS, function = "deliver", Destination = destination, Skipped = 1u64),
     }
 }
+
+/// The HTTP adapter: reqwest over rustls, no redirects followed (a tool that redirects is
+/// misconfigured, and credentials must not follow a redirect), a timeout per request.
+#[derive(Clone)]
+pub struct ReqwestSender {
+    client: reqwest::Client,
+}
+
+/// How long a tool may take to answer before the attempt counts as a timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ReqwestSender {
+    pub fn new(timeout: Duration) -> Result<ReqwestSender, SendError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("pyramid-deliver/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SendError::Unreachable(e.to_string()))?;
+        Ok(ReqwestSender { client })
+    }
+}
+
+impl HttpSender for ReqwestSender {
+    async fn send(&self, outbound: &Outbound) -> Result<HttpResponse, SendError> {
+        let method = match outbound.method {
+            engagement_deliver::Method::Post => reqwest::Method::POST,
+            engagement_deliver::Method::Put => reqwest::Method::PUT,
+            engagement_deliver::Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut request = self.client.request(method, &outbound.url);
+        for (name, value) in &outbound.headers {
+            request = request.header(name, value);
+        }
+        if !outbound.body.is_empty() {
+            request = request.body(outbound.body.clone());
+        }
+        // The error's text names the URL, which is a secret for Slack: only its kind is kept.
+        let failed = |error: reqwest::Error| {
+            if error.is_timeout() {
+                SendError::Timeout
+            } else if error.is_connect() {
+                SendError::Unreachable("connection failed".into())
+            } else {
+                SendError::Unreachable("request failed".into())
+            }
+        };
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+            .collect();
+        let body = response.bytes().await.map_err(failed)?.to_vec();
+        Ok(HttpResponse { status, headers, body })
+    }
+}

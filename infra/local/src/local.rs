@@ -7,7 +7,7 @@ use crate::destinations::Configured;
 use crate::dispatch::Targets;
 use crate::erasure::Scrubber;
 use crate::files::{os_random, write_private};
-use crate::outbox::{Outbox, ReqwestSender};
+use crate::outbox::Outbox;
 use crate::routing::Router;
 use anyhow::Context as _;
 use api::Api;
@@ -248,7 +248,7 @@ impl Stack {
         let Configured { destinations, secrets } = options.destinations;
         let deliver = Arc::new(deliver::Deliver {
             reads: store.clone(),
-            http: ReqwestSender::new()?,
+            http: deliver::ReqwestSender::new(deliver::REQUEST_TIMEOUT).map_err(|e| anyhow::anyhow!("the HTTP client: {e}"))?,
             clock: SystemClock,
             secrets,
             destinations: Arc::new(destinations.clone()),

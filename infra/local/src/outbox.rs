@@ -12,9 +12,9 @@
 
 use crate::erased::ErasedPerson;
 use crate::files::{append_line, rewrite_lines, write_atomically};
-use deliver::{DeliverError, HttpResponse, HttpSender, Outcome, SendError};
+use deliver::{DeliverError, HttpSender, Outcome};
 use engagement::events::{DomainEvent, CUSTOMER_ERASED, NUDGE_REQUESTED};
-use engagement_deliver::{Destination, Outbound};
+use engagement_deliver::Destination;
 use futures::future::BoxFuture;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -61,49 +61,6 @@ where
         let deliver = Arc::clone(&deliver);
         Box::pin(async move { deliver.deliver(&destination, &event, attempt).await })
     })
-}
-
-/// The HTTP port over reqwest: no redirects followed (a redirect could carry credentials
-/// elsewhere), ten seconds per request.
-pub struct ReqwestSender {
-    client: reqwest::Client,
-}
-
-impl ReqwestSender {
-    pub fn new() -> std::io::Result<ReqwestSender> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(std::io::Error::other)?;
-        Ok(ReqwestSender { client })
-    }
-}
-
-impl HttpSender for ReqwestSender {
-    async fn send(&self, outbound: &Outbound) -> Result<HttpResponse, SendError> {
-        let method = reqwest::Method::from_bytes(outbound.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
-        let mut request = self.client.request(method, &outbound.url).body(outbound.body.clone());
-        for (name, value) in &outbound.headers {
-            request = request.header(name, value);
-        }
-        let failed = |error: reqwest::Error| {
-            if error.is_timeout() {
-                SendError::Timeout
-            } else {
-                SendError::Unreachable(error.without_url().to_string())
-            }
-        };
-        let response = request.send().await.map_err(failed)?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_string())))
-            .collect();
-        let body = response.bytes().await.map_err(failed)?.to_vec();
-        Ok(HttpResponse { status, headers, body })
-    }
 }
 
 pub struct Outbox {

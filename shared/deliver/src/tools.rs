@@ -11,7 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 /// The Klaviyo API revision these requests are written against (a required header).
-pub const KLAVIYO_REVISION: &str = "2025-01-15";
+pub const KLAVIYO_REVISION: &str = "2026-07-15";
 
 /// Path segments: everything but RFC 3986's unreserved characters is escaped (an e-mail's `@`
 /// and `+` included, so no server reads them as anything but data).

@@ -234,7 +234,7 @@ fn klaviyo_creates_events_with_a_unique_id_and_deletion_jobs() {
         [
             ("accept", "application/vnd.api+json"),
             ("content-type", "application/vnd.api+json"),
-            ("revision", "2025-01-15")
+            ("revision", "2026-07-15")
         ]
     );
     assert_eq!(
@@ -389,6 +389,15 @@ fn zendesk_opens_a_ticket_once_per_nudge() {
 
     let routed = destination("tool = \"zendesk\"\nsubdomain = \"acme\"\nemail = \"a@acme.example\"\nplaybooks = [\"other\"]");
     assert_eq!(skipped(&routed, &nudge(), &DeliveryContext::default()), SkipReason::NotRouted);
+    // By default only service recovery opens tickets.
+    let DomainEvent::NudgeRequested(mut other) = nudge() else {
+        unreachable!()
+    };
+    other.playbook = "welcome".into();
+    assert_eq!(
+        skipped(&zendesk, &DomainEvent::NudgeRequested(other), &DeliveryContext::default()),
+        SkipReason::NotRouted
+    );
 }
 
 #[test]
