@@ -6,7 +6,8 @@
 //! One delivery: route → read the customer (one read, only for events without a handle) →
 //! build → authorize with the destination's secret → send → classify the answer → [`Outcome`].
 
-use engagement::events::{CustomerErased, DomainEvent};
+use engagement::erasure::{ContactError, ContactKey};
+use engagement::events::DomainEvent;
 use engagement::identity::Channel;
 use engagement::metrics::METRICS;
 use engagement::ports::{Clock, CustomerReads, StoreError};
@@ -68,18 +69,25 @@ pub trait DestinationSecrets: Send + Sync {
     fn secret(&self, destination: &str) -> impl Future<Output = Result<String, SecretError>> + Send;
 }
 
-/// Port: the e-mail a `Customer Erased` carries, opened (it travels sealed); `None` when it
-/// carries none or cannot be opened.
+/// Port: the e-mail a `Customer Erased` carries, opened (it travels sealed, see
+/// `engagement::erasure`); `Ok(None)` when it carries none.
 pub trait ErasedContacts: Send + Sync {
-    fn open_contact(&self, event: &CustomerErased) -> Option<String>;
+    fn open_contact(&self, event: &DomainEvent) -> Result<Option<String>, ContactError>;
 }
 
-/// No erasure key here: erasures reach no tool that needs the e-mail.
+/// The contact key opens what the API sealed.
+impl ErasedContacts for ContactKey {
+    fn open_contact(&self, event: &DomainEvent) -> Result<Option<String>, ContactError> {
+        engagement::erasure::open_contact(event, self)
+    }
+}
+
+/// No contact key configured: erasures reach the e-mail tools without an e-mail (skipped).
 pub struct NoErasedContacts;
 
 impl ErasedContacts for NoErasedContacts {
-    fn open_contact(&self, _event: &CustomerErased) -> Option<String> {
-        None
+    fn open_contact(&self, _event: &DomainEvent) -> Result<Option<String>, ContactError> {
+        Ok(None)
     }
 }
 
@@ -110,6 +118,13 @@ pub enum DeliverError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The erasure's sealed e-mail does not open with the contact key configured here.
+    #[error("destination `{destination}`: {source}")]
+    Contact {
+        destination: String,
+        #[source]
+        source: ContactError,
+    },
     #[error("destination `{destination}`: {source}")]
     Store {
         destination: String,
@@ -218,11 +233,15 @@ where
     /// handle, opened from the erasure itself for `Customer Erased`.
     async fn context(&self, destination: &Destination, event: &DomainEvent) -> Result<DeliveryContext, DeliverError> {
         let customer_id = match event {
-            DomainEvent::CustomerErased(erased) => {
+            DomainEvent::CustomerErased(_) => {
+                let email = self.contacts.open_contact(event).map_err(|source| DeliverError::Contact {
+                    destination: destination.name.clone(),
+                    source,
+                })?;
                 return Ok(DeliveryContext {
-                    email: self.contacts.open_contact(erased),
+                    email,
                     ..DeliveryContext::default()
-                })
+                });
             }
             // A nudge carries its consented handle; only Slack's names need the customer.
             DomainEvent::NudgeRequested(nudge) if wants_names(destination) => &nudge.customer_id,
@@ -306,5 +325,63 @@ fn count(destination: &str, what: &'static str) {
         "Revoked" => tracing::info!(target: METRICS, function = "deliver", Destination = destination, Revoked = 1u64),
         "Retried" => tracing::info!(target: METRICS, function = "deliver", Destination = destination, Retried = 1u64),
         _ => tracing::info!(target: METRICS, function = "deliver", Destination = destination, Skipped = 1u64),
+    }
+}
+
+/// The HTTP adapter: reqwest over rustls, no redirects followed (a tool that redirects is
+/// misconfigured, and credentials must not follow a redirect), a timeout per request.
+#[derive(Clone)]
+pub struct ReqwestSender {
+    client: reqwest::Client,
+}
+
+/// How long a tool may take to answer before the attempt counts as a timeout.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ReqwestSender {
+    pub fn new(timeout: Duration) -> Result<ReqwestSender, SendError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("pyramid-deliver/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SendError::Unreachable(e.to_string()))?;
+        Ok(ReqwestSender { client })
+    }
+}
+
+impl HttpSender for ReqwestSender {
+    async fn send(&self, outbound: &Outbound) -> Result<HttpResponse, SendError> {
+        let method = match outbound.method {
+            engagement_deliver::Method::Post => reqwest::Method::POST,
+            engagement_deliver::Method::Put => reqwest::Method::PUT,
+            engagement_deliver::Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut request = self.client.request(method, &outbound.url);
+        for (name, value) in &outbound.headers {
+            request = request.header(name, value);
+        }
+        if !outbound.body.is_empty() {
+            request = request.body(outbound.body.clone());
+        }
+        // The error's text names the URL, which is a secret for Slack: only its kind is kept.
+        let failed = |error: reqwest::Error| {
+            if error.is_timeout() {
+                SendError::Timeout
+            } else if error.is_connect() {
+                SendError::Unreachable("connection failed".into())
+            } else {
+                SendError::Unreachable("request failed".into())
+            }
+        };
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+            .collect();
+        let body = response.bytes().await.map_err(failed)?.to_vec();
+        Ok(HttpResponse { status, headers, body })
     }
 }

@@ -7,8 +7,8 @@
 use crate::bus::LocalBus;
 use crate::delivery::Delivery;
 use crate::journal::Journal;
+use crate::outbox::Outbox;
 use crate::routing::Target;
-use crate::webhooks::Webhooks;
 use engagement::events::DomainEvent;
 use engagement_aws::envelope::{delivered, Delivered};
 use engagement_aws::{DynamoStore, SystemClock};
@@ -34,22 +34,22 @@ struct Failure {
 pub struct Targets {
     pub rescore: Arc<Rescorer<DynamoStore, LocalBus, SystemClock>>,
     pub nudge: Arc<Nudger<DynamoStore, LocalBus, SystemClock>>,
-    pub webhooks: Arc<Webhooks>,
+    pub outbox: Arc<Outbox>,
 }
 
 /// Starts dispatching `deliveries` to their targets, marking each done (or dead) in `journal`.
 pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
-    let Targets { rescore, nudge, webhooks } = targets;
+    let Targets { rescore, nudge, outbox } = targets;
     let permits = Arc::new(tokio::sync::Semaphore::new(8));
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.recv().await {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 return;
             };
-            let (rescore, nudge, webhooks, journal, permits) = (
+            let (rescore, nudge, outbox, journal, permits) = (
                 Arc::clone(&rescore),
                 Arc::clone(&nudge),
-                Arc::clone(&webhooks),
+                Arc::clone(&outbox),
                 journal.clone(),
                 Arc::clone(&permits),
             );
@@ -64,11 +64,11 @@ pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc
                             retryable: e.is_retryable(),
                             error: e.to_string(),
                         }),
-                        Target::Webhooks => {
+                        Target::Deliver => {
                             let envelope = serde_json::to_value(&delivery.event).unwrap_or_default();
                             // Files and fsyncs: off the async workers.
-                            let webhooks = Arc::clone(&webhooks);
-                            tokio::task::spawn_blocking(move || webhooks.enqueue(&envelope))
+                            let outbox = Arc::clone(&outbox);
+                            tokio::task::spawn_blocking(move || outbox.enqueue(&envelope))
                                 .await
                                 .map_err(|e| e.to_string())
                                 .and_then(|done| done.map_err(|e| e.to_string()))

@@ -6,6 +6,7 @@ pub mod bus;
 pub mod channels;
 pub mod community;
 pub mod delivery;
+pub mod destinations;
 pub mod dispatch;
 pub mod erased;
 pub mod erasure;
@@ -14,8 +15,10 @@ pub mod history;
 pub mod import;
 pub mod journal;
 pub mod local;
+pub mod outbox;
 pub mod report;
 /// The template's routing, shared with the e2e tests (the `engagement-routing` crate).
 pub use engagement_routing as routing;
+pub mod secrets;
 pub mod serve;
 pub mod webhooks;

@@ -47,7 +47,11 @@ struct ServeArgs {
     /// Where to listen (loopback by default: the API holds personal data).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// A URL to deliver nudges (and erasures) to, signed per Standard Webhooks; repeatable.
+    /// Destinations (TOML `[destinations.<name>]` tables), besides DATA/destinations.toml.
+    #[arg(long, value_name = "FILE", env = "PYRAMID_DESTINATIONS")]
+    destinations: Option<PathBuf>,
+    /// A URL to deliver nudges (and erasures) to, signed per Standard Webhooks with
+    /// DATA/webhook-secret (a `standard-webhooks` destination named `webhook`); repeatable.
     #[arg(long = "webhook", value_name = "URL")]
     webhooks: Vec<String>,
     /// More source files (`*.toml`) for `POST /v1/sources/{source}`, besides the shipped ones and
@@ -57,7 +61,8 @@ struct ServeArgs {
     /// Run the sweep this often (seconds) instead of the template's schedule.
     #[arg(long, value_name = "SECONDS")]
     sweep_every: Option<u64>,
-    /// The first webhook retry waits about this long (milliseconds), doubling each time.
+    /// Scales every wait between delivery attempts: 1000 waits as the handler says (tests
+    /// make retries quick with less).
     #[arg(long, default_value_t = 1000, hide = true)]
     webhook_backoff_ms: u64,
     /// A scrub of the data directory that failed after an erasure is tried again this long
@@ -145,9 +150,13 @@ async fn serve(
     let catalog = Arc::new(channels::load_catalog(&dir.path, args.sources.as_deref())?);
     let source_secrets = channels::LocalSourceSecrets::load(&dir.path, &catalog, |name| std::env::var(name).ok())?;
     channels::warn_unverified(&catalog);
+    let destinations = pyramid::destinations::load(&dir.path, args.destinations.as_deref(), &args.webhooks, |name| {
+        std::env::var(name).ok()
+    })?;
+    let described = destinations.describe();
     let options = Options {
-        webhooks: args.webhooks,
-        webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
+        destinations,
+        retry_scale: args.webhook_backoff_ms as f64 / 1000.0,
         source: engagement::events::DEFAULT_SOURCE.to_string(),
         scrub_retry_after: Duration::from_secs(args.scrub_retry_secs),
         hold_deliveries: args.hold_deliveries,
@@ -164,6 +173,18 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let url = format!("http://{}", listener.local_addr()?);
+    if described.is_empty() {
+        println!("destinations: none (DATA/destinations.toml or --destinations FILE: see README, \"Destinations\")");
+    } else {
+        let dead = stack.outbox.dead_letters();
+        println!("destinations:");
+        for (line, destination) in described.iter().zip(stack.outbox.destinations()) {
+            match dead.get(&destination.name) {
+                Some(count) => println!("  {line}  [{count} dead letters]"),
+                None => println!("  {line}"),
+            }
+        }
+    }
     banner(&url, &token, &channels::describe(&catalog, &source_secrets, &url));
     let served = Served {
         stack: Arc::new(stack),

@@ -249,7 +249,9 @@ async fn nudges_reach_a_flaky_webhook_signed_and_exactly_once() {
                 let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
                 let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
                 let secret = std::fs::read_to_string(&secret_path).unwrap_or_default();
-                let expected = pyramid::webhooks::sign(secret.trim(), &id, timestamp.parse().unwrap_or(0), &body);
+                let expected =
+                    engagement_deliver::sign_standard_webhook(secret.trim(), &id, timestamp.parse().unwrap_or(0), body.as_bytes())
+                        .unwrap_or_default();
                 if header("webhook-signature") != expected || expected.is_empty() {
                     *state.bad_signatures.lock().expect("lock") += 1;
                     return http::StatusCode::UNAUTHORIZED;

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// The playbook a Zendesk destination takes when it names neither playbooks nor actions.
+pub const ZENDESK_DEFAULT_PLAYBOOK: &str = "service_recovery";
+
 /// The tools a destination can be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Tool {
@@ -351,6 +354,12 @@ impl Destination {
                     .ok_or_else(|| field_error(name, "levels", format!("`{text}` is not a level")))
             })
             .collect::<Result<Vec<Level>, ConfigError>>()?;
+        // Zendesk opens tickets for service recovery unless told otherwise.
+        let playbooks = if tool == Tool::Zendesk && raw.playbooks.is_empty() && raw.actions.is_empty() {
+            vec![ZENDESK_DEFAULT_PLAYBOOK.to_string()]
+        } else {
+            raw.playbooks
+        };
         Ok(Destination {
             name: name.to_string(),
             tool,
@@ -358,7 +367,7 @@ impl Destination {
             base_url: raw.base_url.map(|base| base.trim_end_matches('/').to_string()),
             routing: Routing {
                 detail_types: raw.detail_types,
-                playbooks: raw.playbooks,
+                playbooks,
                 actions: raw.actions,
                 levels,
             },

@@ -12,7 +12,7 @@ mod tools;
 pub use auth::{authorize, sign_standard_webhook, standard_webhook_key, AuthError, MIN_WEBHOOK_KEY_BYTES};
 pub use classify::{backoff, classify, timestamp_of, Verdict, MAX_BACKOFF};
 pub use destination::{parse_destinations, ConfigError, Destination, RawDestination, Region, Routing, Settings, Tool};
-pub use tools::mailchimp_subscriber_hash;
+pub use tools::{mailchimp_subscriber_hash, ulid_of, KLAVIYO_REVISION};
 
 use engagement::events::DomainEvent;
 use std::fmt;

@@ -24,15 +24,23 @@ pub struct Server {
     pub url: String,
     pub token: String,
     pub client: reqwest::Client,
+    /// What `pyramid` printed before it said where it listens.
+    pub banner: String,
 }
 
 impl Server {
     /// Starts `pyramid serve` and waits for the line that says it listens (its readiness).
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data, extra, &[])
+    }
+
+    /// `start`, with these environment variables set for `pyramid`.
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(binary())
             .args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
+            .envs(env.iter().copied())
             .env("PYRAMID_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -42,11 +50,13 @@ impl Server {
         let mut reader = BufReader::new(stdout);
         let mut url = None;
         let mut line = String::new();
+        let mut banner = String::new();
         while reader.read_line(&mut line).expect("a line") > 0 {
             if let Some(rest) = line.trim().strip_prefix("listening on ") {
                 url = Some(rest.to_string());
                 break;
             }
+            banner.push_str(&line);
             line.clear();
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -57,6 +67,7 @@ impl Server {
             url: url.expect("pyramid said where it listens"),
             token: token.trim().to_string(),
             client: reqwest::Client::new(),
+            banner,
         }
     }
 
