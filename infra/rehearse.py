@@ -9,8 +9,8 @@ loopback port, see infra/rehearse_moto.py) and waits for CREATE_COMPLETE, twice:
      topic, an adopted identity salt and a reserved concurrency.
 
 Then it checks through the services' APIs what a deployer would notice: no reserved concurrency
-unless asked (new accounts often have a quota of 10), the 14 routes invoking this stack's
-functions, the marketing dead letters' retention, the adopted salt. And, on the translated
+unless asked (new accounts often have a quota of 10), the 16 routes invoking this stack's
+functions, the sources function reading its signing secrets by ARN, the marketing dead letters' retention, the adopted salt. And, on the translated
 template, what moto does not model: a rollback of the first deployment keeps nothing (no
 DeletionPolicy Retain, no deletion protection at the defaults), point-in-time recovery keeps 7
 days, and the key lets services use it only under a condition.
@@ -158,7 +158,7 @@ def deploy(client, stack, template, parameters):
 def check_stack(client, stack, resources, reserved):
     physical = {name: r.get("PhysicalResourceId") for name, r in resources.items()}
     lambda_ = client("lambda")
-    for function in ("IngestFunction", "ApiFunction", "RescoreFunction", "NudgeFunction"):
+    for function in ("IngestFunction", "ApiFunction", "RescoreFunction", "NudgeFunction", "SourcesFunction"):
         concurrency = lambda_.get_function_concurrency(FunctionName=physical[function]).get("ReservedConcurrentExecutions")
         expect(
             concurrency == reserved.get(function),
@@ -170,13 +170,22 @@ def check_stack(client, stack, resources, reserved):
     apigateway = client("apigatewayv2")
     routes = apigateway.get_routes(ApiId=physical["EngagementHttpApi"])["Items"]
     integrations = {i["IntegrationId"]: i for i in apigateway.get_integrations(ApiId=physical["EngagementHttpApi"])["Items"]}
-    expect(len(routes) == 14, f"{stack}: the HTTP API has {len(routes)} routes, expected 14")
+    expect(len(routes) == 16, f"{stack}: the HTTP API has {len(routes)} routes, expected 16")
     for route in routes:
         uri = integrations.get(route.get("Target", "").removeprefix("integrations/"), {}).get("IntegrationUri", "")
+        function = "SourcesFunction" if "/v1/sources/" in route["RouteKey"] else None
         expect(
-            any(f":function:{physical[f]}/" in uri for f in ("IngestFunction", "ApiFunction")),
-            f"{stack}: route {route['RouteKey']} does not invoke this stack's ingest or api function ({uri})",
+            any(f":function:{physical[f]}/" in uri for f in ([function] if function else ("IngestFunction", "ApiFunction"))),
+            f"{stack}: route {route['RouteKey']} does not invoke this stack's {'sources' if function else 'ingest or api'} function ({uri})",
         )
+
+    # The sources function reads its signing secrets by ARN (not resolved into its environment),
+    # from a secret the stack made empty and encrypted with its key.
+    environment = lambda_.get_function_configuration(FunctionName=physical["SourcesFunction"])["Environment"]["Variables"]
+    secret = client("secretsmanager").describe_secret(SecretId=environment.get("SOURCE_SECRETS_ARN", "missing"))
+    expect(secret["ARN"] == physical["SourceSecretsSecret"], f"{stack}: SOURCE_SECRETS_ARN is not the stack's signing secrets")
+    value = client("secretsmanager").get_secret_value(SecretId=secret["ARN"])["SecretString"]
+    expect(value == "{}", f"{stack}: the signing secrets start as {value!r}, expected an empty object")
 
     if "MarketingDeadLetterQueue" in physical:
         retention = client("sqs").get_queue_attributes(

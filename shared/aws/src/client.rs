@@ -105,3 +105,17 @@ pub fn local_eventbridge(endpoint: &str) -> aws_sdk_eventbridge::Client {
         .build();
     aws_sdk_eventbridge::Client::from_conf(config)
 }
+
+/// A Secrets Manager client for a local endpoint (moto).
+pub fn local_secretsmanager(endpoint: &str, counter: Option<RequestCounter>) -> aws_sdk_secretsmanager::Client {
+    let mut builder = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_secretsmanager::config::Region::new(LOCAL_REGION))
+        .credentials_provider(local_credentials())
+        .http_client(http_client());
+    if let Some(counter) = counter {
+        builder = builder.interceptor(counter);
+    }
+    aws_sdk_secretsmanager::Client::from_conf(builder.build())
+}

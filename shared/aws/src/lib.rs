@@ -1,5 +1,6 @@
-//! Adapters of the engagement ports for AWS: the DynamoDB single-table store and the
-//! EventBridge bus. The same store runs against dynoxide (tests, one-machine mode) and moto.
+//! Adapters of the engagement ports for AWS: the DynamoDB single-table store, the
+//! EventBridge bus, and the sources' signing secrets in Secrets Manager.
+//! The same store runs against dynoxide (tests, one-machine mode) and moto.
 
 pub mod bus;
 pub mod client;
@@ -11,10 +12,12 @@ pub mod item;
 pub mod keys;
 pub mod metrics;
 pub mod retry;
+pub mod source_secrets;
 pub mod store;
 pub mod wiring;
 
 pub use bus::EventBridgeBus;
 pub use client::RequestCounter;
 pub use clock::SystemClock;
+pub use source_secrets::SecretsManagerSourceSecrets;
 pub use store::{DynamoStore, StoreConfig};
