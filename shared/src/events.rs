@@ -10,11 +10,14 @@ use crate::values::{CustomerId, RecordOutcome, RecordStatus};
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a detail changes incompatibly; consumers check it. Per detail-type: this is the
-/// version of every detail but `Nudge Requested`'s.
+/// version of every detail but `Nudge Requested`'s and `Customer Erased`'s.
 pub const SCHEMA_VERSION: u32 = 1;
 /// `Nudge Requested`'s version. 2: `explanation` is the object every event carries
 /// ([`EventExplanation`]); in version 1 it was the sentence alone, now `explanation.summary`.
 pub const NUDGE_REQUESTED_SCHEMA_VERSION: u32 = 2;
+/// `Customer Erased`'s version. 2: `sealed_contact`, the person's email sealed for the marketing
+/// tools (`crate::erasure`); version 1 had only the id, and still parses (without it).
+pub const CUSTOMER_ERASED_SCHEMA_VERSION: u32 = 2;
 /// The default EventBridge `source` of every event (configurable per deployment).
 pub const DEFAULT_SOURCE: &str = "engagement";
 
@@ -114,6 +117,11 @@ pub struct CustomerErased {
     pub schema_version: u32,
     pub customer_id: CustomerId,
     pub erased_at: Timestamp,
+    /// The email the tools find the person by, sealed with the contact key (base64 of nonce and
+    /// XChaCha20-Poly1305 ciphertext; `crate::erasure::open_contact`). Absent in version 1 and
+    /// for a customer without an email address; removed once the deliveries are over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_contact: Option<String>,
 }
 
 /// One `Interaction Recorded` per customer, with its newly recorded interactions in request

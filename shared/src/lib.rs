@@ -6,6 +6,7 @@
 
 pub mod customer;
 pub mod decide;
+pub mod erasure;
 pub mod events;
 pub mod evidence;
 pub mod flow;
