@@ -152,7 +152,9 @@ impl SourceSecrets for SecretsManagerSourceSecrets {
         self.secret_of(source).await.map_err(|error| match error {
             SourceSecretsError::Unavailable { .. } => SecretsError::Unavailable(error.to_string()),
             // The port has one permanent variant: a retry fails the same way, an operator acts.
-            SourceSecretsError::Refused { .. } | SourceSecretsError::Malformed { .. } => SecretsError::Malformed(error.to_string()),
+            SourceSecretsError::Refused { .. } | SourceSecretsError::Malformed { .. } => {
+                SecretsError::Malformed(error.to_string())
+            }
         })
     }
 }

@@ -7,8 +7,8 @@
 //! `SOURCE_SECRETS_ARN` (the secret that holds each source's signing secret) and, optionally,
 //! `SOURCES_DIR` (a directory of the user's source files, `*.toml`, beside the rules file).
 
-use crate::SecretsManagerSourceSecrets;
 use crate::{DynamoStore, EventBridgeBus, StoreConfig};
+use crate::SecretsManagerSourceSecrets;
 use engagement::Rules;
 use engagement_sources::Catalog;
 use std::sync::Arc;
