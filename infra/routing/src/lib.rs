@@ -19,7 +19,8 @@ pub const TEMPLATE: &str = include_str!("../../template.yaml");
 pub enum Target {
     Rescore,
     Nudge,
-    /// Marketing tools: API destinations in the cloud, signed webhooks here.
+    /// Marketing tools: the standard-webhooks destination's queue (deliver) in the cloud, signed
+    /// webhooks here.
     Webhooks,
 }
 
@@ -85,12 +86,17 @@ fn to_json(value: &Yaml, parameters: &BTreeMap<String, Yaml>) -> Result<Json, St
     })
 }
 
-/// A `!Ref` to a parameter is its default (the one-machine mode deploys with the defaults).
+/// A `!Ref` to a parameter is its default (the one-machine mode deploys with the defaults); a
+/// CommaDelimitedList's default is the list of its items, as CloudFormation gives it.
 fn resolve_ref(name: &str, parameters: &BTreeMap<String, Yaml>) -> Result<Json, String> {
-    let default = parameters
-        .get(name)
+    let parameter = parameters.get(name);
+    let default = parameter
         .and_then(|p| p.get("Default"))
         .ok_or_else(|| format!("!Ref {name}: not a parameter with a default"))?;
+    if parameter.and_then(|p| p.get("Type")).and_then(Yaml::as_str) == Some("CommaDelimitedList") {
+        let text = default.as_str().ok_or_else(|| format!("!Ref {name}: a list's default must be text"))?;
+        return Ok(Json::Array(text.split(',').map(|item| Json::String(item.trim().to_string())).collect()));
+    }
     to_json(default, parameters)
 }
 
@@ -160,6 +166,8 @@ impl Router {
                 };
                 let routed = match (resource.as_str(), kind_of(&resource)) {
                     (_, Some("AWS::Events::ApiDestination")) => Target::Webhooks,
+                    // The standard-webhooks destination's queue: here, the signed webhooks.
+                    (id, Some("AWS::SQS::Queue")) if id.starts_with("StandardWebhooks") => Target::Webhooks,
                     (id, _) if id.starts_with("Rescore") => Target::Rescore,
                     (id, _) if id.starts_with("Nudge") && !id.contains("Requested") => Target::Nudge,
                     _ => continue,
