@@ -6,6 +6,9 @@
 //! One delivery: route → read the customer (one read, only for events without a handle) →
 //! build → authorize with the destination's secret → send → classify the answer → [`Outcome`].
 
+/// The cloud's wiring: SQS batches, Secrets Manager credentials, HTTPS by reqwest.
+pub mod sqs;
+
 use engagement::erasure::{ContactError, ContactKey};
 use engagement::events::DomainEvent;
 use engagement::identity::Channel;
