@@ -8,7 +8,8 @@
 #![recursion_limit = "256"]
 
 use aws_lambda_events::sqs::SqsEvent;
-use deliver::sqs::{destinations_from_env, handle_batch, ReqwestSender, SealedContacts};
+use deliver::sqs::{destinations_from_env, handle_batch};
+use deliver::ReqwestSender;
 use deliver::{Deliver, ErasedContacts, NoErasedContacts};
 use engagement::erasure::ContactKey;
 use engagement_aws::delivery::{SecretsManagerDestinationSecrets, SqsDeliveryQueues};
@@ -41,9 +42,7 @@ async fn main() -> Result<(), Error> {
         return Err(Error::from("no DESTINATION_<TOOL> variable: no destination is enabled"));
     }
     let contacts: Arc<dyn ErasedContacts> = match std::env::var("CONTACT_KEY") {
-        Ok(secret) => Arc::new(SealedContacts(
-            ContactKey::from_secret(&secret).map_err(|e| Error::from(format!("CONTACT_KEY: {e}")))?,
-        )),
+        Ok(secret) => Arc::new(ContactKey::from_secret(&secret).map_err(|e| Error::from(format!("CONTACT_KEY: {e}")))?),
         Err(_) => {
             tracing::warn!("CONTACT_KEY is not set: erasures reach the tools without the e-mail they need");
             Arc::new(NoErasedContacts)
@@ -53,7 +52,7 @@ async fn main() -> Result<(), Error> {
     let routes = Arc::new(cloud.queues);
     let deliver = Arc::new(Deliver {
         reads: store,
-        http: ReqwestSender::new()?,
+        http: ReqwestSender::new(deliver::REQUEST_TIMEOUT)?,
         clock: SystemClock,
         secrets: SecretsManagerDestinationSecrets::new(aws_sdk_secretsmanager::Client::new(&config), cloud.secrets),
         destinations: Arc::new(cloud.destinations),

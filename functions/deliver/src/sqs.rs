@@ -14,15 +14,13 @@
 //!   failed with the destination named in the log; after `maxReceiveCount` receives SQS moves it
 //!   to the dead-letter queue.
 
-use crate::{Deliver, DeliverError, DestinationSecrets, ErasedContacts, HttpResponse, HttpSender, Outcome, SecretError, SendError};
+use crate::{Deliver, DeliverError, DestinationSecrets, HttpSender, Outcome, SecretError};
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use engagement::erasure::ContactKey;
-use engagement::events::{CustomerErased, DomainEvent};
 use engagement::ports::{Clock, CustomerReads};
 use engagement_aws::delivery::{CredentialError, DeadLetterNote, QueueError, SecretsManagerDestinationSecrets, SqsDeliveryQueues};
 use engagement_aws::envelope::{delivered, Delivered};
-use engagement_deliver::{ConfigError, Destination, Outbound, RawDestination};
+use engagement_deliver::{ConfigError, Destination, RawDestination};
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
@@ -59,70 +57,6 @@ impl DestinationSecrets for SecretsManagerDestinationSecrets {
                 reason: error.to_string(),
             },
         })
-    }
-}
-
-/// Opens `Customer Erased`'s sealed contact with the stack's contact key.
-pub struct SealedContacts(pub ContactKey);
-
-impl ErasedContacts for SealedContacts {
-    fn open_contact(&self, event: &CustomerErased) -> Option<String> {
-        match engagement::erasure::open_contact(&DomainEvent::CustomerErased(event.clone()), &self.0) {
-            Ok(email) => email,
-            Err(error) => {
-                tracing::error!(customer_id = %event.customer_id, %error, "the erasure's sealed contact does not open; sent without it");
-                None
-            }
-        }
-    }
-}
-
-/// The tools' HTTPS APIs through reqwest (rustls): no redirects followed, a timeout per request.
-pub struct ReqwestSender {
-    client: reqwest::Client,
-}
-
-/// How long one request to a tool may take (the function's timeout allows a batch of 10).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl ReqwestSender {
-    pub fn new() -> Result<ReqwestSender, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("engagement-deliver/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(ReqwestSender { client })
-    }
-}
-
-impl HttpSender for ReqwestSender {
-    async fn send(&self, outbound: &Outbound) -> Result<HttpResponse, SendError> {
-        let method = reqwest::Method::from_bytes(outbound.method.as_str().as_bytes()).map_err(|e| SendError::Unreachable(e.to_string()))?;
-        let mut request = self.client.request(method, &outbound.url).body(outbound.body.clone());
-        for (name, value) in &outbound.headers {
-            request = request.header(name, value);
-        }
-        let response = request.send().await.map_err(|error| {
-            if error.is_timeout() {
-                SendError::Timeout
-            } else {
-                // Without the URL: a Slack webhook URL is its credential.
-                SendError::Unreachable(error.without_url().to_string())
-            }
-        })?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_string())))
-            .collect();
-        let body = match response.bytes().await {
-            Ok(bytes) => bytes.to_vec(),
-            Err(error) if error.is_timeout() => return Err(SendError::Timeout),
-            Err(error) => return Err(SendError::Unreachable(error.without_url().to_string())),
-        };
-        Ok(HttpResponse { status, headers, body })
     }
 }
 

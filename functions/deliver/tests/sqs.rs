@@ -5,7 +5,8 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use deliver::sqs::{handle_batch, CloudDestinations, ReqwestSender};
+use deliver::sqs::{handle_batch, CloudDestinations};
+use deliver::ReqwestSender;
 use deliver::{Deliver, NoErasedContacts};
 use engagement::Rules;
 use engagement_aws::client::{local_dynamodb, local_secretsmanager};
@@ -184,7 +185,7 @@ async fn a_batch_is_delivered_dead_lettered_and_retried_as_the_tool_answers() {
     store.create_table().await.expect("a table");
     let deliver = Deliver {
         reads: store,
-        http: ReqwestSender::new().expect("a client"),
+        http: ReqwestSender::new(deliver::REQUEST_TIMEOUT).expect("a client"),
         clock: SystemClock,
         secrets: SecretsManagerDestinationSecrets::new(secretsmanager, cloud.secrets.clone()),
         destinations: Arc::new(cloud.destinations.clone()),
