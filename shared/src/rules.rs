@@ -271,6 +271,11 @@ impl Rules {
         self.channels.get(channel.as_str()).copied().unwrap_or_default()
     }
 
+    /// The channels the rules name, with how their handles are compared (any other is social).
+    pub fn channels(&self) -> &BTreeMap<String, HandleStyle> {
+        &self.channels
+    }
+
     pub fn playbook(&self, name: &str) -> Option<&Playbook> {
         self.playbooks.iter().find(|p| p.name == name)
     }

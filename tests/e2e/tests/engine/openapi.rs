@@ -231,6 +231,8 @@ async fn every_answer_matches_the_openapi_file() {
         "/v1/nudges/outcomes",
         &stack.http("POST", "/v1/nudges/outcomes", Value::Null).await,
     );
+    spec.check("GET", "/v1/rules", &stack.http("GET", "/v1/rules", Value::Null).await);
+    spec.check("GET", "/v1/rules", &stack.http("PUT", "/v1/rules", json!({})).await);
 
     let identities = format!("{customer}/identities");
     let link = json!({"channel": "twitter", "handle": "@oli"});
