@@ -7,7 +7,10 @@ use engagement_calibrate::{calibrate, synthetic, Label, Options};
 use std::time::Instant;
 
 fn main() {
-    let customers: usize = std::env::var("CALIBRATE_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let customers: usize = std::env::var("CALIBRATE_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let per_customer = 100;
     let current = Rules::default_rules();
     let truth_rules = current.with_level_rules(std::array::from_fn::<LevelRule, LEVEL_COUNT, _>(|i| LevelRule {
@@ -55,6 +58,8 @@ fn cpu_seconds() -> f64 {
     // Fields after the command's closing parenthesis; utime and stime are the 12th and 13th.
     let after = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    let ticks: f64 = fields
+        .get(11..13)
+        .map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
     ticks / 100.0
 }

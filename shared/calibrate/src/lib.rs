@@ -303,7 +303,14 @@ pub fn calibrate(current: &Rules, labels: &[Label], options: &Options) -> Result
             interval.0, interval.1
         ))
     };
-    let movers = report::movers(current, &proposed, &usable, &current_predictions, &proposed_predictions, options.movers);
+    let movers = report::movers(
+        current,
+        &proposed,
+        &usable,
+        &current_predictions,
+        &proposed_predictions,
+        options.movers,
+    );
     Ok(Calibration {
         excluded,
         kept,
@@ -350,7 +357,10 @@ mod tests {
                 .collect();
             let prepared: Vec<Prepared> = labels.iter().map(|l| prepare(&rules, l)).collect();
             let all: Vec<usize> = (0..labels.len()).collect();
-            assert!(prepared.iter().map(|p| p.items.len()).sum::<usize>() < members.len() * 60 / 2, "looks dropped");
+            assert!(
+                prepared.iter().map(|p| p.items.len()).sum::<usize>() < members.len() * 60 / 2,
+                "looks dropped"
+            );
             assert_eq!(predict(&rules, &prepared, &all, false), synthetic::true_levels(&rules, &members));
             assert_eq!(predict(&rules, &prepared, &all, true), synthetic::true_levels(&rules, &members));
         }

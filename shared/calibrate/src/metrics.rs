@@ -35,7 +35,11 @@ impl Confusion {
             }
             let predicted: u32 = self.0.iter().map(|row| row[r]).sum();
             let hits = self.0[r][r];
-            let precision = if predicted == 0 { 0.0 } else { f64::from(hits) / f64::from(predicted) };
+            let precision = if predicted == 0 {
+                0.0
+            } else {
+                f64::from(hits) / f64::from(predicted)
+            };
             let recall = f64::from(hits) / f64::from(labelled);
             let f1 = if precision + recall == 0.0 {
                 0.0
@@ -96,13 +100,7 @@ pub(crate) fn macro_f1(truth: &[Level], predicted: &[Level]) -> f64 {
 
 /// The 2.5 % and 97.5 % quantiles of macro-F1(after) − macro-F1(before) over resamples of the
 /// labels with replacement.
-pub(crate) fn bootstrap_gain(
-    truth: &[Level],
-    before: &[Level],
-    after: &[Level],
-    resamples: usize,
-    rng: &mut fastrand::Rng,
-) -> (f64, f64) {
+pub(crate) fn bootstrap_gain(truth: &[Level], before: &[Level], after: &[Level], resamples: usize, rng: &mut fastrand::Rng) -> (f64, f64) {
     let n = truth.len();
     let mut gains: Vec<f64> = (0..resamples.max(1))
         .map(|_| {

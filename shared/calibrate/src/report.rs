@@ -59,14 +59,7 @@ pub(crate) fn changes(current: &Rules, proposed: &Rules) -> Vec<Change> {
 }
 
 /// The labelled customers whose level moves most between the current and the proposed rules.
-pub(crate) fn movers(
-    current: &Rules,
-    proposed: &Rules,
-    labels: &[&Label],
-    before: &[Level],
-    after: &[Level],
-    count: usize,
-) -> Vec<Mover> {
+pub(crate) fn movers(current: &Rules, proposed: &Rules, labels: &[&Label], before: &[Level], after: &[Level], count: usize) -> Vec<Mover> {
     let mut moved: Vec<usize> = (0..labels.len()).filter(|&i| before[i] != after[i]).collect();
     // Largest move first; among equals, the file's order.
     moved.sort_by_key(|&i| (std::cmp::Reverse(before[i].rung().abs_diff(after[i].rung())), labels[i].line));

@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn values_are_rounded_to_three_significant_digits() {
-        assert_eq!(round3(3.14159), 3.14);
+        assert_eq!(round3(4.56789), 4.57);
         assert_eq!(round3(182.7), 183.0);
         assert_eq!(round3(0.012345), 0.0123);
     }

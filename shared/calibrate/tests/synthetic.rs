@@ -73,7 +73,10 @@ fn calibration_from_wrong_rules_recovers_levels_of_customers_it_never_saw() {
     assert!(after >= 0.9, "macro-F1 on customers not in the labels: {after}");
     // The proposal is a complete rules file that reads back to the same levels.
     let read = Rules::from_toml(&calibration.proposed.to_toml()).expect("a valid file");
-    assert_eq!(synthetic::true_levels(&read, unseen), synthetic::true_levels(&calibration.proposed, unseen));
+    assert_eq!(
+        synthetic::true_levels(&read, unseen),
+        synthetic::true_levels(&calibration.proposed, unseen)
+    );
     for r in 1..LEVEL_COUNT {
         assert!(
             read.level(Level::ALL[r]).half_life_days <= read.level(Level::ALL[r - 1]).half_life_days,
