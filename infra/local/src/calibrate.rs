@@ -71,7 +71,7 @@ pub fn parse_labels(text: &str, rules: &Rules, now: Timestamp) -> Result<(Vec<Ro
             continue;
         }
         seen_any = true;
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let line = record.position().map_or(0, |p| line_of(text, p.byte()));
         let field = |at: usize| record.get(at).unwrap_or_default();
         let mut reasons = Vec::new();
         let identity = match Channel::parse(field(channel_at)) {
@@ -128,6 +128,13 @@ pub fn parse_labels(text: &str, rules: &Rules, now: Timestamp) -> Result<(Vec<Ro
         return Err(LabelsError::Empty);
     }
     Ok((rows, problems))
+}
+
+/// The line a record starts on: the reader's position may sit on blank lines before it.
+fn line_of(text: &str, byte: u64) -> usize {
+    let start = usize::try_from(byte).unwrap_or(usize::MAX).min(text.len());
+    let skipped = text[start..].len() - text[start..].trim_start_matches(['\r', '\n']).len();
+    text.as_bytes()[..start + skipped].iter().filter(|b| **b == b'\n').count() + 1
 }
 
 /// Finds each row's customer and reads their history (once per customer), 16 at a time: the
