@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 mod compile;
+mod write;
 
 /// The rules shipped with the engine; a deployment may replace them.
 pub const DEFAULT_RULES_TOML: &str = include_str!("../rules/default.toml");
@@ -278,6 +279,30 @@ impl Rules {
 
     pub fn playbook(&self, name: &str) -> Option<&Playbook> {
         self.playbooks.iter().find(|p| p.name == name)
+    }
+
+    /// Every level's threshold and half-life, observing first.
+    pub fn level_rules(&self) -> &[LevelRule; LEVEL_COUNT] {
+        &self.levels
+    }
+
+    /// These rules with other thresholds and half-lives (calibration's candidates). The caller
+    /// keeps them inside the parser's bounds; [`Rules::to_toml`] then writes a file that parses.
+    pub fn with_level_rules(&self, levels: [LevelRule; LEVEL_COUNT]) -> Rules {
+        let mut rules = self.clone();
+        rules.inverse_half_life_ms = std::array::from_fn(|i| 1.0 / (levels[i].half_life_days * MILLIS_PER_DAY as f64));
+        rules.levels = levels;
+        rules
+    }
+
+    /// These rules with other default weights, one per named kind in [`Rules::kinds`]' order.
+    pub fn with_kind_weights(&self, weights: &[f64]) -> Rules {
+        let mut rules = self.clone();
+        for (kind, weight) in rules.kinds.iter_mut().zip(weights) {
+            kind.weight = *weight;
+        }
+        rules.heaviest_kind_at = compile::heaviest_kind_at_each_level(&rules.kinds);
+        rules
     }
 }
 

@@ -1,8 +1,10 @@
-//! The one-machine mode: `pyramid serve`, `import`, `demo`, `rescore --at` and `whatif`, running
+//! The one-machine mode: `pyramid serve`, `import`, `demo`, `rescore --at`, `whatif` and
+//! `calibrate`, running
 //! the Lambda functions' handlers over the embedded store and an in-process bus routed by the
 //! deployed stack's own rules (`infra/template.yaml`).
 
 pub mod bus;
+pub mod calibrate;
 pub mod channels;
 pub mod community;
 pub mod delivery;

@@ -116,6 +116,38 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Fit the rules' thresholds and half-lives to levels you know people stood at (read-only).
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("store").required(true).args(["data", "table"]))]
+struct CalibrateArgs {
+    /// CSV with the columns channel, handle, level and optionally as_of (RFC 3339; default now).
+    #[arg(long, value_name = "FILE")]
+    labels: PathBuf,
+    /// The rules to start from (default: the shipped ones).
+    #[arg(long, env = "PYRAMID_RULES")]
+    rules: Option<PathBuf>,
+    /// Also fit the kinds' default weights.
+    #[arg(long)]
+    weights: bool,
+    /// Write the proposed rules here, as a complete TOML file (only when a proposal is made).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The local data directory to read histories from.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// A deployed table to read histories from, with your AWS credentials (read-only; needs
+    /// IDENTITY_SALT, the stack's identity salt, to find people).
+    #[arg(long, value_name = "NAME")]
+    table: Option<String>,
+    /// Folds of the cross-validation.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Seeds the folds and the bootstrap (the same labels and seed give the same report).
+    #[arg(long, default_value_t = 18)]
+    seed: u64,
 }
 
 fn load_rules(path: Option<&Path>) -> anyhow::Result<Arc<Rules>> {
@@ -232,6 +264,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", transitions.render(&format!("levels at {}", at.to_rfc3339())));
             Ok(())
         }
+        Command::Calibrate(args) => run_calibrate(args).await,
         Command::Whatif { common, with, at } => {
             let at = at.as_deref().map(parse_time).transpose()?.unwrap_or_else(now);
             let dir = DataDir::open(&common.data)?;
@@ -243,6 +276,74 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `pyramid calibrate`: the report on stdout; the proposal in `--out` unless refused (then exit 1).
+async fn run_calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
+    let rules = load_rules(args.rules.as_deref())?;
+    let text = std::fs::read_to_string(&args.labels).with_context(|| format!("cannot read {}", args.labels.display()))?;
+    let (rows, mut problems) = pyramid::calibrate::parse_labels(&text, &rules, now())?;
+    let (store, _dir) = match (&args.data, &args.table) {
+        (Some(data), _) => {
+            anyhow::ensure!(
+                data.join("engagement.db").exists(),
+                "{} holds no store (engagement.db): import or serve there first",
+                data.display()
+            );
+            let dir = DataDir::open(data)?;
+            (embedded_store(&dir, Arc::clone(&rules)).await?, Some(dir))
+        }
+        (None, Some(table)) => {
+            let salt = std::env::var("IDENTITY_SALT").context(
+                "--table needs IDENTITY_SALT: the stack's identity salt (its Secrets Manager secret), to find people by their handles",
+            )?;
+            let config = engagement_aws::client::aws_config_from_env().await;
+            let store = DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                Arc::clone(&rules),
+                engagement_aws::StoreConfig {
+                    table: table.clone(),
+                    salt,
+                    omit_request_tokens: false,
+                },
+            );
+            (store, None)
+        }
+        (None, None) => anyhow::bail!("either --data or --table"),
+    };
+    eprintln!("reading the histories of {} labelled people…", rows.len());
+    let (labels, unknown) = pyramid::calibrate::load_labels(&store, rows).await?;
+    problems.extend(unknown);
+    problems.sort_by_key(|p| p.line);
+    if !problems.is_empty() {
+        println!("rows refused:");
+        for problem in &problems {
+            println!("  line {}: {}", problem.line, problem.reason);
+        }
+        println!();
+    }
+    let options = engagement_calibrate::Options {
+        folds: args.folds,
+        weights: args.weights,
+        seed: args.seed,
+        ..engagement_calibrate::Options::default()
+    };
+    let started = std::time::Instant::now();
+    let calibration = engagement_calibrate::calibrate(&rules, &labels, &options)?;
+    print!("{}", calibration.render());
+    eprintln!("calibrated in {:.1} s", started.elapsed().as_secs_f64());
+    if let engagement_calibrate::Verdict::Refuse(reason) = &calibration.verdict {
+        anyhow::bail!("no proposal: {reason}");
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, calibration.proposed.to_toml()).with_context(|| format!("cannot write {}", out.display()))?;
+        println!(
+            "\nthe proposed rules: {} (apply them with `pyramid refold --rules {}`)",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 /// `pyramid import`.
