@@ -494,7 +494,8 @@ fn standard_webhook(url: &str, event: &DomainEvent) -> Outbound {
     let body = json!({
         "type": event.detail_type(),
         "timestamp": event_time(event).to_rfc3339(),
-        "data": detail_value(event),
+        // The sealed e-mail is for the tools this crate builds for; a receiver cannot open it.
+        "data": detail_value(&engagement::erasure::scrubbed(event)),
     });
     json_request(Method::Post, url.to_string(), &body, Some(format!("msg_{}", event.event_id())))
 }
