@@ -1,4 +1,4 @@
-//! The one-machine mode: `pyramid serve`, `import`, `demo`, `rescore --at` and `whatif`, running
+//! The one-machine mode: `pyramid serve`, `import`, `demo`, `rescore --at`, `whatif` and `refold`, running
 //! the Lambda functions' handlers over the embedded store and an in-process bus routed by the
 //! deployed stack's own rules (`infra/template.yaml`).
 
@@ -14,6 +14,7 @@ pub mod history;
 pub mod import;
 pub mod journal;
 pub mod local;
+pub mod refold;
 pub mod report;
 /// The template's routing, shared with the e2e tests (the `engagement-routing` crate).
 pub use engagement_routing as routing;
