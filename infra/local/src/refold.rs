@@ -11,7 +11,7 @@
 
 use engagement::ports::{Clock, CustomerId, CustomerReads, RefoldWrite, Refolds, StoreError, StoredCustomer, WriteOutcome};
 use engagement::refold::{plan_refold, HistoryMismatch};
-use engagement::{Interaction, Rules};
+use engagement::{Interaction, Level, Rules};
 use futures::StreamExt as _;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -60,7 +60,8 @@ const MAX_ATTEMPTS: u32 = 8;
 
 /// What one customer's refold came to.
 enum Outcome {
-    Written(RefoldWrite),
+    /// Written: the level it stood at, and the one it stands at now.
+    Written(Level, Level),
     /// Refolded meanwhile, erased or merged away: nothing to do.
     Gone,
     Left,
@@ -119,7 +120,7 @@ async fn refold_segment<S: Refolds + CustomerReads, C: Clock>(
         let outcomes: Vec<Result<(Outcome, u32), StoreError>> = futures::stream::iter(plans)
             .map(|(customer, plan)| async move {
                 match plan {
-                    Ok(write) if store.write_refold(&write).await? == WriteOutcome::Written => Ok((Outcome::Written(write), 0)),
+                    Ok(write) if store.write_refold(&write).await? == WriteOutcome::Written => Ok((written(&write), 0)),
                     // Read again, alone.
                     _ => refold_one(store, rules, clock, &customer.id).await,
                 }
@@ -131,9 +132,9 @@ async fn refold_segment<S: Refolds + CustomerReads, C: Clock>(
             let (outcome, retries) = outcome?;
             report.retried += u64::from(retries);
             match outcome {
-                Outcome::Written(write) => {
+                Outcome::Written(before, after) => {
                     report.refolded += 1;
-                    match write.standing.level.cmp(&write.previous_level) {
+                    match after.cmp(&before) {
                         std::cmp::Ordering::Greater => report.moved_up += 1,
                         std::cmp::Ordering::Less => report.moved_down += 1,
                         std::cmp::Ordering::Equal => {}
@@ -149,6 +150,10 @@ async fn refold_segment<S: Refolds + CustomerReads, C: Clock>(
             return Ok(report);
         }
     }
+}
+
+fn written(write: &RefoldWrite) -> Outcome {
+    Outcome::Written(write.previous_level, write.standing.level)
 }
 
 /// Replays a page of customers on every core (the fold is CPU work: off the async threads).
@@ -188,7 +193,7 @@ async fn refold_one<S: Refolds + CustomerReads, C: Clock>(
         let history = store.history(&customer).await?;
         if let Ok(write) = plan_refold(rules, &customer, &history, clock.now()) {
             if store.write_refold(&write).await? == WriteOutcome::Written {
-                return Ok((Outcome::Written(write), attempt));
+                return Ok((written(&write), attempt));
             }
         }
         // An index that lags catches up within a second or so; a busy customer calms down.

@@ -216,7 +216,7 @@ async fn interactions_recorded_while_a_refold_runs_are_all_counted_and_decided()
     let dir = DataDir::open(&root.join("data")).expect("the data dir");
     let old = Arc::new(Rules::default_rules());
     let before = embedded_store(&dir, Arc::clone(&old)).await.expect("the store");
-    pyramid::import::import(&before, &old, &[file.clone()], None)
+    pyramid::import::import(&before, &old, std::slice::from_ref(&file), None)
         .await
         .expect("imported");
     // The new rules are deployed: ingest records under them while the refold runs.

@@ -275,8 +275,8 @@ impl Refolds for DynamoStore {
             }
         }
         let last = steps.len() - 1;
-        let mut version = write.expected_version;
-        for (index, step) in steps.into_iter().enumerate() {
+        // Each step bumps the version the next one is conditioned on.
+        for (version, (index, step)) in (write.expected_version..).zip(steps.into_iter().enumerate()) {
             let mut actions = Vec::with_capacity(step.len() + 2);
             if index == last {
                 actions.push(self.refold_update(write, profile, version)?);
@@ -290,7 +290,6 @@ impl Refolds for DynamoStore {
             if self.refold_transaction(actions, id).await? == WriteOutcome::Conflict {
                 return Ok(WriteOutcome::Conflict);
             }
-            version += 1;
         }
         Ok(WriteOutcome::Written)
     }
