@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod playbook;
 pub mod ports;
 pub mod recording;
+pub mod refold;
 pub mod replay;
 pub mod rescoring;
 pub mod rules;

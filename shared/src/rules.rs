@@ -200,6 +200,37 @@ impl Rules {
         }
     }
 
+    /// A short digest of what scoring depends on (hysteresis, the at-risk horizon, unknown kinds,
+    /// each level's threshold and half-life, each kind's level, weight, cap and consent effect),
+    /// stored on each customer with the evidence folded under these rules: evidence folded
+    /// under other rules must be re-folded (`pyramid refold`) before it is decided again.
+    /// Playbooks and nudge caps are not part of it: changing them needs no refold.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        use std::fmt::Write as _;
+        let mut text = format!(
+            "v1|{:x}|{:x}|{:?}",
+            self.hysteresis.to_bits(),
+            self.at_risk_horizon_days.to_bits(),
+            self.unknown_kinds
+        );
+        for level in &self.levels {
+            let _ = write!(text, "|L{:x},{:x}", level.threshold.to_bits(), level.half_life_days.to_bits());
+        }
+        for kind in &self.kinds {
+            let _ = write!(
+                text,
+                "|K{},{},{:x},{:?},{:?}",
+                kind.name,
+                kind.level.index(),
+                kind.weight.to_bits(),
+                kind.max_weight.map(f64::to_bits),
+                kind.consent
+            );
+        }
+        Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn level(&self, level: Level) -> &LevelRule {
         &self.levels[level.index()]
     }

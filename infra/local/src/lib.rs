@@ -1,5 +1,5 @@
-//! The one-machine mode: `pyramid serve`, `import`, `demo`, `rescore --at`, `whatif` and
-//! `calibrate`, running
+//! The one-machine mode: `pyramid serve`, `import`, `demo`, `rescore --at`, `whatif`,
+//! `calibrate` and `refold`, running
 //! the Lambda functions' handlers over the embedded store and an in-process bus routed by the
 //! deployed stack's own rules (`infra/template.yaml`).
 
@@ -18,6 +18,7 @@ pub mod import;
 pub mod journal;
 pub mod local;
 pub mod outbox;
+pub mod refold;
 pub mod report;
 /// The template's routing, shared with the e2e tests (the `engagement-routing` crate).
 pub use engagement_routing as routing;

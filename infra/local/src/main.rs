@@ -105,6 +105,33 @@ enum Command {
         #[arg(long)]
         at: String,
     },
+    /// Apply new rules to the stored customers: replay each one's history under them and store
+    /// evidence, level, timeline and counters, quietly (no nudges). Deploy the rules first (restart
+    /// `pyramid serve --rules NEW.toml`, or `sam deploy`), then refold. Re-runnable: it resumes.
+    Refold {
+        /// The rules now in force (the ones just deployed).
+        #[arg(long, value_name = "NEW.toml")]
+        rules: PathBuf,
+        /// The data directory (while `pyramid serve` is stopped: it holds the directory).
+        #[arg(long, default_value = "pyramid-data", env = "PYRAMID_DATA")]
+        data: PathBuf,
+        /// A deployed table instead, with the caller's AWS credentials and region; safe while
+        /// the stack ingests.
+        #[arg(long, value_name = "NAME", conflicts_with = "data")]
+        table: Option<String>,
+        /// The DynamoDB endpoint for `--table` (a local DynamoDB, tests).
+        #[arg(long, hide = true, requires = "table")]
+        endpoint: Option<String>,
+        /// Parallel scan segments.
+        #[arg(long, default_value_t = 4)]
+        segments: u32,
+        /// Items each scan request reads.
+        #[arg(long, default_value_t = 200, hide = true)]
+        page_size: usize,
+        /// A progress line after every page (tests).
+        #[arg(long, hide = true)]
+        report_pages: bool,
+    },
     /// How levels would change under other rules (replayed from history; nothing is written).
     Whatif {
         #[command(flatten)]
@@ -265,6 +292,23 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Calibrate(args) => run_calibrate(args).await,
+        Command::Refold {
+            rules,
+            data,
+            table,
+            endpoint,
+            segments,
+            page_size,
+            report_pages,
+        } => {
+            let options = pyramid::refold::RefoldOptions {
+                segments,
+                page_size,
+                report_pages,
+                ..Default::default()
+            };
+            run_refold(&rules, &data, table, endpoint, options).await
+        }
         Command::Whatif { common, with, at } => {
             let at = at.as_deref().map(parse_time).transpose()?.unwrap_or_else(now);
             let dir = DataDir::open(&common.data)?;
@@ -360,6 +404,51 @@ async fn run_import(common: Common, files: &[PathBuf], format: Option<Format>) -
     );
     println!("customers by level:");
     print_pyramid(&store).await
+}
+
+/// `pyramid refold`: on the embedded store, or on a deployed table.
+async fn run_refold(
+    rules_path: &Path,
+    data: &Path,
+    table: Option<String>,
+    endpoint: Option<String>,
+    options: pyramid::refold::RefoldOptions,
+) -> anyhow::Result<()> {
+    let rules = load_rules(Some(rules_path))?;
+    let clock = engagement_aws::SystemClock;
+    let (report, store, _dir) = match table {
+        Some(table) => {
+            let client = match endpoint {
+                Some(endpoint) => engagement_aws::client::local_dynamodb(&endpoint, None),
+                None => aws_sdk_dynamodb::Client::new(&engagement_aws::client::aws_config_from_env().await),
+            };
+            // A refold hashes no identity: it needs no salt.
+            let config = engagement_aws::StoreConfig {
+                table,
+                salt: String::new(),
+                omit_request_tokens: false,
+            };
+            let store = DynamoStore::new(client, Arc::clone(&rules), config);
+            (pyramid::refold::refold(&store, &rules, &clock, options).await?, store, None)
+        }
+        None => {
+            let dir = DataDir::open(data)?;
+            let store = embedded_store(&dir, Arc::clone(&rules)).await?;
+            (pyramid::refold::refold(&store, &rules, &clock, options).await?, store, Some(dir))
+        }
+    };
+    println!(
+        "{} customers refolded in {:.1} s: {} moved up, {} down; {} read again, {} left for the next run",
+        report.refolded, report.seconds, report.moved_up, report.moved_down, report.retried, report.left
+    );
+    println!("customers by level:");
+    print_pyramid(&store).await?;
+    anyhow::ensure!(
+        report.left == 0,
+        "{} customers are not refolded yet: run `pyramid refold` again",
+        report.left
+    );
+    Ok(())
 }
 
 /// `pyramid demo`: the synthetic community (made on first run), then `serve`.
