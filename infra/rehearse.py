@@ -10,7 +10,7 @@ loopback port, see infra/rehearse_moto.py) and waits for CREATE_COMPLETE, twice:
      adopted identity salt and a reserved concurrency.
 
 Then it checks through the services' APIs what a deployer would notice: no reserved concurrency
-unless asked (new accounts often have a quota of 10), the 16 routes invoking this stack's
+unless asked (new accounts often have a quota of 10), the 17 routes invoking this stack's
 functions, the sources function reading its signing secrets by ARN, the marketing dead letters' retention, the adopted salt. And, on the translated
 template, what moto does not model: a rollback of the first deployment keeps nothing (no
 DeletionPolicy Retain, no deletion protection at the defaults), point-in-time recovery keeps 7
@@ -182,7 +182,7 @@ def check_stack(client, stack, resources, reserved):
     apigateway = client("apigatewayv2")
     routes = apigateway.get_routes(ApiId=physical["EngagementHttpApi"])["Items"]
     integrations = {i["IntegrationId"]: i for i in apigateway.get_integrations(ApiId=physical["EngagementHttpApi"])["Items"]}
-    expect(len(routes) == 16, f"{stack}: the HTTP API has {len(routes)} routes, expected 16")
+    expect(len(routes) == 17, f"{stack}: the HTTP API has {len(routes)} routes, expected 17")
     for route in routes:
         uri = integrations.get(route.get("Target", "").removeprefix("integrations/"), {}).get("IntegrationUri", "")
         function = "SourcesFunction" if "/v1/sources/" in route["RouteKey"] else None
