@@ -262,8 +262,10 @@ mod tests {
     fn the_shipped_template_routes_every_event_where_the_stack_does() {
         let router = Router::shipped().expect("the template routes");
         assert_eq!(router.targets(&envelope("Interaction Recorded")), [Target::Rescore, Target::Nudge]);
-        assert_eq!(router.targets(&envelope("Level Changed")), [Target::Nudge]);
-        assert_eq!(router.targets(&envelope("Engagement At Risk")), [Target::Nudge]);
+        // Level changes and risks also reach the destinations whose tools take them (HubSpot's
+        // engagement_level, Mailchimp's pyramid tag...): here, the outbox's own routing decides.
+        assert_eq!(router.targets(&envelope("Level Changed")), [Target::Nudge, Target::Deliver]);
+        assert_eq!(router.targets(&envelope("Engagement At Risk")), [Target::Nudge, Target::Deliver]);
         assert_eq!(router.targets(&envelope("Nudge Requested")), [Target::Deliver]);
         assert_eq!(router.targets(&envelope("Customer Erased")), [Target::Deliver]);
         assert!(router.targets(&envelope("Something Else")).is_empty());
@@ -282,8 +284,8 @@ mod tests {
             .expect("the nudge rule lists detail-types");
         detail_types.retain(|t| t.as_str() != Some("Level Changed"));
         let edited = Router::from_template(&serde_norway::to_string(&template).expect("YAML")).expect("routes");
-        assert!(edited.targets(&envelope("Level Changed")).is_empty());
-        assert_eq!(edited.targets(&envelope("Engagement At Risk")), [Target::Nudge]);
+        assert_eq!(edited.targets(&envelope("Level Changed")), [Target::Deliver]);
+        assert_eq!(edited.targets(&envelope("Engagement At Risk")), [Target::Nudge, Target::Deliver]);
     }
 
     #[test]
