@@ -166,6 +166,8 @@ async fn faults_are_retried_refused_or_waited_for_as_the_tool_says_across_a_rest
     let base = start_tools(Arc::clone(&tools)).await;
     let email = welcomed_email("dana");
     *tools.email.lock().expect("lock") = email.clone();
+    // Nudges and erasures only: the level change a subscription causes would be one more
+    // delivery to each tool, and this test follows one event per tool through its faults.
     std::fs::write(
         data.join("destinations.toml"),
         format!(
@@ -173,20 +175,24 @@ async fn faults_are_retried_refused_or_waited_for_as_the_tool_says_across_a_rest
 [destinations.crm]
 tool = "hubspot"
 base_url = "{base}/hubspot"
+detail_types = ["Nudge Requested", "Customer Erased"]
 
 [destinations.news]
 tool = "mailchimp"
 list_id = "a1b2c3d4e5"
 server = "us21"
 base_url = "{base}/mailchimp"
+detail_types = ["Nudge Requested", "Customer Erased"]
 
 [destinations.flows]
 tool = "klaviyo"
 base_url = "{base}/klaviyo"
+detail_types = ["Nudge Requested", "Customer Erased"]
 
 [destinations.hook]
 tool = "standard-webhooks"
 url = "{base}/hook"
+detail_types = ["Nudge Requested", "Customer Erased"]
 "#
         ),
     )
