@@ -6,9 +6,7 @@
 mod harness;
 
 use harness::{binary, temp_dir, Server};
-use hmac::{Hmac, Mac as _};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -34,10 +32,7 @@ fn github_payload(name: &str, times: &[&str]) -> Vec<u8> {
 
 /// `X-Hub-Signature-256` as GitHub computes it.
 fn github_signature(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).expect("any key length");
-    mac.update(body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    engagement_testkit::sign_github(GITHUB_SECRET, body)
 }
 
 /// What a source answered: status, content type and JSON body.
