@@ -232,24 +232,6 @@ async fn nudge_receiver() -> (String, Received) {
     (url, received)
 }
 
-/// An e-mail address whose customer (under `salt`) the playbook does not hold out.
-fn treated_email(salt: &str, playbook: &str) -> String {
-    let rules = engagement::Rules::default_rules();
-    let playbook = rules.playbook(playbook).expect("a shipped playbook");
-    (0..1000)
-        .map(|n| format!("ada{n}@example.com"))
-        .find(|email| {
-            let identity = engagement::Identity::new(
-                engagement::Channel::parse("email").expect("a channel"),
-                engagement::HandleStyle::Email,
-                email,
-            )
-            .expect("an identity");
-            !engagement::in_holdout(engagement_aws::keys::customer_id_for(salt, &identity).as_str(), playbook)
-        })
-        .expect("nine in ten are treated")
-}
-
 /// Mailchimp's subscribe fixture for `email`, fired now (Mailchimp's time format, UTC).
 fn mailchimp_subscribe(email: &str) -> Vec<u8> {
     let fired_at = chrono::Utc::now().format("%Y-%m-%d+%H%%3A%M%%3A%S").to_string();
@@ -266,7 +248,7 @@ async fn a_github_contributor_linked_to_a_mailchimp_subscriber_is_one_customer_a
     // A known salt, so the test knows an address the contributor playbook does not hold out.
     let salt = "sources-salt-sources-salt-sources-salt-00";
     std::fs::write(data.join("identity-salt"), salt).expect("a salt");
-    let email = treated_email(salt, "contributor_to_owner");
+    let email = harness::treated_email(salt, "contributor_to_owner", |n| format!("ada{n}@example.com"));
     let (hook, received) = nudge_receiver().await;
     let server = Server::start(&data, &["--webhook", &hook, "--webhook-backoff-ms", "20"]);
 
