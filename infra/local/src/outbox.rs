@@ -169,6 +169,18 @@ struct Death {
     reason: String,
 }
 
+impl Death {
+    /// A delivery that ends without a refusal from the tool: only `reason` says why.
+    fn unanswered(reason: String) -> Death {
+        Death {
+            status: None,
+            tool_error_body: None,
+            revoked: false,
+            reason,
+        }
+    }
+}
+
 impl Outbox {
     /// The outbox of `dir` for `destinations`, delivering through `handler`.
     pub fn open(dir: &Path, destinations: Vec<Destination>, handler: Handler, wait_scale: f64) -> std::io::Result<Outbox> {
@@ -381,12 +393,7 @@ impl Outbox {
         let event = match DomainEvent::from_parts(&pending.detail_type, pending.detail.clone()) {
             Ok(event) => event,
             Err(error) => {
-                let death = Death {
-                    status: None,
-                    tool_error_body: None,
-                    revoked: false,
-                    reason: error.to_string(),
-                };
+                let death = Death::unanswered(error.to_string());
                 self.dead_letter(path, &key, &pending, death);
                 return None;
             }
@@ -436,12 +443,7 @@ impl Outbox {
             }
             Err(error) => {
                 tracing::error!(destination, %error, "cannot deliver to destination {destination}; dead-lettered");
-                let death = Death {
-                    status: None,
-                    tool_error_body: None,
-                    revoked: false,
-                    reason: error.to_string(),
-                };
+                let death = Death::unanswered(error.to_string());
                 self.dead_letter(path, &key, &pending, death);
                 None
             }
@@ -460,12 +462,7 @@ impl Outbox {
         drop(erased);
         if pending.attempts >= ATTEMPT_BUDGET {
             let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-            let death = Death {
-                status: None,
-                tool_error_body: None,
-                revoked: false,
-                reason: format!("{} attempts, the last: {why}", pending.attempts),
-            };
+            let death = Death::unanswered(format!("{} attempts, the last: {why}", pending.attempts));
             self.dead_letter(path, &key, &pending, death);
             return None;
         }

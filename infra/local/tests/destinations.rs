@@ -92,20 +92,7 @@ async fn start_tools(tools: Arc<Tools>) -> String {
 
 /// An e-mail address whose customer the welcome playbook nudges (not in its holdout).
 fn welcomed_email(prefix: &str) -> String {
-    let rules = engagement::Rules::default_rules();
-    let welcome = rules.playbook("welcome_follower").expect("the welcome playbook");
-    (0..)
-        .map(|n| format!("{prefix}-{n}@example.com"))
-        .find(|email| {
-            let identity = engagement::Identity::new(
-                engagement::Channel::parse("email").expect("a channel"),
-                engagement::HandleStyle::Email,
-                email,
-            )
-            .expect("an identity");
-            !engagement::in_holdout(engagement_aws::keys::customer_id_for(SALT, &identity).as_str(), welcome)
-        })
-        .expect("someone is welcomed")
+    harness::treated_email(SALT, "welcome_follower", |n| format!("{prefix}-{n}@example.com"))
 }
 
 /// The outbox's pending deliveries.
@@ -131,23 +118,10 @@ fn dead_letters(data: &Path) -> Vec<Value> {
 
 /// Every file under `dir` that holds `needle`.
 fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("a readable dir").map(|e| e.expect("an entry")) {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if std::fs::read(&path)
-                .unwrap_or_default()
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-            {
-                found.push(path);
-            }
-        }
-    }
-    found
+    harness::files_holding(dir, &[needle.to_string()])
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
 }
 
 async fn until(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {

@@ -218,3 +218,13 @@ impl engagement::ports::Clock for ManualClock {
 pub fn at(text: &str) -> engagement::Timestamp {
     engagement::Timestamp::parse_rfc3339(text).unwrap_or_else(|| panic!("{text} is not RFC 3339"))
 }
+
+/// GitHub's `X-Hub-Signature-256` of `body` under `secret`: `sha256=` and the hex HMAC-SHA256,
+/// as GitHub signs its deliveries.
+pub fn sign_github(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}

@@ -119,3 +119,45 @@ pub fn now_text() -> String {
 pub fn interaction(id: &str, email: &str, kind: &str) -> Value {
     json!({"id": id, "source": "blackbox", "customer": {"channel": "email", "handle": email}, "kind": kind, "occurred_at": now_text()})
 }
+
+/// The first e-mail address `address(n)` (n = 0, 1, ...) whose customer, under `salt`, the
+/// shipped `playbook` does not hold out.
+pub fn treated_email(salt: &str, playbook: &str, address: impl Fn(u32) -> String) -> String {
+    let rules = engagement::Rules::default_rules();
+    let playbook = rules.playbook(playbook).expect("a shipped playbook");
+    (0..)
+        .map(address)
+        .find(|email| {
+            let identity = engagement::Identity::new(
+                engagement::Channel::parse("email").expect("a channel"),
+                engagement::HandleStyle::Email,
+                email,
+            )
+            .expect("an identity");
+            !engagement::in_holdout(engagement_aws::keys::customer_id_for(salt, &identity).as_str(), playbook)
+        })
+        .expect("someone is treated")
+}
+
+/// Every file under `dir` (recursively) that holds one of `needles`, byte for byte, with the
+/// needle it holds.
+pub fn files_holding(dir: &Path, needles: &[String]) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a readable dir").map(|e| e.expect("an entry")) {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            for needle in needles {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push((path.clone(), needle.clone()));
+                }
+            }
+        }
+    }
+    found
+}
