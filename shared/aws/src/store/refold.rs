@@ -6,10 +6,9 @@
 use super::requests::*;
 use super::DynamoStore;
 use crate::cursor;
-use crate::errors::{cancelled, store_error};
+use crate::errors::store_error;
 use crate::item::*;
 use crate::keys::*;
-use crate::retry::{backoff, MAX_ATTEMPTS};
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
 use engagement::events::SCHEMA_VERSION;
 use engagement::flow::{day_of, Day};
@@ -152,21 +151,7 @@ impl DynamoStore {
 
     /// One transaction whose first action is the profile's conditional update.
     async fn refold_transaction(&self, actions: Vec<TransactWriteItem>, id: &CustomerId) -> Result<WriteOutcome, StoreError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            match self.transact(actions.clone()).await? {
-                Ok(()) => return Ok(WriteOutcome::Written),
-                Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(WriteOutcome::Conflict),
-                Err(reasons)
-                    if reasons
-                        .iter()
-                        .any(|r| r.code == "TransactionConflict" || r.code == "ThrottlingError") =>
-                {
-                    backoff(attempt).await
-                }
-                Err(reasons) => return Err(cancelled("write_refold", reasons.iter().map(|r| r.code.as_str()))),
-            }
-        }
-        Err(StoreError::Contention(format!("refold of {id}")))
+        self.transact_versioned(actions, "write_refold", || format!("refold of {id}")).await
     }
 }
 
