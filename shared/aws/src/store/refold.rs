@@ -114,19 +114,7 @@ impl DynamoStore {
         for (name, value) in consent {
             expr.set(&name, value);
         }
-        for (name, value) in standing_attributes(id, &write.standing) {
-            expr.set(&name, value);
-        }
-        if write.standing.drops_at.is_none() {
-            expr.remove("drops_at");
-        }
-        if write.standing.at_risk_at.is_none() {
-            expr.remove("at_risk_at");
-        }
-        match write.at_risk_notified_for {
-            Some(at) => expr.set("risk_notified", n_int(at.millis())),
-            None => expr.remove("risk_notified"),
-        }
+        set_standing(&mut expr, id, &write.standing, write.at_risk_notified_for);
         match write.moved {
             Some(direction) => expr.set(MOVED, s(direction.name())),
             None => expr.remove(MOVED),

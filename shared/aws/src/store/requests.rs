@@ -166,6 +166,24 @@ pub(super) fn outbox_entry(event: &engagement::events::DomainEvent) -> Attribute
     ]))
 }
 
+/// Sets the decided standing on a profile (the times it no longer has removed) and the at-risk
+/// window already announced, as the standing write and the refold both store them.
+pub(super) fn set_standing(expr: &mut Expr, id: &CustomerId, standing: &engagement::Standing, at_risk_notified_for: Option<Timestamp>) {
+    for (name, value) in standing_attributes(id, standing) {
+        expr.set(&name, value);
+    }
+    if standing.drops_at.is_none() {
+        expr.remove("drops_at");
+    }
+    if standing.at_risk_at.is_none() {
+        expr.remove("at_risk_at");
+    }
+    match at_risk_notified_for {
+        Some(at) => expr.set("risk_notified", n_int(at.millis())),
+        None => expr.remove("risk_notified"),
+    }
+}
+
 /// Sets the customer's place in the sparse `due` index, or takes it out of it.
 pub(super) fn set_due(expr: &mut Expr, id: &CustomerId, due_at: Option<Timestamp>) {
     match due_at {

@@ -16,19 +16,7 @@ impl DynamoStore {
     fn standing_update(&self, write: &StandingWrite) -> Result<Update, StoreError> {
         let id = &write.customer_id;
         let mut expr = Expr::default();
-        for (name, value) in standing_attributes(id, &write.standing) {
-            expr.set(&name, value);
-        }
-        if write.standing.drops_at.is_none() {
-            expr.remove("drops_at");
-        }
-        if write.standing.at_risk_at.is_none() {
-            expr.remove("at_risk_at");
-        }
-        match write.at_risk_notified_for {
-            Some(at) => expr.set("risk_notified", n_int(at.millis())),
-            None => expr.remove("risk_notified"),
-        }
+        set_standing(&mut expr, id, &write.standing, write.at_risk_notified_for);
         set_due(&mut expr, id, write.due_at);
         if let Some(evidence) = &write.rebased {
             expr.replace_evidence(&self.rules, evidence, None);
