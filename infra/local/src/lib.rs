@@ -12,6 +12,7 @@ pub mod erasure;
 pub mod files;
 pub mod history;
 pub mod import;
+pub mod in_process;
 pub mod journal;
 pub mod local;
 pub mod report;
