@@ -160,7 +160,9 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
             salt,
             omit_request_tokens: true,
         },
-    );
+    )
+    // Each transaction is a SQLite commit: several customers share one.
+    .packing_customers();
     if !store.table_exists().await? {
         store.create_table().await?;
     }
