@@ -17,6 +17,10 @@ use rescore::Rescorer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Rescores at once: each is a read and a write of the one database ingest writes to, so more
+/// at once only queue ingest's transactions behind them; a burst's rescores wait in the journal
+/// (durably) and are worked off behind it.
+const RESCORES_AT_ONCE: usize = 1;
 /// Attempts in a row before waiting.
 const ATTEMPTS: u32 = 3;
 const FIRST_WAIT: Duration = Duration::from_secs(60);
@@ -41,8 +45,13 @@ pub struct Targets {
 pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
     let Targets { rescore, nudge, webhooks } = targets;
     let permits = Arc::new(tokio::sync::Semaphore::new(8));
+    let rescore_permits = Arc::new(tokio::sync::Semaphore::new(RESCORES_AT_ONCE));
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.recv().await {
+            let permits = match delivery.target {
+                Target::Rescore => Arc::clone(&rescore_permits),
+                _ => Arc::clone(&permits),
+            };
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 return;
             };
