@@ -1,5 +1,5 @@
 //! The local bus's dispatcher: hands each journaled delivery to its target as EventBridge invokes
-//! a function, up to 8 at once. A failed delivery is tried three times in a row, then again with
+//! a function: rescores one at a time on a queue of their own, the others up to 8 at once. A failed delivery is tried three times in a row, then again with
 //! backoff (one minute, doubling, at most fifteen) for up to 24 hours, EventBridge's maximum
 //! event age, and at every start (it stays in the journal); then, or at once for an error no
 //! retry can mend, it is dead-lettered to `DATA/bus-dead-letter.jsonl`.
@@ -43,15 +43,36 @@ pub struct Targets {
 
 /// Starts dispatching `deliveries` to their targets, marking each done (or dead) in `journal`.
 pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
-    let Targets { rescore, nudge, webhooks } = targets;
-    let permits = Arc::new(tokio::sync::Semaphore::new(8));
-    let rescore_permits = Arc::new(tokio::sync::Semaphore::new(RESCORES_AT_ONCE));
+    // Rescores queue on their own: nudges and webhooks do not wait behind a burst of them.
+    let (to_rescore, rescores) = tokio::sync::mpsc::unbounded_channel();
+    let (to_others, others) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.recv().await {
-            let permits = match delivery.target {
-                Target::Rescore => Arc::clone(&rescore_permits),
-                _ => Arc::clone(&permits),
+            let queue = if matches!(delivery.target, Target::Rescore) {
+                &to_rescore
+            } else {
+                &to_others
             };
+            if queue.send(delivery).is_err() {
+                return;
+            }
+        }
+    });
+    let targets = Arc::new(targets);
+    pump(Arc::clone(&targets), journal.clone(), rescores, RESCORES_AT_ONCE);
+    pump(targets, journal, others, 8);
+}
+
+/// Delivers what arrives on `deliveries`, up to `at_once` at a time.
+fn pump(targets: Arc<Targets>, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>, at_once: usize) {
+    let (rescore, nudge, webhooks) = (
+        Arc::clone(&targets.rescore),
+        Arc::clone(&targets.nudge),
+        Arc::clone(&targets.webhooks),
+    );
+    let permits = Arc::new(tokio::sync::Semaphore::new(at_once));
+    tokio::spawn(async move {
+        while let Some(delivery) = deliveries.recv().await {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 return;
             };
