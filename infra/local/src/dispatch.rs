@@ -7,8 +7,8 @@
 use crate::bus::LocalBus;
 use crate::delivery::Delivery;
 use crate::journal::Journal;
+use crate::outbox::Outbox;
 use crate::routing::Target;
-use crate::webhooks::Webhooks;
 use engagement::events::DomainEvent;
 use engagement_aws::envelope::{delivered, Delivered};
 use engagement_aws::{DynamoStore, SystemClock};
@@ -38,7 +38,7 @@ struct Failure {
 pub struct Targets {
     pub rescore: Arc<Rescorer<DynamoStore, LocalBus, SystemClock>>,
     pub nudge: Arc<Nudger<DynamoStore, LocalBus, SystemClock>>,
-    pub webhooks: Arc<Webhooks>,
+    pub outbox: Arc<Outbox>,
 }
 
 /// Starts dispatching `deliveries` to their targets, marking each done (or dead) in `journal`.
@@ -65,10 +65,10 @@ pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc
 
 /// Delivers what arrives on `deliveries`, up to `at_once` at a time.
 fn pump(targets: Arc<Targets>, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>, at_once: usize) {
-    let (rescore, nudge, webhooks) = (
+    let (rescore, nudge, outbox) = (
         Arc::clone(&targets.rescore),
         Arc::clone(&targets.nudge),
-        Arc::clone(&targets.webhooks),
+        Arc::clone(&targets.outbox),
     );
     let permits = Arc::new(tokio::sync::Semaphore::new(at_once));
     tokio::spawn(async move {
@@ -76,10 +76,10 @@ fn pump(targets: Arc<Targets>, journal: Journal, mut deliveries: tokio::sync::mp
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 return;
             };
-            let (rescore, nudge, webhooks, journal, permits) = (
+            let (rescore, nudge, outbox, journal, permits) = (
                 Arc::clone(&rescore),
                 Arc::clone(&nudge),
-                Arc::clone(&webhooks),
+                Arc::clone(&outbox),
                 journal.clone(),
                 Arc::clone(&permits),
             );
@@ -94,11 +94,11 @@ fn pump(targets: Arc<Targets>, journal: Journal, mut deliveries: tokio::sync::mp
                             retryable: e.is_retryable(),
                             error: e.to_string(),
                         }),
-                        Target::Webhooks => {
+                        Target::Deliver => {
                             let envelope = serde_json::to_value(&delivery.event).unwrap_or_default();
                             // Files and fsyncs: off the async workers.
-                            let webhooks = Arc::clone(&webhooks);
-                            tokio::task::spawn_blocking(move || webhooks.enqueue(&envelope))
+                            let outbox = Arc::clone(&outbox);
+                            tokio::task::spawn_blocking(move || outbox.enqueue(&envelope))
                                 .await
                                 .map_err(|e| e.to_string())
                                 .and_then(|done| done.map_err(|e| e.to_string()))

@@ -4,11 +4,12 @@
 
 use crate::bus::LocalBus;
 use crate::channels::LocalSourceSecrets;
+use crate::destinations::Configured;
 use crate::dispatch::Targets;
 use crate::erasure::Scrubber;
 use crate::files::{os_random, write_private};
+use crate::outbox::Outbox;
 use crate::routing::Router;
-use crate::webhooks::Webhooks;
 use anyhow::Context as _;
 use api::Api;
 use engagement::ports::Clock;
@@ -184,13 +185,15 @@ pub struct Stack {
     pub sources: Arc<LocalSources>,
     pub rescore: Arc<LocalRescorer>,
     pub nudge: Arc<Nudger<DynamoStore, LocalBus, SystemClock>>,
-    pub webhooks: Arc<Webhooks>,
+    pub outbox: Arc<Outbox>,
     pub erasure: Arc<Scrubber>,
 }
 
 pub struct Options {
-    pub webhooks: Vec<String>,
-    pub webhook_backoff: Duration,
+    /// The destinations and their secrets (`crate::destinations::load`).
+    pub destinations: Configured,
+    /// Scales every wait between two delivery attempts (1.0; tests make retries quick).
+    pub retry_scale: f64,
     pub source: String,
     /// How long after a failed scrub of the data directory it is tried again.
     pub scrub_retry_after: Duration,
@@ -261,13 +264,28 @@ impl Stack {
             clock: c,
             rules: r,
             cursors: CursorSigner::new(&cursor_key),
-            contact_key,
+            contact_key: contact_key.clone(),
         });
-        let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);
+        // The cloud's deliver handler, over this store, with this machine's secrets.
+        let Configured { destinations, secrets } = options.destinations;
+        let deliver = Arc::new(deliver::Deliver {
+            reads: store.clone(),
+            http: deliver::ReqwestSender::new(deliver::REQUEST_TIMEOUT).map_err(|e| anyhow::anyhow!("the HTTP client: {e}"))?,
+            clock: SystemClock,
+            secrets,
+            destinations: Arc::new(destinations.clone()),
+            contacts: Arc::new(contact_key),
+        });
+        let outbox = Arc::new(Outbox::open(
+            &dir.path,
+            destinations,
+            crate::outbox::handler(deliver),
+            options.retry_scale,
+        )?);
         let erasure = Scrubber::start(
             &dir.path,
             dir.database.get().cloned(),
-            Arc::clone(&webhooks),
+            Arc::clone(&outbox),
             options.scrub_retry_after,
         );
         let stack = Stack {
@@ -280,7 +298,7 @@ impl Stack {
             sources,
             rescore,
             nudge,
-            webhooks,
+            outbox,
             erasure,
         };
         if options.hold_deliveries {
@@ -292,12 +310,12 @@ impl Stack {
             let targets = Targets {
                 rescore: Arc::clone(&stack.rescore),
                 nudge: Arc::clone(&stack.nudge),
-                webhooks: Arc::clone(&stack.webhooks),
+                outbox: Arc::clone(&stack.outbox),
             };
             crate::dispatch::run(targets, stack.bus.journal().clone(), deliveries);
         }
-        let webhooks = Arc::clone(&stack.webhooks);
-        tokio::spawn(async move { webhooks.run().await });
+        let outbox = Arc::clone(&stack.outbox);
+        tokio::spawn(async move { outbox.run().await });
         Ok(stack)
     }
 

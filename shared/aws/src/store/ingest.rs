@@ -368,6 +368,7 @@ impl DynamoStore {
             ),
             (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
             (DUE_AT.to_string(), n_int(now.millis())),
+            (RULES_FINGERPRINT.to_string(), s(self.rules.fingerprint())),
         ]);
         if let Some(name) = name {
             item.insert("name".to_string(), s(name));

@@ -1,5 +1,5 @@
 //! The store's ports (`InteractionLog`, `CustomerReads`, `Standings`, `NudgeLedger`, `Insights`,
-//! `CustomerAdmin`) on one DynamoDB table (see ARCHITECTURE.md, "Data model").
+//! `CustomerAdmin`, `Refolds`) on one DynamoDB table (see ARCHITECTURE.md, "Data model").
 //!
 //! One file per family of operations, each holding its port's `impl … for DynamoStore`;
 //! `requests` holds what they share.
@@ -8,6 +8,7 @@ mod admin;
 mod ingest;
 mod nudges;
 mod reads;
+mod refold;
 mod requests;
 mod standing;
 mod table;
@@ -55,6 +56,16 @@ impl DynamoStore {
     pub fn packing_customers(mut self) -> DynamoStore {
         self.packing = true;
         self
+    }
+
+    /// The same table under other rules (tests and tools: the rules just deployed).
+    pub fn with_rules(&self, rules: Arc<Rules>) -> DynamoStore {
+        DynamoStore {
+            client: self.client.clone(),
+            rules,
+            config: Arc::clone(&self.config),
+            packing: self.packing,
+        }
     }
 
     pub fn rules(&self) -> &Arc<Rules> {
