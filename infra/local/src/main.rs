@@ -122,12 +122,12 @@ enum Command {
         /// The DynamoDB endpoint for `--table` (a local DynamoDB, tests).
         #[arg(long, hide = true, requires = "table")]
         endpoint: Option<String>,
-        /// Parallel scan segments.
-        #[arg(long, default_value_t = 4)]
-        segments: u32,
+        /// Parallel scan segments (default: 4 for `--table`, 1 for the embedded store).
+        #[arg(long)]
+        segments: Option<u32>,
         /// Items each scan request reads.
-        #[arg(long, default_value_t = 200, hide = true)]
-        page_size: usize,
+        #[arg(long, hide = true)]
+        page_size: Option<usize>,
         /// A progress line after every page (tests).
         #[arg(long, hide = true)]
         report_pages: bool,
@@ -301,11 +301,16 @@ async fn main() -> anyhow::Result<()> {
             page_size,
             report_pages,
         } => {
+            let defaults = if table.is_some() {
+                pyramid::refold::RefoldOptions::default()
+            } else {
+                pyramid::refold::RefoldOptions::embedded()
+            };
             let options = pyramid::refold::RefoldOptions {
-                segments,
-                page_size,
+                segments: segments.unwrap_or(defaults.segments),
+                page_size: page_size.unwrap_or(defaults.page_size),
                 report_pages,
-                ..Default::default()
+                ..defaults
             };
             run_refold(&rules, &data, table, endpoint, options).await
         }

@@ -167,12 +167,13 @@ impl Refolds for DynamoStore {
         let start = cursor::decode(cursor.as_deref())?.key;
         let values = HashMap::from([(":profile".to_string(), s(PROFILE)), (":fingerprint".to_string(), s(fingerprint))]);
         let names = HashMap::from([("#fp".to_string(), RULES_FINGERPRINT.to_string())]);
-        let output = self
-            .client
-            .scan()
-            .table_name(self.table())
-            .segment(segment as i32)
-            .total_segments(segments as i32)
+        let mut scan = self.client.scan().table_name(self.table());
+        // One segment is a plain scan: key order, which the embedded store serves from its
+        // primary key (a parallel scan there sorts the whole table by hash for every page).
+        if segments > 1 {
+            scan = scan.segment(segment as i32).total_segments(segments as i32);
+        }
+        let output = scan
             // The version read here conditions the write: read what was last written.
             .consistent_read(true)
             .filter_expression(
