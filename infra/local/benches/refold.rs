@@ -83,7 +83,7 @@ async fn import_community(root: &std::path::Path, customers: usize) -> anyhow::R
     let old = Arc::new(Rules::default_rules());
     let dir = DataDir::open(&root.join("data"))?;
     let (store, bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&old)).await?;
-    let report = import(&store, &old, &[file.clone()], Some(Format::Jsonl)).await?;
+    let report = import(&store, &old, std::slice::from_ref(&file), Some(Format::Jsonl)).await?;
     bulk_load.finish()?;
     eprintln!("setup: {lines} interactions imported in {:.1} s", report.seconds);
     std::fs::remove_file(&file)?;

@@ -163,7 +163,8 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
         },
     )
     // Each transaction is a SQLite commit: several customers share one.
-    .packing_customers();
+    .packing_customers()
+    .scanning_in_key_order();
     if !store.table_exists().await? {
         store.create_table().await?;
     }

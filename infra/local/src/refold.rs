@@ -24,8 +24,11 @@ pub struct RefoldOptions {
     pub segments: u32,
     /// Items each scan request reads (before the filter).
     pub page_size: usize,
-    /// Histories read and customers written at once, per page.
+    /// Histories read and writes sent at once, per page.
     pub in_flight: usize,
+    /// Customers handed to the store's `write_refolds` at once (the embedded store packs them
+    /// into few transactions; a deployed table writes one transaction per customer anyway).
+    pub pack: usize,
     /// Pages of a segment worked on at once (the next page read while this one is folded and
     /// written).
     pub pages_in_flight: usize,
@@ -40,6 +43,7 @@ impl Default for RefoldOptions {
             segments: 4,
             page_size: 200,
             in_flight: 16,
+            pack: 1,
             pages_in_flight: 1,
             report_pages: false,
         }
@@ -55,7 +59,8 @@ impl RefoldOptions {
         RefoldOptions {
             segments: 1,
             page_size: 1000,
-            in_flight: 8,
+            in_flight: 4,
+            pack: 64,
             pages_in_flight: 2,
             report_pages: false,
         }
@@ -167,17 +172,35 @@ async fn refold_page<S: Refolds + CustomerReads, C: Clock>(
         pairs.push((customer, history?));
     }
     let plans = fold_in_parallel(rules, pairs, clock.now()).await?;
-    let outcomes: Vec<Result<(Outcome, u32), StoreError>> = futures::stream::iter(plans)
-        .map(|(customer, plan)| async move {
-            match plan {
-                Ok(write) if store.write_refold(&write).await? == WriteOutcome::Written => Ok((written(&write), 0)),
-                // Read again, alone.
-                _ => refold_one(store, rules, clock, &customer.id).await,
+    let mut writes = Vec::with_capacity(plans.len());
+    let mut again = Vec::new();
+    for (customer, plan) in plans {
+        match plan {
+            Ok(write) => writes.push(write),
+            Err(HistoryMismatch) => again.push(customer.id),
+        }
+    }
+    let mut outcomes: Vec<Result<(Outcome, u32), StoreError>> = Vec::with_capacity(writes.len());
+    let written_in_chunks: Vec<Result<Vec<WriteOutcome>, StoreError>> = futures::stream::iter(writes.chunks(options.pack.max(1)))
+        .map(|chunk| store.write_refolds(chunk))
+        .buffered(options.in_flight)
+        .collect()
+        .await;
+    for (chunk, written_chunk) in writes.chunks(options.pack.max(1)).zip(written_in_chunks) {
+        for (write, outcome) in chunk.iter().zip(written_chunk?) {
+            match outcome {
+                WriteOutcome::Written => outcomes.push(Ok((written(write), 0))),
+                WriteOutcome::Conflict => again.push(write.customer_id.clone()),
             }
-        })
+        }
+    }
+    // Read again, alone.
+    let retried: Vec<Result<(Outcome, u32), StoreError>> = futures::stream::iter(&again)
+        .map(|id| refold_one(store, rules, clock, id))
         .buffer_unordered(options.in_flight)
         .collect()
         .await;
+    outcomes.extend(retried);
     for outcome in outcomes {
         let (outcome, retries) = outcome?;
         report.retried += u64::from(retries);

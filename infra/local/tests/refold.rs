@@ -280,6 +280,7 @@ async fn interactions_recorded_while_a_refold_runs_are_all_counted_and_decided()
         segments: 2,
         page_size: 10,
         in_flight: 4,
+        pack: 8,
         pages_in_flight: 2,
         report_pages: false,
     };

@@ -35,6 +35,8 @@ pub struct DynamoStore {
     config: Arc<StoreConfig>,
     /// Ingest writes several customers' chunks in one transaction (`packing_customers`).
     packing: bool,
+    /// A one-segment scan returns items in key order (`scanning_in_key_order`).
+    key_ordered_scans: bool,
 }
 
 impl DynamoStore {
@@ -44,6 +46,7 @@ impl DynamoStore {
             rules,
             config: Arc::new(config),
             packing: false,
+            key_ordered_scans: false,
         }
     }
 
@@ -58,6 +61,14 @@ impl DynamoStore {
         self
     }
 
+    /// The store answers a scan without segments in key order (`pk`, then `sk`), as the embedded
+    /// store (dynoxide, SQLite's primary key) does and DynamoDB does not: the refold's scan of
+    /// customers then reads the `CUSTOMER#` items only, instead of the whole table.
+    pub fn scanning_in_key_order(mut self) -> DynamoStore {
+        self.key_ordered_scans = true;
+        self
+    }
+
     /// The same table under other rules (tests and tools: the rules just deployed).
     pub fn with_rules(&self, rules: Arc<Rules>) -> DynamoStore {
         DynamoStore {
@@ -65,6 +76,7 @@ impl DynamoStore {
             rules,
             config: Arc::clone(&self.config),
             packing: self.packing,
+            key_ordered_scans: self.key_ordered_scans,
         }
     }
 
