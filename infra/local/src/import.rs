@@ -43,6 +43,56 @@ pub struct ImportReport {
     pub rejected: u64,
     pub rescored: u64,
     pub seconds: f64,
+    /// Which path loaded it: `bulk` or `live`.
+    pub path: &'static str,
+}
+
+/// Which path `pyramid import` takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImportPath {
+    /// Bulk into an empty store (or to finish an interrupted bulk load), live otherwise.
+    #[default]
+    Auto,
+    /// Bulk; on a store that already holds data, the live path (see ARCHITECTURE.md).
+    Bulk,
+    /// The live path: the shared adapter's ingest, then a quiet rescore.
+    Live,
+}
+
+/// `pyramid import` on a store opened for a bulk load: the bulk path where it applies.
+pub async fn import_into(
+    dir: &crate::local::DataDir,
+    store: &DynamoStore,
+    load: &crate::local::BulkLoad,
+    rules: &Arc<Rules>,
+    files: &[PathBuf],
+    forced: Option<Format>,
+    path: ImportPath,
+) -> anyhow::Result<ImportReport> {
+    let bulk = match path {
+        ImportPath::Live => false,
+        ImportPath::Auto | ImportPath::Bulk => crate::bulk::bulk_applies(dir, load.database())?,
+    };
+    if path == ImportPath::Bulk && !bulk {
+        eprintln!("the store already holds data: importing by the live path");
+    }
+    if !bulk {
+        return import(store, rules, files, forced).await;
+    }
+    // Tests pin the instant, so that two clean loads can be compared item for item.
+    let now = std::env::var("PYRAMID_IMPORT_NOW").ok().and_then(|v| v.parse().ok()).map_or_else(
+        || Timestamp::from_millis(chrono::Utc::now().timestamp_millis()),
+        Timestamp::from_millis,
+    );
+    let (store, database, rules) = (store.clone(), load.database().clone(), Arc::clone(rules));
+    let files = files.to_vec();
+    let dir_path = dir.path.clone();
+    let budget = std::env::var("PYRAMID_IMPORT_MEMORY_BUDGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(crate::bulk::DEFAULT_BUDGET);
+    // Reading, deciding and SQLite are all blocking work.
+    tokio::task::spawn_blocking(move || crate::bulk::bulk_import(&dir_path, &store, &database, &rules, &files, forced, now, budget)).await?
 }
 
 /// One line turned into an interaction, or why not.
@@ -93,7 +143,7 @@ fn parse_line(
     validate_interaction(&value, rules, now).map_err(|errors| errors.to_string())
 }
 
-fn format_of(path: &Path, forced: Option<Format>) -> Format {
+pub(crate) fn format_of(path: &Path, forced: Option<Format>) -> Format {
     forced.unwrap_or(if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
         Format::Csv
     } else {
@@ -186,20 +236,21 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
     progress.finish();
     report.rescored = settle(store, rules, &touched).await?;
     report.seconds = started.elapsed().as_secs_f64();
+    report.path = "live";
     Ok(report)
 }
 
 /// What the reading side has counted so far, for the recording side's report and progress.
 #[derive(Default)]
-struct ReadCounts {
+pub(crate) struct ReadCounts {
     bytes: Cell<u64>,
-    lines: Cell<u64>,
-    rejected: Cell<u64>,
+    pub(crate) lines: Cell<u64>,
+    pub(crate) rejected: Cell<u64>,
 }
 
 /// A file's interactions in batches of `BATCH`, validated as they are read (the recording side
 /// records `IN_FLIGHT` batches at a time). A bad line is reported with its number, and skipped.
-fn batches_of_file<'c>(
+pub(crate) fn batches_of_file<'c>(
     path: &Path,
     format: Format,
     rules: &Arc<Rules>,

@@ -116,18 +116,7 @@ impl DynamoStore {
     }
 
     fn interaction_put(&self, interaction: &Interaction, customer: &CustomerId, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
-        let content = serde_json::to_string(interaction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item = key(interaction_pk(&interaction.id), "INTERACTION");
-        item.extend([
-            ("customer_id".to_string(), s(customer.as_str())),
-            ("fingerprint".to_string(), s(interaction.fingerprint())),
-            ("content".to_string(), s(content)),
-            ("kind".to_string(), s(interaction.kind.clone())),
-            ("occurred_at".to_string(), n_int(interaction.occurred_at.millis())),
-            ("recorded_at".to_string(), n_int(now.millis())),
-            (HISTORY_PK.to_string(), s(customer.as_str())),
-            (HISTORY_SK.to_string(), n_int(interaction.occurred_at.millis())),
-        ]);
+        let item = super::bulk::interaction_item(interaction, customer, now)?;
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(item))
@@ -139,14 +128,7 @@ impl DynamoStore {
     }
 
     pub(super) fn identity_put(&self, identity: &Identity, customer: &CustomerId, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
-        let mut item = key(identity_pk(&self.config.salt, identity), "IDENTITY");
-        item.extend([
-            ("customer_id".to_string(), s(customer.as_str())),
-            ("channel".to_string(), s(identity.channel.as_str())),
-            ("handle".to_string(), s(identity.handle.clone())),
-            ("linked_at".to_string(), n_int(now.millis())),
-        ]);
-        self.put_new(item)
+        self.put_new(super::bulk::identity_item(&self.config.salt, identity, customer, now))
     }
 
     /// Groups a round's pending interactions by customer: those already recorded or erased get
@@ -273,25 +255,11 @@ impl DynamoStore {
         name: Option<String>,
         now: Timestamp,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let mut item = profile_key(&chunk.customer);
+        let mut item = super::bulk::profile_item(&self.rules, &chunk.customer, name, &chunk.new_identities, &newcomer.state, now);
         item.extend([
-            ("customer_id".to_string(), s(chunk.customer.as_str())),
-            ("created_at".to_string(), n_int(now.millis())),
-            ("version".to_string(), n_int(1)),
-            ("outbox".to_string(), AttributeValue::M(HashMap::new())),
-            (
-                "identities".to_string(),
-                AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()),
-            ),
             (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
             (DUE_AT.to_string(), n_int(now.millis())),
         ]);
-        if let Some(name) = name {
-            item.insert("name".to_string(), s(name));
-        }
-        item.extend(evidence_attributes(&self.rules, &newcomer.state.evidence));
-        item.extend(consent_attributes(&newcomer.state.consent));
-        item.extend(standing_attributes(&chunk.customer, &newcomer.standing));
         Ok(vec![
             self.put_new(item)?,
             self.count_update(&chunk.customer, &[(newcomer.standing.level, 1)])?,

@@ -5,12 +5,15 @@
 //! `requests` holds what they share.
 
 mod admin;
+mod bulk;
 mod ingest;
 mod nudges;
 mod reads;
 mod requests;
 mod standing;
 mod table;
+
+pub use bulk::{BulkCounters, BulkCustomer};
 
 use aws_sdk_dynamodb::Client;
 use engagement::Rules;
