@@ -5,11 +5,12 @@ then creates the translated stack in moto's CloudFormation (a moto server of its
 loopback port, see infra/rehearse_moto.py) and waits for CREATE_COMPLETE, twice:
 
   1. a first deployment on a new account: every parameter at its default;
-  2. the other branches: JWT authorization, the marketing tool's API destination, an alarm
-     topic, an adopted identity salt and a reserved concurrency.
+  2. the other branches: JWT authorization, every destination enabled (its queues, secret,
+     rules, alarms, the deliver function and its event source mappings), an alarm topic, an
+     adopted identity salt and a reserved concurrency.
 
 Then it checks through the services' APIs what a deployer would notice: no reserved concurrency
-unless asked (new accounts often have a quota of 10), the 16 routes invoking this stack's
+unless asked (new accounts often have a quota of 10), the 17 routes invoking this stack's
 functions, the sources function reading its signing secrets by ARN, the marketing dead letters' retention, the adopted salt. And, on the translated
 template, what moto does not model: a rollback of the first deployment keeps nothing (no
 DeletionPolicy Retain, no deletion protection at the defaults), point-in-time recovery keeps 7
@@ -35,7 +36,18 @@ REGION = "eu-west-1"
 CODE_BUCKET = "rehearsal-code"
 CODE_KEY = "functions.zip"
 # A Nudge Requested dead letter carries a handle: it must not outlive a long weekend by much.
-MARKETING_DEAD_LETTER_RETENTION = 4 * 24 * 3600
+DESTINATION_DEAD_LETTER_RETENTION = 4 * 24 * 3600
+DESTINATIONS = ["Hubspot", "Mailchimp", "Klaviyo", "CustomerIo", "Slack", "Zendesk", "StandardWebhooks"]
+# What each destination needs besides Enable<Tool>=true.
+DESTINATION_SETTINGS = {
+    "MailchimpListId": "a1b2c3d4e5",
+    "MailchimpServer": "us21",
+    "CustomerIoRegion": "eu",
+    "SlackCustomerUrlBase": "https://dashboard.example.com/customers/",
+    "ZendeskSubdomain": "example",
+    "ZendeskEmail": "agent@example.com",
+    "StandardWebhooksUrl": "https://hooks.example.com/engagement",
+}
 
 problems = []
 
@@ -170,7 +182,7 @@ def check_stack(client, stack, resources, reserved):
     apigateway = client("apigatewayv2")
     routes = apigateway.get_routes(ApiId=physical["EngagementHttpApi"])["Items"]
     integrations = {i["IntegrationId"]: i for i in apigateway.get_integrations(ApiId=physical["EngagementHttpApi"])["Items"]}
-    expect(len(routes) == 16, f"{stack}: the HTTP API has {len(routes)} routes, expected 16")
+    expect(len(routes) == 17, f"{stack}: the HTTP API has {len(routes)} routes, expected 17")
     for route in routes:
         uri = integrations.get(route.get("Target", "").removeprefix("integrations/"), {}).get("IntegrationUri", "")
         function = "SourcesFunction" if "/v1/sources/" in route["RouteKey"] else None
@@ -188,14 +200,36 @@ def check_stack(client, stack, resources, reserved):
     # The value itself is never printed: it is a secret.
     expect(value == "{}", f"{stack}: the signing secrets do not start as an empty object")
 
-    if "MarketingDeadLetterQueue" in physical:
-        retention = client("sqs").get_queue_attributes(
-            QueueUrl=physical["MarketingDeadLetterQueue"], AttributeNames=["MessageRetentionPeriod"]
-        )["Attributes"]["MessageRetentionPeriod"]
+    sqs = client("sqs")
+    lambda_functions = {physical["DeliverFunction"]} if "DeliverFunction" in physical else set()
+    mappings = lambda_.list_event_source_mappings()["EventSourceMappings"] if lambda_functions else []
+    for tool in DESTINATIONS:
+        if f"{tool}DeliveryQueue" not in physical:
+            continue
+        queue = sqs.get_queue_attributes(QueueUrl=physical[f"{tool}DeliveryQueue"], AttributeNames=["All"])["Attributes"]
+        dead_letters = sqs.get_queue_attributes(QueueUrl=physical[f"{tool}DeadLetterQueue"], AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(queue.get("RedrivePolicy", "{}"))
         expect(
-            int(retention) <= MARKETING_DEAD_LETTER_RETENTION,
-            f"{stack}: the marketing dead-letter queue keeps handles {retention} s",
+            redrive.get("deadLetterTargetArn") == dead_letters["QueueArn"] and int(redrive.get("maxReceiveCount", 0)) > 1,
+            f"{stack}: {tool}DeliveryQueue does not redrive to its own dead-letter queue ({redrive})",
         )
+        for name, attributes in ((f"{tool}DeliveryQueue", queue), (f"{tool}DeadLetterQueue", dead_letters)):
+            expect(attributes.get("KmsMasterKeyId"), f"{stack}: {name} is not encrypted with the stack key")
+        expect(
+            int(dead_letters["MessageRetentionPeriod"]) <= DESTINATION_DEAD_LETTER_RETENTION
+            and int(dead_letters["MessageRetentionPeriod"]) > int(queue["MessageRetentionPeriod"]),
+            f"{stack}: {tool}'s dead letters keep handles {dead_letters['MessageRetentionPeriod']} s (at most 4 days, longer than the queue)",
+        )
+        mapping = [m for m in mappings if m.get("EventSourceArn") == queue["QueueArn"]]
+        expect(
+            len(mapping) == 1 and any(f":function:{f}" in mapping[0].get("FunctionArn", "") for f in lambda_functions),
+            f"{stack}: {tool}DeliveryQueue is not drained by this stack's deliver function ({mapping})",
+        )
+        if mapping:
+            expect(
+                mapping[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"],
+                f"{stack}: {tool}'s event source mapping does not report partial batch failures",
+            )
 
 
 def main():
@@ -216,22 +250,23 @@ def main():
 
         resources, outputs = deploy(client, "engagement", template, {})
         check_stack(client, "engagement", resources, reserved={})
+        expect("DeliverFunction" not in resources, "engagement: a deliver function although no destination is enabled")
 
-        # What infra/README.md asks for before a deploy with a marketing tool.
-        client("secretsmanager").create_secret(Name="engagement/marketing", SecretString="Bearer rehearsal")
         topic = client("sns").create_topic(Name="engagement-alarms")["TopicArn"]
         parameters = {
             "AuthMode": "JWT",
             "JwtIssuer": "https://issuer.example.com/",
             "JwtAudience": "engagement-api",
-            "MarketingEndpoint": "https://marketing.example.com/hooks/engagement",
-            "MarketingCredentialSecretName": "engagement/marketing",
+            **{f"Enable{tool}": "true" for tool in DESTINATIONS},
+            **DESTINATION_SETTINGS,
             "AlarmTopicArn": topic,
             "IdentitySaltSecretArn": outputs["IdentitySaltSecret"],
             "IngestReservedConcurrency": "5",
         }
         resources, _ = deploy(client, "engagement-jwt", template, parameters)
         check_stack(client, "engagement-jwt", resources, reserved={"IngestFunction": 5})
+        missing = [f"{tool}{kind}" for tool in DESTINATIONS for kind in ("DeliveryQueue", "Secret", "Rule", "Delivery", "RevokedAlarm") if f"{tool}{kind}" not in resources]
+        expect(not missing and "DeliverFunction" in resources, f"engagement-jwt: destinations enabled, yet missing {missing}")
         expect("IdentitySaltSecret" not in resources, "engagement-jwt: generated a salt although one was adopted")
     finally:
         moto.stdin.close()

@@ -7,10 +7,11 @@ this same server, with the resolved properties as the request. botocore validate
 against the service's model (names, types, required members, lengths) and moto's service
 implementation then takes it, which is what the real CloudFormation handler does too.
 
-Also fixes two differences from CloudFormation in moto 5.2: `Ref` of an AWS::Events::EventBus
-resolves to an object instead of the bus name, and `Fn::Equals` compares a Number parameter as a
+Also fixes three differences from CloudFormation in moto 5.2: `Ref` of an AWS::Events::EventBus
+resolves to an object instead of the bus name, `Fn::Equals` compares a Number parameter as a
 number (CloudFormation passes every parameter to functions as a string, so
-`!Equals [!Ref IngestReservedConcurrency, "-1"]` holds for the default -1).
+`!Equals [!Ref IngestReservedConcurrency, "-1"]` holds for the default -1), and a
+CommaDelimitedList parameter left at its default is a text instead of a list.
 
 Prints one JSON line once the server listens (the readiness signal): its port and the types it
 creates through their APIs. Then serves until its standard input closes. Threaded: a resource's create calls back into this server while the stack's
@@ -54,6 +55,20 @@ def as_text(value):
 
 
 cloudformation.parse_condition = parse_condition
+
+moto_load_parameters = cloudformation.ResourceMap.load_parameters
+
+
+def load_parameters(self):
+    moto_load_parameters(self)
+    for name, slot in self._template.get("Parameters", {}).items():
+        value = self.resolved_parameters.get(name)
+        if slot.get("Type") == "CommaDelimitedList" and isinstance(value, str):
+            self.resolved_parameters[name] = value.split(",")
+            self._parsed_resources[name] = self.resolved_parameters[name]
+
+
+cloudformation.ResourceMap.load_parameters = load_parameters
 
 ENDPOINT = {}
 

@@ -200,6 +200,17 @@ fn qualifies(rules: &Rules, level: Level, evidence: LevelEvidence, protected: Le
 
 /// Decides the customer's level at `now`. Pure: the same inputs give the same decision.
 pub fn decide(rules: &Rules, state: &CustomerState, now: Timestamp) -> Decision {
+    decide_with(rules, state, now, true)
+}
+
+/// [`decide`] without the explanation (empty rungs and kinds): the same level and dates, for
+/// replays that only need where customers stand (calibration scores thousands of them per
+/// candidate rules).
+pub fn decide_unexplained(rules: &Rules, state: &CustomerState, now: Timestamp) -> Decision {
+    decide_with(rules, state, now, false)
+}
+
+fn decide_with(rules: &Rules, state: &CustomerState, now: Timestamp, explained: bool) -> Decision {
     let evidence: [f64; LEVEL_COUNT] = std::array::from_fn(|r| state.evidence.at(rules, Level::ALL[r], now));
     // The latest interaction is the only thing that can cause a rise or a consent drop: both are
     // judged and dated at its instant, as replay does, however late the rescore runs.
@@ -269,7 +280,16 @@ pub fn decide(rules: &Rules, state: &CustomerState, now: Timestamp) -> Decision 
         drops_to,
         at_risk_at,
         previous,
-        explanation: explain(rules, state, now, level, &evidence, has_consent),
+        explanation: if explained {
+            explain(rules, state, now, level, &evidence, has_consent)
+        } else {
+            Explanation {
+                rungs: Vec::new(),
+                top_kinds: Vec::new(),
+                next_step: None,
+                has_consent,
+            }
+        },
     }
 }
 

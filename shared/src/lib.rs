@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod playbook;
 pub mod ports;
 pub mod recording;
+pub mod refold;
 pub mod replay;
 pub mod rescoring;
 pub mod rules;
@@ -24,7 +25,7 @@ pub mod time;
 pub mod values;
 
 pub use customer::{ConsentRecord, Consents, CustomerState, ScoredInteraction, Standing};
-pub use decide::{decide, Decision, Explanation, KindContribution, NextStep, RungEvidence};
+pub use decide::{decide, decide_unexplained, Decision, Explanation, KindContribution, NextStep, RungEvidence};
 pub use evidence::{era_start, Contribution, Evidence, EvidenceDelta};
 pub use identity::{Channel, HandleStyle, Identity, IdentityError};
 pub use interaction::{parse_submission, validate_interaction, CustomerRef, FieldError, Interaction, ValidationErrors};
@@ -33,7 +34,7 @@ pub use playbook::{
     in_holdout, may_offer, nudge_id, rise_follows, select_nudges, NudgeDecision, NudgeOutcome, NudgeRecord, SuppressReason,
     ATTRIBUTION_DAYS,
 };
-pub use replay::{replay, replay_scored, settle_drops, LevelChange, Replay};
-pub use rules::{ConsentEffect, KindId, Playbook, Rules, RulesError, Step, Trigger, UnknownKinds};
+pub use replay::{level_at, replay, replay_scored, settle_drops, LevelChange, Replay};
+pub use rules::{ConsentEffect, KindId, KindRule, LevelRule, Playbook, Rules, RulesError, Step, Trigger, UnknownKinds};
 pub use time::{Timestamp, MILLIS_PER_DAY};
 pub use values::{CustomerId, Movers, PyramidCounts, RecordOutcome, RecordStatus};

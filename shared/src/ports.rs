@@ -37,6 +37,9 @@ pub struct StoredCustomer {
     pub outbox: Vec<(String, DomainEvent)>,
     /// An erasure is under way: nothing may be decided, published or sent about this customer.
     pub erasing: bool,
+    /// `Rules::fingerprint` of the rules its evidence was folded under (set at creation and by a
+    /// refold); `None` for customers stored before fingerprints, taken as the rules in force.
+    pub rules_fingerprint: Option<String>,
 }
 
 /// What listings show of a customer.
@@ -238,6 +241,52 @@ pub trait Standings: Send + Sync {
         cursor: Option<String>,
         limit: usize,
     ) -> impl Future<Output = Result<Page<StoredCustomer>, StoreError>> + Send;
+}
+
+/// A customer re-folded under new rules, to store if it is still at `expected_version`: the
+/// evidence and consent replayed from its whole history, the standing replay decides now, and
+/// its level timeline (which replaces the stored one, in the daily flow too).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefoldWrite {
+    pub customer_id: CustomerId,
+    pub expected_version: u64,
+    /// The stored level (the pyramid counts move from it).
+    pub previous_level: Level,
+    pub state: CustomerState,
+    pub standing: Standing,
+    pub due_at: Option<Timestamp>,
+    pub at_risk_notified_for: Option<Timestamp>,
+    /// Which way the latest change of the timeline went (none: observing since joining).
+    pub moved: Option<Direction>,
+    /// Every change of level, oldest first, as replay dates them.
+    pub timeline: Vec<LevelChange>,
+    /// `Rules::fingerprint` of the rules folded under.
+    pub rules_fingerprint: String,
+}
+
+/// Re-folding stored customers under new rules (`pyramid refold`).
+pub trait Refolds: Send + Sync {
+    /// One page of one segment (of `segments`, read in parallel) of the customers whose evidence
+    /// was not folded under the rules with `fingerprint`; merged-away and erasing ones left out.
+    fn customers_to_refold(
+        &self,
+        fingerprint: &str,
+        segment: u32,
+        segments: u32,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<StoredCustomer>, StoreError>> + Send;
+
+    /// A customer's whole history (its own interactions and those of customers merged into it),
+    /// once each, as the store's history shows it now (in AWS an index that may lag behind).
+    fn history(&self, customer: &StoredCustomer) -> impl Future<Output = Result<Vec<Interaction>, StoreError>> + Send;
+
+    /// Stores a refold if the customer is still at `expected_version`: evidence, consent, standing,
+    /// the due and level indexes, the fingerprint, the pyramid counts, and the level changes with
+    /// the daily flow (the stored ones replaced by the timeline). A timeline too long for one
+    /// transaction is written in several, each bumping the version, the profile last: a run killed
+    /// in between leaves the fingerprint unstamped, and the next run finishes the difference.
+    fn write_refold(&self, write: &RefoldWrite) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 }
 
 /// Nudge decisions, recorded once per trigger, and the rises counted toward them.

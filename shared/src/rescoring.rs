@@ -157,6 +157,7 @@ mod tests {
             merged_ids: Vec::new(),
             outbox: Vec::new(),
             erasing: false,
+            rules_fingerprint: Some(rules.fingerprint()),
         }
     }
 

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 mod compile;
+mod write;
 
 /// The rules shipped with the engine; a deployment may replace them.
 pub const DEFAULT_RULES_TOML: &str = include_str!("../rules/default.toml");
@@ -199,6 +200,37 @@ impl Rules {
         }
     }
 
+    /// A short digest of what scoring depends on (hysteresis, the at-risk horizon, unknown kinds,
+    /// each level's threshold and half-life, each kind's level, weight, cap and consent effect),
+    /// stored on each customer with the evidence folded under these rules: evidence folded
+    /// under other rules must be re-folded (`pyramid refold`) before it is decided again.
+    /// Playbooks and nudge caps are not part of it: changing them needs no refold.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        use std::fmt::Write as _;
+        let mut text = format!(
+            "v1|{:x}|{:x}|{:?}",
+            self.hysteresis.to_bits(),
+            self.at_risk_horizon_days.to_bits(),
+            self.unknown_kinds
+        );
+        for level in &self.levels {
+            let _ = write!(text, "|L{:x},{:x}", level.threshold.to_bits(), level.half_life_days.to_bits());
+        }
+        for kind in &self.kinds {
+            let _ = write!(
+                text,
+                "|K{},{},{:x},{:?},{:?}",
+                kind.name,
+                kind.level.index(),
+                kind.weight.to_bits(),
+                kind.max_weight.map(f64::to_bits),
+                kind.consent
+            );
+        }
+        Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn level(&self, level: Level) -> &LevelRule {
         &self.levels[level.index()]
     }
@@ -271,8 +303,37 @@ impl Rules {
         self.channels.get(channel.as_str()).copied().unwrap_or_default()
     }
 
+    /// The channels the rules name, with how their handles are compared (any other is social).
+    pub fn channels(&self) -> &BTreeMap<String, HandleStyle> {
+        &self.channels
+    }
+
     pub fn playbook(&self, name: &str) -> Option<&Playbook> {
         self.playbooks.iter().find(|p| p.name == name)
+    }
+
+    /// Every level's threshold and half-life, observing first.
+    pub fn level_rules(&self) -> &[LevelRule; LEVEL_COUNT] {
+        &self.levels
+    }
+
+    /// These rules with other thresholds and half-lives (calibration's candidates). The caller
+    /// keeps them inside the parser's bounds; [`Rules::to_toml`] then writes a file that parses.
+    pub fn with_level_rules(&self, levels: [LevelRule; LEVEL_COUNT]) -> Rules {
+        let mut rules = self.clone();
+        rules.inverse_half_life_ms = std::array::from_fn(|i| 1.0 / (levels[i].half_life_days * MILLIS_PER_DAY as f64));
+        rules.levels = levels;
+        rules
+    }
+
+    /// These rules with other default weights, one per named kind in [`Rules::kinds`]' order.
+    pub fn with_kind_weights(&self, weights: &[f64]) -> Rules {
+        let mut rules = self.clone();
+        for (kind, weight) in rules.kinds.iter_mut().zip(weights) {
+            kind.weight = *weight;
+        }
+        rules.heaviest_kind_at = compile::heaviest_kind_at_each_level(&rules.kinds);
+        rules
     }
 }
 

@@ -25,6 +25,7 @@ const artifacts = path.join(root, 'target', 'browser-artifacts');
 // The demo plays its community's history week by week; 400 customers include some at risk.
 const CUSTOMERS = 400;
 const DAY_MS = 86_400_000;
+const LEVELS = ['observing', 'following', 'endorsing', 'contributing', 'owning', 'leading'];
 const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
 
 /** "9 January 2027": the page's en-GB, UTC date, written out here without Intl. */
@@ -164,11 +165,37 @@ test('the overview shows the counts per level that GET /v1/pyramid answers', asy
   assert.deepEqual(shown, apiCounts(pyramid));
   assert.equal(Number(await page.textContent('#pyramid [data-testid=total]')), pyramid.total);
   // The other parts of the overview loaded too (no problem shown in their place).
-  for (const part of ['#weekly', '#transitions', '#movers-up', '#at-risk', '#new-leaders', '#nudges']) {
+  for (const part of ['#weekly', '#transitions', '#movers-up', '#at-risk', '#new-leaders', '#nudges', '#rules']) {
     await page.waitForSelector(`${part} [data-state=ready]`);
   }
   assert.equal(await page.locator('#main .problem').count(), 0, 'a part of the overview shows a problem');
   await screenshot('overview');
+});
+
+/** A number as the page writes it (`1,000`, `0.5`). */
+function shownNumber(text) {
+  return Number(text.replace(/[^\d.]/g, ''));
+}
+
+test('"What the levels mean" shows each level\'s threshold, half-life and weighted kinds from GET /v1/rules', async () => {
+  await page.waitForSelector('#rules [data-state=ready]');
+  const rules = await api('/v1/rules');
+  for (const level of LEVELS) {
+    const row = page.locator(`#rules tr[data-level=${level}]`);
+    assert.equal(shownNumber(await row.locator('[data-testid=threshold]').textContent()), rules.levels[level].threshold, `${level}'s threshold`);
+    assert.equal(shownNumber(await row.locator('[data-testid=half-life]').textContent()), rules.levels[level].half_life_days, `${level}'s half-life`);
+    const weighted = Object.entries(rules.kinds).filter(([, kind]) => kind.level === level && kind.weight > 0);
+    assert.deepEqual(
+      (await row.locator('li[data-kind]').evaluateAll((items) => items.map((li) => li.dataset.kind))).sort(),
+      weighted.map(([name]) => name).sort(),
+      `the kinds that count at ${level}`,
+    );
+  }
+  // A kind the shipped rules weigh, with its weight, on its own level's row.
+  const testimonial = page.locator('#rules tr[data-level=endorsing] li[data-kind=testimonial_given]');
+  assert.equal(await testimonial.locator('code').textContent(), 'testimonial_given');
+  assert.equal(shownNumber(await testimonial.locator('[data-testid=weight]').textContent()), rules.kinds.testimonial_given.weight);
+  assert.equal(rules.kinds.testimonial_given.weight, 4, 'the shipped weight of a testimonial');
 });
 
 test('an at-risk customer opens on a page with the drop date and the explanation', async () => {

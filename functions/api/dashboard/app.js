@@ -414,6 +414,7 @@ function renderOverview(params) {
     overview = buildOverview(gen);
     loadLists(overview);
     loadNudgeOutcomes(overview);
+    loadRules(overview);
   }
   overview.day = day;
   const when = day ? fmtDate(`${day}T12:00:00Z`) : 'today';
@@ -444,6 +445,7 @@ function buildOverview(gen) {
   const atRiskBody = h('div', { class: 'list-body' });
   const leadersBody = h('div', { class: 'list-body' });
   const nudgesBody = h('div', { class: 'nudges-body' });
+  const rulesBody = h('div', { class: 'rules-body' });
 
   main.append(
     h('h1', { class: 'visually-hidden' }, 'Engagement dashboard'),
@@ -482,6 +484,7 @@ function buildOverview(gen) {
       ),
     ),
     section('nudges', 'Nudges', nudgesBody),
+    section('rules', 'What the levels mean', rulesBody),
   );
   const state = {
     gen,
@@ -496,6 +499,7 @@ function buildOverview(gen) {
     atRiskBody,
     leadersBody,
     nudgesBody,
+    rulesBody,
     seq: {},
   };
   period.addEventListener('change', () => loadTransitions(state));
@@ -939,6 +943,96 @@ function drawNudgeOutcomes(body, outcomes) {
             h('th', { scope: 'col', class: 'num' }, 'Rose after sent'),
             h('th', { scope: 'col', class: 'num' }, 'Rose in holdout'),
             h('th', { scope: 'col', class: 'num' }, 'Uplift'),
+          ),
+        ),
+        h('tbody', null, rows),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the levels mean: the rules in force (`v1/rules`), per level from the top.
+
+function loadRules(state) {
+  load(state, 'rules', state.rulesBody, () => api('v1/rules'), (rules) => drawRules(state.rulesBody, rules));
+}
+
+/** A rule's number as written in a rules file: no padding, thousands separated. */
+function fmtAmount(n) {
+  return typeof n === 'number' && Number.isFinite(n) ? NUMBER.format(n) : '—';
+}
+
+function fmtDays(n) {
+  return typeof n === 'number' ? `${fmtAmount(n)} ${n === 1 ? 'day' : 'days'}` : '—';
+}
+
+function drawRules(body, rules) {
+  const levels = rules.levels || {};
+  const kinds = Object.entries(rules.kinds || {});
+  const hysteresis = typeof rules.hysteresis === 'number' ? rules.hysteresis : null;
+  const rows = [...LEVELS].reverse().map((level) => {
+    const rule = levels[level] || {};
+    const atLevel = kinds.filter(([, kind]) => kind.level === level);
+    // Heaviest first: what moves a customer most is read first.
+    const counting = atLevel.filter(([, kind]) => kind.weight > 0).sort(([a, x], [b, y]) => y.weight - x.weight || a.localeCompare(b));
+    const weightless = atLevel.filter(([, kind]) => !(kind.weight > 0)).map(([name]) => name);
+    const kept = hysteresis !== null && typeof rule.threshold === 'number' ? hysteresis * rule.threshold : null;
+    return h(
+      'tr',
+      { 'data-level': level },
+      h('th', { scope: 'row' }, h('span', { class: `swatch lvl-${level}`, 'aria-hidden': 'true' }), title(level)),
+      h('td', { class: 'num', 'data-testid': 'threshold' }, fmtAmount(rule.threshold)),
+      h('td', { class: 'num', 'data-testid': 'kept-above' }, fmtAmount(kept)),
+      h('td', { class: 'num', 'data-testid': 'half-life' }, fmtDays(rule.half_life_days)),
+      h(
+        'td',
+        { class: 'kinds-cell', 'data-testid': 'kinds' },
+        counting.length
+          ? h(
+              'ul',
+              { class: 'kinds' },
+              counting.map(([name, kind]) =>
+                h(
+                  'li',
+                  { 'data-kind': name },
+                  h('code', null, name),
+                  ' ',
+                  h('span', { class: 'weight', 'data-testid': 'weight' }, fmtAmount(kind.weight)),
+                  kind.max_weight ? h('span', { class: 'muted' }, ` (a client may send up to ${fmtAmount(kind.max_weight)})`) : null,
+                ),
+              ),
+            )
+          : h('span', { class: 'empty' }, 'No kind of this level carries weight.'),
+        weightless.length ? h('p', { class: 'note' }, 'Recorded, weighing nothing: ', weightless.map((name, i) => [i ? ', ' : '', h('code', null, name)])) : null,
+      ),
+    );
+  });
+  const keptShare = hysteresis === null ? 'a share' : `${fmtAmount(Math.round(hysteresis * 1000) / 10)}%`;
+  const unknown =
+    rules.unknown_kinds === 'reject' ? 'Interactions of kinds not listed here are refused.' : 'Interactions of kinds not listed here count as observing, with weight 1.';
+  body.append(
+    h(
+      'p',
+      { class: 'lede' },
+      `The rules in force. A customer's evidence for a level adds up the weights of their interactions of kinds at that level or above (each kind also counts for every level below its own), every weight halving with each half-life that passes. A customer reaches a level when its evidence reaches the threshold and keeps it until the evidence falls below ${keptShare} of it. Following and above also need consent on a channel. ${unknown}`,
+    ),
+    scrolling(
+      h(
+        'table',
+        { class: 'data rules-table wide' },
+        h('caption', null, 'Each level: what reaches it, what keeps it, how fast its evidence fades, and the kinds that count (with their weights)'),
+        h(
+          'thead',
+          null,
+          h(
+            'tr',
+            null,
+            h('th', { scope: 'col' }, 'Level'),
+            h('th', { scope: 'col', class: 'num' }, 'Reached at'),
+            h('th', { scope: 'col', class: 'num' }, 'Kept above'),
+            h('th', { scope: 'col', class: 'num' }, 'Half-life'),
+            h('th', { scope: 'col' }, 'Kinds that count, with their weights'),
           ),
         ),
         h('tbody', null, rows),

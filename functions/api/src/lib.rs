@@ -1,7 +1,7 @@
 //! The read and admin API (function `api`): customers with their standing and why, listings by
-//! level and risk, the pyramid, movers, identity links (merging customers), consent and GDPR
-//! erasure. Every error is RFC 9457 `application/problem+json`; cursors are sealed against
-//! tampering. The routes and bodies are described in `functions/api/openapi.yaml`.
+//! level and risk, the pyramid, movers, the rules in force, identity links (merging customers),
+//! consent and GDPR erasure. Every error is RFC 9457 `application/problem+json`; cursors are
+//! sealed against tampering. The routes and bodies are described in `functions/api/openapi.yaml`.
 
 // A `Problem` is built at most once per request, on the error path: boxing it buys nothing.
 #![allow(clippy::result_large_err)]
@@ -152,6 +152,11 @@ where
             },
             ["movers"] => match *method {
                 Method::GET => self.movers(&q).await,
+                _ => wrong_method(&["GET"]),
+            },
+            // The rules in force: what the levels mean, what each kind weighs, what the playbooks do.
+            ["rules"] => match *method {
+                Method::GET => Ok(json_response(200, &RulesView::new(&self.rules))),
                 _ => wrong_method(&["GET"]),
             },
             _ => Err(Problem::not_found(format!("no route {path}"))),

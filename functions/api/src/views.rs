@@ -3,8 +3,8 @@
 
 use engagement::flow::{end_of_day, Day, DayFlow};
 use engagement::ports::{CustomerId, CustomerSummary, LinkOutcome, Movers, PyramidCounts, StepOutcomes, StoredCustomer, StoredNudge};
+use engagement::{ConsentEffect, HandleStyle, NudgeOutcome, Rules, SuppressReason, UnknownKinds, ATTRIBUTION_DAYS};
 use engagement::{ConsentRecord, Decision, Direction, Explanation, Identity, Interaction, Level, LevelChange, Timestamp, Trigger};
-use engagement::{NudgeOutcome, Rules, SuppressReason, ATTRIBUTION_DAYS};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -389,5 +389,188 @@ impl OutcomesView {
                 })
                 .collect(),
         }
+    }
+}
+
+/// `GET /v1/rules`: the rules in force, shaped as the rules file is (the same names and nesting,
+/// every default filled in), so what a client reads is what it would write to change them.
+#[derive(Debug, Serialize)]
+pub struct RulesView {
+    pub hysteresis: f64,
+    pub at_risk_horizon_days: f64,
+    pub unknown_kinds: UnknownKinds,
+    /// Every level, observing first.
+    pub levels: BTreeMap<Level, LevelRuleView>,
+    pub channels: BTreeMap<String, ChannelRuleView>,
+    pub kinds: BTreeMap<String, KindRuleView>,
+    pub nudges: NudgePolicyView,
+    pub playbooks: Vec<PlaybookView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LevelRuleView {
+    pub threshold: f64,
+    pub half_life_days: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChannelRuleView {
+    pub handle: HandleStyle,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KindRuleView {
+    pub level: Level,
+    pub weight: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentEffect>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_weight: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NudgePolicyView {
+    pub frequency_cap: u32,
+    pub frequency_window_days: f64,
+    pub holdout_percent: u8,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlaybookView {
+    pub name: String,
+    pub trigger: Trigger,
+    pub cool_down_days: f64,
+    pub holdout_percent: u8,
+    /// In order: step 1 first, as `/v1/nudges/outcomes` numbers them.
+    pub steps: Vec<StepView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepView {
+    pub action: String,
+    pub channel: String,
+    pub outcome: Vec<String>,
+}
+
+impl RulesView {
+    pub fn new(rules: &Rules) -> RulesView {
+        RulesView {
+            hysteresis: rules.hysteresis,
+            at_risk_horizon_days: rules.at_risk_horizon_days,
+            unknown_kinds: rules.unknown_kinds,
+            levels: Level::ALL
+                .iter()
+                .map(|level| {
+                    let rule = rules.level(*level);
+                    (
+                        *level,
+                        LevelRuleView {
+                            threshold: rule.threshold,
+                            half_life_days: rule.half_life_days,
+                        },
+                    )
+                })
+                .collect(),
+            channels: rules
+                .channels()
+                .iter()
+                .map(|(channel, style)| (channel.clone(), ChannelRuleView { handle: *style }))
+                .collect(),
+            kinds: rules
+                .kinds()
+                .iter()
+                .map(|kind| {
+                    (
+                        kind.name.clone(),
+                        KindRuleView {
+                            level: kind.level,
+                            weight: kind.weight,
+                            consent: kind.consent,
+                            max_weight: kind.max_weight,
+                        },
+                    )
+                })
+                .collect(),
+            nudges: NudgePolicyView {
+                frequency_cap: rules.nudges.frequency_cap,
+                frequency_window_days: rules.nudges.frequency_window_days,
+                holdout_percent: rules.nudges.holdout_percent,
+            },
+            playbooks: rules
+                .playbooks
+                .iter()
+                .map(|playbook| PlaybookView {
+                    name: playbook.name.clone(),
+                    trigger: playbook.trigger.clone(),
+                    cool_down_days: playbook.cool_down_days,
+                    holdout_percent: playbook.holdout_percent,
+                    steps: playbook
+                        .steps
+                        .iter()
+                        .map(|step| StepView {
+                            action: step.action.clone(),
+                            channel: step.channel.to_string(),
+                            outcome: step.outcome.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engagement::rules::DEFAULT_RULES_TOML;
+    use serde_json::Value;
+
+    /// Whether `actual` says everything `expected` says (numbers compared as numbers: the file's
+    /// `threshold = 0` is the answer's `0.0`); `actual` may say more (defaults filled in).
+    fn says_all_of(actual: &Value, expected: &Value, at: &str, missing: &mut Vec<String>) {
+        match (actual, expected) {
+            (Value::Object(actual), Value::Object(expected)) => {
+                for (key, value) in expected {
+                    match actual.get(key) {
+                        Some(found) => says_all_of(found, value, &format!("{at}.{key}"), missing),
+                        None => missing.push(format!("{at}.{key}")),
+                    }
+                }
+            }
+            (Value::Array(actual), Value::Array(expected)) if actual.len() == expected.len() => {
+                for (n, (found, value)) in actual.iter().zip(expected).enumerate() {
+                    says_all_of(found, value, &format!("{at}[{n}]"), missing);
+                }
+            }
+            (Value::Number(actual), Value::Number(expected)) if actual.as_f64() == expected.as_f64() => {}
+            _ if actual == expected => {}
+            _ => missing.push(format!("{at}: {actual} instead of {expected}")),
+        }
+    }
+
+    #[test]
+    fn the_view_says_everything_the_rules_file_says() {
+        let view = serde_json::to_value(RulesView::new(&Rules::default_rules())).expect("JSON");
+        let file: Value = toml::from_str(DEFAULT_RULES_TOML).expect("the rules file");
+        let mut missing = Vec::new();
+        says_all_of(&view, &file, "", &mut missing);
+        assert!(missing.is_empty(), "the view leaves out or changes: {missing:?}");
+    }
+
+    #[test]
+    fn the_view_written_back_as_toml_is_a_rules_file_with_the_same_rules() {
+        let custom = DEFAULT_RULES_TOML.replace("unknown_kinds = \"observe\"", "unknown_kinds = \"reject\"");
+        let view = serde_json::to_value(RulesView::new(&Rules::from_toml(&custom).expect("valid"))).expect("JSON");
+        let written = toml::to_string(&view).expect("TOML");
+        let read = Rules::from_toml(&written).unwrap_or_else(|e| panic!("{e}\n{written}"));
+        assert_eq!(serde_json::to_value(RulesView::new(&read)).expect("JSON"), view);
+        assert_eq!(view["unknown_kinds"], "reject");
+        // The answer lists the levels from the bottom up, as the pyramid reads.
+        let text = serde_json::to_string(&RulesView::new(&read)).expect("JSON");
+        let at: Vec<usize> = Level::ALL
+            .iter()
+            .map(|l| text.find(&format!("\"{}\":{{\"threshold\"", l.name())).expect("every level"))
+            .collect();
+        assert!(at.is_sorted(), "levels not observing first: {text}");
     }
 }

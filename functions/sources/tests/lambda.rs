@@ -12,9 +12,8 @@ use engagement_aws::{DynamoStore, EventBridgeBus, SecretsManagerSourceSecrets, S
 use engagement_http::lambda::{from_lambda, to_lambda};
 use engagement_sources::Catalog;
 use engagement_testkit::{
-    at, drain_queue, dynoxide_endpoint, local_sqs, moto_endpoint, route_to_queue, unique_name, workspace_root, ManualClock,
+    at, drain_queue, dynoxide_endpoint, local_sqs, moto_endpoint, route_to_queue, sign_github, unique_name, workspace_root, ManualClock,
 };
-use hmac::Mac;
 use ingest::Ingest;
 use rescore::Rescorer;
 use serde_json::Value;
@@ -130,15 +129,6 @@ fn delivery(body: &str, headers: &[(&str, &str)]) -> Value {
     event
 }
 
-/// GitHub's signature of `body` (`sha256=` and the hex HMAC-SHA256), for the deliveries that
-/// have no vector made by GitHub's SDK.
-fn github_signature(secret: &str, body: &str) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body.as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
 /// The merged pull request and the headers @octokit/webhooks-methods signed it with.
 fn octokit_vector() -> (String, String, Vec<(String, String)>) {
     let vectors: Value = serde_json::from_str(&fixture("shared/sources/fixtures/signatures.json")).expect("the vectors");
@@ -203,7 +193,7 @@ async fn a_bots_delivery_records_nothing() {
         &[
             ("X-GitHub-Event", "pull_request"),
             ("X-GitHub-Delivery", "5f3a9c40-2b7d-11f0-8a4e-1d2c3b4a5f60"),
-            ("X-Hub-Signature-256", &github_signature(secret, &body)),
+            ("X-Hub-Signature-256", &sign_github(secret, body.as_bytes())),
         ],
     );
     let (status, _, answer) = deployed.invoke(&event).await;

@@ -7,7 +7,7 @@ use engagement::{Rules, Timestamp};
 use engagement_aws::client::{local_dynamodb, local_eventbridge};
 use engagement_aws::{DynamoStore, EventBridgeBus, RequestCounter, StoreConfig};
 use engagement_sources::{Catalog, SecretsError, SourceSecrets};
-use engagement_testkit::{dynoxide_endpoint, moto_endpoint, unique_name, ManualClock};
+use engagement_testkit::{dynoxide_endpoint, moto_endpoint, sign_github, unique_name, ManualClock};
 use hmac::{Hmac, Mac};
 use ingest::Ingest;
 use serde_json::{json, Value};
@@ -74,13 +74,6 @@ async fn world() -> World {
     }
 }
 
-fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
 #[derive(Debug)]
 struct Answer {
     status: u16,
@@ -109,7 +102,7 @@ impl World {
 
     /// A GitHub-style delivery of `body`, signed with the source's secret.
     async fn deliver(&self, event: &str, delivery: &str, body: &[u8]) -> Answer {
-        let signature = sign(SECRET, body);
+        let signature = sign_github(SECRET, body);
         let headers = [
             ("X-GitHub-Event", event),
             ("X-GitHub-Delivery", delivery),
@@ -159,7 +152,7 @@ async fn a_merged_pull_request_is_recorded_once_and_its_redelivery_changes_nothi
 #[tokio::test]
 async fn a_tampered_body_is_refused_and_nothing_is_written() {
     let world = world().await;
-    let signature = sign(SECRET, MERGED.as_bytes());
+    let signature = sign_github(SECRET, MERGED.as_bytes());
     let tampered = MERGED.replace("Codertocat\", \"id\"", "Mallory\", \"id\"");
     assert_ne!(tampered, MERGED);
     let headers = [("X-GitHub-Event", "pull_request"), ("X-Hub-Signature-256", signature.as_str())];
@@ -186,6 +179,15 @@ async fn a_missing_signature_is_refused_naming_the_header() {
     assert_eq!(world.requests.total(), 0);
 }
 
+/// Slack's v0 signature of `body` sent at `timestamp` (Unix seconds), under `SECRET`.
+fn slack_signature(timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("v0={hex}")
+}
+
 #[tokio::test]
 async fn a_stale_timestamp_is_refused() {
     // Slack's scheme signs a timestamp: one older than 5 minutes is a replay.
@@ -208,13 +210,7 @@ handle = "/event/user"
     world.sources.secrets.0.insert("chat".into(), SECRET.into());
     let body = br#"{"type":"event_callback","event_id":"Ev1","event_time":1772529600,"event":{"type":"message","user":"U1"}}"#;
     let signed_at = (now().millis() / 1000 - 301).to_string();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
-    mac.update(format!("v0:{signed_at}:").as_bytes());
-    mac.update(body);
-    let signature: String = format!(
-        "v0={}",
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let signature = slack_signature(&signed_at, body);
     let headers = [
         ("X-Slack-Signature", signature.as_str()),
         ("X-Slack-Request-Timestamp", signed_at.as_str()),
@@ -226,13 +222,7 @@ handle = "/event/user"
     // The same delivery signed now is recorded; its url_verification is answered.
     let fresh = (now().millis() / 1000).to_string();
     let challenge = br#"{"type":"url_verification","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#;
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
-    mac.update(format!("v0:{fresh}:").as_bytes());
-    mac.update(challenge);
-    let signature = format!(
-        "v0={}",
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let signature = slack_signature(&fresh, challenge);
     let headers = [
         ("X-Slack-Signature", signature.as_str()),
         ("X-Slack-Request-Timestamp", fresh.as_str()),
@@ -328,7 +318,7 @@ async fn an_interaction_ingest_refuses_is_ignored_with_the_reason() {
 #[tokio::test]
 async fn get_answers_a_url_check_after_the_same_verification() {
     let world = world().await;
-    let signature = sign(SECRET, b"");
+    let signature = sign_github(SECRET, b"");
     let answer = world
         .send("GET", "/v1/sources/forge", &[("X-Hub-Signature-256", signature.as_str())], b"")
         .await;

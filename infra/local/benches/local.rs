@@ -81,8 +81,8 @@ async fn bench_serve(seconds: u64) -> anyhow::Result<()> {
         rules,
         Router::shipped()?,
         Options {
-            webhooks: Vec::new(),
-            webhook_backoff: Duration::from_secs(1),
+            destinations: Default::default(),
+            retry_scale: 1.0,
             source: "engagement".into(),
             scrub_retry_after: Duration::from_secs(60),
             hold_deliveries: false,

@@ -1,5 +1,5 @@
 //! The local bus's dispatcher: hands each journaled delivery to its target as EventBridge invokes
-//! a function, up to 8 at once. A failed delivery is tried three times in a row, then again with
+//! a function: rescores one at a time on a queue of their own, the others up to 8 at once. A failed delivery is tried three times in a row, then again with
 //! backoff (one minute, doubling, at most fifteen) for up to 24 hours, EventBridge's maximum
 //! event age, and at every start (it stays in the journal); then, or at once for an error no
 //! retry can mend, it is dead-lettered to `DATA/bus-dead-letter.jsonl`.
@@ -7,8 +7,8 @@
 use crate::bus::LocalBus;
 use crate::delivery::Delivery;
 use crate::journal::Journal;
+use crate::outbox::Outbox;
 use crate::routing::Target;
-use crate::webhooks::Webhooks;
 use engagement::events::DomainEvent;
 use engagement_aws::envelope::{delivered, Delivered};
 use engagement_aws::{DynamoStore, SystemClock};
@@ -17,6 +17,10 @@ use rescore::Rescorer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Rescores at once: each is a read and a write of the one database ingest writes to, so more
+/// at once only queue ingest's transactions behind them; a burst's rescores wait in the journal
+/// (durably) and are worked off behind it.
+const RESCORES_AT_ONCE: usize = 1;
 /// Attempts in a row before waiting.
 const ATTEMPTS: u32 = 3;
 const FIRST_WAIT: Duration = Duration::from_secs(60);
@@ -34,22 +38,48 @@ struct Failure {
 pub struct Targets {
     pub rescore: Arc<Rescorer<DynamoStore, LocalBus, SystemClock>>,
     pub nudge: Arc<Nudger<DynamoStore, LocalBus, SystemClock>>,
-    pub webhooks: Arc<Webhooks>,
+    pub outbox: Arc<Outbox>,
 }
 
 /// Starts dispatching `deliveries` to their targets, marking each done (or dead) in `journal`.
 pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
-    let Targets { rescore, nudge, webhooks } = targets;
-    let permits = Arc::new(tokio::sync::Semaphore::new(8));
+    // Rescores queue on their own: nudges and webhooks do not wait behind a burst of them.
+    let (to_rescore, rescores) = tokio::sync::mpsc::unbounded_channel();
+    let (to_others, others) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(delivery) = deliveries.recv().await {
+            let queue = if matches!(delivery.target, Target::Rescore) {
+                &to_rescore
+            } else {
+                &to_others
+            };
+            if queue.send(delivery).is_err() {
+                return;
+            }
+        }
+    });
+    let targets = Arc::new(targets);
+    pump(Arc::clone(&targets), journal.clone(), rescores, RESCORES_AT_ONCE);
+    pump(targets, journal, others, 8);
+}
+
+/// Delivers what arrives on `deliveries`, up to `at_once` at a time.
+fn pump(targets: Arc<Targets>, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>, at_once: usize) {
+    let (rescore, nudge, outbox) = (
+        Arc::clone(&targets.rescore),
+        Arc::clone(&targets.nudge),
+        Arc::clone(&targets.outbox),
+    );
+    let permits = Arc::new(tokio::sync::Semaphore::new(at_once));
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.recv().await {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
                 return;
             };
-            let (rescore, nudge, webhooks, journal, permits) = (
+            let (rescore, nudge, outbox, journal, permits) = (
                 Arc::clone(&rescore),
                 Arc::clone(&nudge),
-                Arc::clone(&webhooks),
+                Arc::clone(&outbox),
                 journal.clone(),
                 Arc::clone(&permits),
             );
@@ -64,11 +94,11 @@ pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc
                             retryable: e.is_retryable(),
                             error: e.to_string(),
                         }),
-                        Target::Webhooks => {
+                        Target::Deliver => {
                             let envelope = serde_json::to_value(&delivery.event).unwrap_or_default();
                             // Files and fsyncs: off the async workers.
-                            let webhooks = Arc::clone(&webhooks);
-                            tokio::task::spawn_blocking(move || webhooks.enqueue(&envelope))
+                            let outbox = Arc::clone(&outbox);
+                            tokio::task::spawn_blocking(move || outbox.enqueue(&envelope))
                                 .await
                                 .map_err(|e| e.to_string())
                                 .and_then(|done| done.map_err(|e| e.to_string()))

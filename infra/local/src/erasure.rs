@@ -1,8 +1,8 @@
 //! Erasure on one machine: once the store has erased a person, nothing readable about them is
 //! left in the data directory when the erasure answers.
 //!
-//! - The logs (`nudges.jsonl`, `dead-letter.jsonl`, the webhook outbox) are rewritten without the
-//!   person's nudges (`Webhooks::forget`).
+//! - The logs (`nudges.jsonl`, `dead-letter.jsonl`, the delivery outbox) are rewritten without the
+//!   person's nudges (`Outbox::forget`).
 //! - SQLite: every connection this process opens runs with `secure_delete`, so deleted rows are
 //!   overwritten with zeros in the pages that held them; then a `VACUUM` rebuilds every page, for
 //!   what `secure_delete` does not reach (the copies of a row that a page rebalance left in the
@@ -11,7 +11,7 @@
 //!   pages were. ARCHITECTURE.md says why all three.
 
 use crate::erased::ErasedPerson;
-use crate::webhooks::Webhooks;
+use crate::outbox::Outbox;
 use rusqlite::auto_extension::{init_auto_extension, register_auto_extension};
 use rusqlite::ffi;
 use std::ffi::{c_char, c_int};
@@ -102,7 +102,7 @@ fn rebuild(database: Option<&dynoxide::Database>, path: &Path) -> Result<(), Scr
 pub struct Scrubber {
     dir: PathBuf,
     database: Option<dynoxide::Database>,
-    webhooks: Arc<Webhooks>,
+    outbox: Arc<Outbox>,
     retry_after: Duration,
     /// One scrub at a time (the vacuums would wait for each other anyway), so that one that
     /// succeeds removes `vacuum-due` only after every earlier erasure's rows are gone.
@@ -115,11 +115,11 @@ pub struct Scrubber {
 impl Scrubber {
     /// A scrubber for `dir`; rebuilds the database at once if an erasure before a restart left
     /// one due.
-    pub fn start(dir: &Path, database: Option<dynoxide::Database>, webhooks: Arc<Webhooks>, retry_after: Duration) -> Arc<Scrubber> {
+    pub fn start(dir: &Path, database: Option<dynoxide::Database>, outbox: Arc<Outbox>, retry_after: Duration) -> Arc<Scrubber> {
         let scrubber = Arc::new(Scrubber {
             dir: dir.to_path_buf(),
             database,
-            webhooks,
+            outbox,
             retry_after,
             serial: Arc::default(),
             unfinished: Mutex::default(),
@@ -152,8 +152,8 @@ impl Scrubber {
     /// Scrubs the logs of `people` and rebuilds the database. `vacuum-due` is written first, so
     /// that a restart before the rebuild is done rebuilds at start, and removed once it is.
     async fn scrub(&self, people: &[ErasedPerson]) -> Result<(), ScrubError> {
-        let (webhooks, people, database, path) = (
-            Arc::clone(&self.webhooks),
+        let (outbox, people, database, path) = (
+            Arc::clone(&self.outbox),
             people.to_vec(),
             self.database.clone(),
             self.database_path(),
@@ -166,7 +166,7 @@ impl Scrubber {
                 _ => Err(e),
             })?;
             for person in &people {
-                webhooks.forget(person)?;
+                outbox.forget(person)?;
             }
             rebuild(database.as_ref(), &path)?;
             match std::fs::remove_file(&due) {

@@ -323,9 +323,9 @@ mod tests {
         // Another delivery stays in flight throughout: the journal is never simply emptied.
         journal
             .append(vec![
-                (Target::Webhooks, erased("e1", "cus_a")),
+                (Target::Deliver, erased("e1", "cus_a")),
                 (Target::Rescore, other),
-                (Target::Webhooks, erased("e3", "cus_c")),
+                (Target::Deliver, erased("e3", "cus_c")),
             ])
             .await
             .expect("appended");

@@ -4,16 +4,17 @@
 
 use crate::bus::LocalBus;
 use crate::channels::LocalSourceSecrets;
+use crate::destinations::Configured;
 use crate::dispatch::Targets;
 use crate::erasure::Scrubber;
 use crate::files::{os_random, write_private};
+use crate::outbox::Outbox;
 use crate::routing::Router;
-use crate::webhooks::Webhooks;
 use anyhow::Context as _;
 use api::Api;
 use engagement::ports::Clock;
 use engagement::{Rules, Timestamp};
-use engagement_aws::client::local_dynamodb;
+use engagement_aws::client::local_dynamodb_over;
 use engagement_aws::{DynamoStore, StoreConfig, SystemClock};
 use engagement_http::CursorSigner;
 use engagement_sources::Catalog;
@@ -26,6 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const TABLE: &str = "engagement";
+
+/// The address the SDK is given for the embedded store; nothing listens there, the in-process
+/// transport answers every request.
+const IN_PROCESS_ENDPOINT: &str = "http://embedded.dynoxide.invalid";
 
 /// A clock fixed at one instant (`pyramid rescore --at`).
 #[derive(Clone, Copy)]
@@ -99,8 +104,8 @@ impl DataDir {
     }
 }
 
-/// Opens the embedded database for serving and serves it to the DynamoDB adapter on a loopback
-/// port. SQLite runs in WAL mode with `synchronous = NORMAL`: every commit is in the WAL before
+/// Opens the embedded database for serving and hands it to the DynamoDB adapter (in process,
+/// `crate::in_process`). SQLite runs in WAL mode with `synchronous = NORMAL`: every commit is in the WAL before
 /// it is acknowledged, so a killed process (kill -9, a crash) loses nothing; an OS crash or a
 /// power cut can lose the last commits but cannot corrupt the file (the WAL is fsynced at each
 /// checkpoint).
@@ -150,22 +155,20 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
         database.disable_bulk_loading()
     };
     tuned.map_err(|e| anyhow::anyhow!("cannot tune {}: {e}", file.display()))?;
-    let served = database.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
     let _ = dir.database.set(database.clone());
-    tokio::spawn(async move {
-        let _ = dynoxide::server::serve_with_shutdown(listener, served, std::future::pending()).await;
-    });
+    // The SDK's requests reach dynoxide in process: no socket, no HTTP server.
+    let client = local_dynamodb_over(crate::in_process::http_client(database.clone()), IN_PROCESS_ENDPOINT, None);
     let store = DynamoStore::new(
-        local_dynamodb(&endpoint, None),
+        client,
         rules,
         StoreConfig {
             table: TABLE.into(),
             salt,
             omit_request_tokens: true,
         },
-    );
+    )
+    // Each transaction is a SQLite commit: several customers share one.
+    .packing_customers();
     if !store.table_exists().await? {
         store.create_table().await?;
     }
@@ -187,13 +190,15 @@ pub struct Stack {
     pub sources: Arc<LocalSources>,
     pub rescore: Arc<LocalRescorer>,
     pub nudge: Arc<Nudger<DynamoStore, LocalBus, SystemClock>>,
-    pub webhooks: Arc<Webhooks>,
+    pub outbox: Arc<Outbox>,
     pub erasure: Arc<Scrubber>,
 }
 
 pub struct Options {
-    pub webhooks: Vec<String>,
-    pub webhook_backoff: Duration,
+    /// The destinations and their secrets (`crate::destinations::load`).
+    pub destinations: Configured,
+    /// Scales every wait between two delivery attempts (1.0; tests make retries quick).
+    pub retry_scale: f64,
     pub source: String,
     /// How long after a failed scrub of the data directory it is tried again.
     pub scrub_retry_after: Duration,
@@ -264,13 +269,28 @@ impl Stack {
             clock: c,
             rules: r,
             cursors: CursorSigner::new(&cursor_key),
-            contact_key,
+            contact_key: contact_key.clone(),
         });
-        let webhooks = Arc::new(Webhooks::open(&dir.path, options.webhooks, options.webhook_backoff)?);
+        // The cloud's deliver handler, over this store, with this machine's secrets.
+        let Configured { destinations, secrets } = options.destinations;
+        let deliver = Arc::new(deliver::Deliver {
+            reads: store.clone(),
+            http: deliver::ReqwestSender::new(deliver::REQUEST_TIMEOUT).map_err(|e| anyhow::anyhow!("the HTTP client: {e}"))?,
+            clock: SystemClock,
+            secrets,
+            destinations: Arc::new(destinations.clone()),
+            contacts: Arc::new(contact_key),
+        });
+        let outbox = Arc::new(Outbox::open(
+            &dir.path,
+            destinations,
+            crate::outbox::handler(deliver),
+            options.retry_scale,
+        )?);
         let erasure = Scrubber::start(
             &dir.path,
             dir.database.get().cloned(),
-            Arc::clone(&webhooks),
+            Arc::clone(&outbox),
             options.scrub_retry_after,
         );
         let stack = Stack {
@@ -283,7 +303,7 @@ impl Stack {
             sources,
             rescore,
             nudge,
-            webhooks,
+            outbox,
             erasure,
         };
         if options.hold_deliveries {
@@ -295,12 +315,12 @@ impl Stack {
             let targets = Targets {
                 rescore: Arc::clone(&stack.rescore),
                 nudge: Arc::clone(&stack.nudge),
-                webhooks: Arc::clone(&stack.webhooks),
+                outbox: Arc::clone(&stack.outbox),
             };
             crate::dispatch::run(targets, stack.bus.journal().clone(), deliveries);
         }
-        let webhooks = Arc::clone(&stack.webhooks);
-        tokio::spawn(async move { webhooks.run().await });
+        let outbox = Arc::clone(&stack.outbox);
+        tokio::spawn(async move { outbox.run().await });
         Ok(stack)
     }
 

@@ -47,7 +47,11 @@ struct ServeArgs {
     /// Where to listen (loopback by default: the API holds personal data).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// A URL to deliver nudges (and erasures) to, signed per Standard Webhooks; repeatable.
+    /// Destinations (TOML `[destinations.<name>]` tables), besides DATA/destinations.toml.
+    #[arg(long, value_name = "FILE", env = "PYRAMID_DESTINATIONS")]
+    destinations: Option<PathBuf>,
+    /// A URL to deliver nudges (and erasures) to, signed per Standard Webhooks with
+    /// DATA/webhook-secret (a `standard-webhooks` destination named `webhook`); repeatable.
     #[arg(long = "webhook", value_name = "URL")]
     webhooks: Vec<String>,
     /// More source files (`*.toml`) for `POST /v1/sources/{source}`, besides the shipped ones and
@@ -57,7 +61,8 @@ struct ServeArgs {
     /// Run the sweep this often (seconds) instead of the template's schedule.
     #[arg(long, value_name = "SECONDS")]
     sweep_every: Option<u64>,
-    /// The first webhook retry waits about this long (milliseconds), doubling each time.
+    /// Scales every wait between delivery attempts: 1000 waits as the handler says (tests
+    /// make retries quick with less).
     #[arg(long, default_value_t = 1000, hide = true)]
     webhook_backoff_ms: u64,
     /// A scrub of the data directory that failed after an erasure is tried again this long
@@ -108,6 +113,33 @@ enum Command {
         #[arg(long)]
         at: String,
     },
+    /// Apply new rules to the stored customers: replay each one's history under them and store
+    /// evidence, level, timeline and counters, quietly (no nudges). Deploy the rules first (restart
+    /// `pyramid serve --rules NEW.toml`, or `sam deploy`), then refold. Re-runnable: it resumes.
+    Refold {
+        /// The rules now in force (the ones just deployed).
+        #[arg(long, value_name = "NEW.toml")]
+        rules: PathBuf,
+        /// The data directory (while `pyramid serve` is stopped: it holds the directory).
+        #[arg(long, default_value = "pyramid-data", env = "PYRAMID_DATA")]
+        data: PathBuf,
+        /// A deployed table instead, with the caller's AWS credentials and region; safe while
+        /// the stack ingests.
+        #[arg(long, value_name = "NAME", conflicts_with = "data")]
+        table: Option<String>,
+        /// The DynamoDB endpoint for `--table` (a local DynamoDB, tests).
+        #[arg(long, hide = true, requires = "table")]
+        endpoint: Option<String>,
+        /// Parallel scan segments.
+        #[arg(long, default_value_t = 4)]
+        segments: u32,
+        /// Items each scan request reads.
+        #[arg(long, default_value_t = 200, hide = true)]
+        page_size: usize,
+        /// A progress line after every page (tests).
+        #[arg(long, hide = true)]
+        report_pages: bool,
+    },
     /// How levels would change under other rules (replayed from history; nothing is written).
     Whatif {
         #[command(flatten)]
@@ -119,6 +151,38 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Fit the rules' thresholds and half-lives to levels you know people stood at (read-only).
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("store").required(true).args(["data", "table"]))]
+struct CalibrateArgs {
+    /// CSV with the columns channel, handle, level and optionally as_of (RFC 3339; default now).
+    #[arg(long, value_name = "FILE")]
+    labels: PathBuf,
+    /// The rules to start from (default: the shipped ones).
+    #[arg(long, env = "PYRAMID_RULES")]
+    rules: Option<PathBuf>,
+    /// Also fit the kinds' default weights.
+    #[arg(long)]
+    weights: bool,
+    /// Write the proposed rules here, as a complete TOML file (only when a proposal is made).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The local data directory to read histories from.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// A deployed table to read histories from, with your AWS credentials (read-only; needs
+    /// IDENTITY_SALT, the stack's identity salt, to find people).
+    #[arg(long, value_name = "NAME")]
+    table: Option<String>,
+    /// Folds of the cross-validation.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Seeds the folds and the bootstrap (the same labels and seed give the same report).
+    #[arg(long, default_value_t = 18)]
+    seed: u64,
 }
 
 fn load_rules(path: Option<&Path>) -> anyhow::Result<Arc<Rules>> {
@@ -153,9 +217,13 @@ async fn serve(
     let catalog = Arc::new(channels::load_catalog(&dir.path, args.sources.as_deref())?);
     let source_secrets = channels::LocalSourceSecrets::load(&dir.path, &catalog, |name| std::env::var(name).ok())?;
     channels::warn_unverified(&catalog);
+    let destinations = pyramid::destinations::load(&dir.path, args.destinations.as_deref(), &args.webhooks, |name| {
+        std::env::var(name).ok()
+    })?;
+    let described = destinations.describe();
     let options = Options {
-        webhooks: args.webhooks,
-        webhook_backoff: Duration::from_millis(args.webhook_backoff_ms),
+        destinations,
+        retry_scale: args.webhook_backoff_ms as f64 / 1000.0,
         source: engagement::events::DEFAULT_SOURCE.to_string(),
         scrub_retry_after: Duration::from_secs(args.scrub_retry_secs),
         hold_deliveries: args.hold_deliveries,
@@ -172,6 +240,18 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let url = format!("http://{}", listener.local_addr()?);
+    if described.is_empty() {
+        println!("destinations: none (DATA/destinations.toml or --destinations FILE: see README, \"Destinations\")");
+    } else {
+        let dead = stack.outbox.dead_letters();
+        println!("destinations:");
+        for (line, destination) in described.iter().zip(stack.outbox.destinations()) {
+            match dead.get(&destination.name) {
+                Some(count) => println!("  {line}  [{count} dead letters]"),
+                None => println!("  {line}"),
+            }
+        }
+    }
     banner(&url, &token, &channels::describe(&catalog, &source_secrets, &url));
     let served = Served {
         stack: Arc::new(stack),
@@ -232,6 +312,24 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", transitions.render(&format!("levels at {}", at.to_rfc3339())));
             Ok(())
         }
+        Command::Calibrate(args) => run_calibrate(args).await,
+        Command::Refold {
+            rules,
+            data,
+            table,
+            endpoint,
+            segments,
+            page_size,
+            report_pages,
+        } => {
+            let options = pyramid::refold::RefoldOptions {
+                segments,
+                page_size,
+                report_pages,
+                ..Default::default()
+            };
+            run_refold(&rules, &data, table, endpoint, options).await
+        }
         Command::Whatif { common, with, at } => {
             let at = at.as_deref().map(parse_time).transpose()?.unwrap_or_else(now);
             let dir = DataDir::open(&common.data)?;
@@ -243,6 +341,74 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `pyramid calibrate`: the report on stdout; the proposal in `--out` unless refused (then exit 1).
+async fn run_calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
+    let rules = load_rules(args.rules.as_deref())?;
+    let text = std::fs::read_to_string(&args.labels).with_context(|| format!("cannot read {}", args.labels.display()))?;
+    let (rows, mut problems) = pyramid::calibrate::parse_labels(&text, &rules, now())?;
+    let (store, _dir) = match (&args.data, &args.table) {
+        (Some(data), _) => {
+            anyhow::ensure!(
+                data.join("engagement.db").exists(),
+                "{} holds no store (engagement.db): import or serve there first",
+                data.display()
+            );
+            let dir = DataDir::open(data)?;
+            (embedded_store(&dir, Arc::clone(&rules)).await?, Some(dir))
+        }
+        (None, Some(table)) => {
+            let salt = std::env::var("IDENTITY_SALT").context(
+                "--table needs IDENTITY_SALT: the stack's identity salt (its Secrets Manager secret), to find people by their handles",
+            )?;
+            let config = engagement_aws::client::aws_config_from_env().await;
+            let store = DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                Arc::clone(&rules),
+                engagement_aws::StoreConfig {
+                    table: table.clone(),
+                    salt,
+                    omit_request_tokens: false,
+                },
+            );
+            (store, None)
+        }
+        (None, None) => anyhow::bail!("either --data or --table"),
+    };
+    eprintln!("reading the histories of {} labelled people…", rows.len());
+    let (labels, unknown) = pyramid::calibrate::load_labels(&store, rows).await?;
+    problems.extend(unknown);
+    problems.sort_by_key(|p| p.line);
+    if !problems.is_empty() {
+        println!("rows refused:");
+        for problem in &problems {
+            println!("  line {}: {}", problem.line, problem.reason);
+        }
+        println!();
+    }
+    let options = engagement_calibrate::Options {
+        folds: args.folds,
+        weights: args.weights,
+        seed: args.seed,
+        ..engagement_calibrate::Options::default()
+    };
+    let started = std::time::Instant::now();
+    let calibration = engagement_calibrate::calibrate(&rules, &labels, &options)?;
+    print!("{}", calibration.render());
+    eprintln!("calibrated in {:.1} s", started.elapsed().as_secs_f64());
+    if let engagement_calibrate::Verdict::Refuse(reason) = &calibration.verdict {
+        anyhow::bail!("no proposal: {reason}");
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, calibration.proposed.to_toml()).with_context(|| format!("cannot write {}", out.display()))?;
+        println!(
+            "\nthe proposed rules: {} (apply them with `pyramid refold --rules {}`)",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 /// `pyramid import`.
@@ -267,6 +433,51 @@ async fn run_import(common: Common, files: &[PathBuf], format: Option<Format>, p
     );
     println!("customers by level:");
     print_pyramid(&store).await
+}
+
+/// `pyramid refold`: on the embedded store, or on a deployed table.
+async fn run_refold(
+    rules_path: &Path,
+    data: &Path,
+    table: Option<String>,
+    endpoint: Option<String>,
+    options: pyramid::refold::RefoldOptions,
+) -> anyhow::Result<()> {
+    let rules = load_rules(Some(rules_path))?;
+    let clock = engagement_aws::SystemClock;
+    let (report, store, _dir) = match table {
+        Some(table) => {
+            let client = match endpoint {
+                Some(endpoint) => engagement_aws::client::local_dynamodb(&endpoint, None),
+                None => aws_sdk_dynamodb::Client::new(&engagement_aws::client::aws_config_from_env().await),
+            };
+            // A refold hashes no identity: it needs no salt.
+            let config = engagement_aws::StoreConfig {
+                table,
+                salt: String::new(),
+                omit_request_tokens: false,
+            };
+            let store = DynamoStore::new(client, Arc::clone(&rules), config);
+            (pyramid::refold::refold(&store, &rules, &clock, options).await?, store, None)
+        }
+        None => {
+            let dir = DataDir::open(data)?;
+            let store = embedded_store(&dir, Arc::clone(&rules)).await?;
+            (pyramid::refold::refold(&store, &rules, &clock, options).await?, store, Some(dir))
+        }
+    };
+    println!(
+        "{} customers refolded in {:.1} s: {} moved up, {} down; {} read again, {} left for the next run",
+        report.refolded, report.seconds, report.moved_up, report.moved_down, report.retried, report.left
+    );
+    println!("customers by level:");
+    print_pyramid(&store).await?;
+    anyhow::ensure!(
+        report.left == 0,
+        "{} customers are not refolded yet: run `pyramid refold` again",
+        report.left
+    );
+    Ok(())
 }
 
 /// `pyramid demo`: the synthetic community (made on first run), then `serve`.

@@ -63,6 +63,29 @@ async fn serve_answers_with_the_token_and_keeps_data_across_restarts_and_kills()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_the_rules_it_was_given_behind_the_token() {
+    let data = temp_dir("rules");
+    let custom = data.join("custom.toml");
+    std::fs::write(
+        &custom,
+        engagement::rules::DEFAULT_RULES_TOML.replacen("threshold = 6 ", "threshold = 8.5 ", 1)
+            + "\n[kinds.hackathon_won]\nlevel = \"leading\"\nweight = 9\n",
+    )
+    .expect("rules");
+    let server = Server::start(&data.join("db"), &["--rules", custom.to_str().expect("a UTF-8 path")]);
+    let anonymous = reqwest::get(format!("{}/v1/rules", server.url)).await.expect("an answer");
+    assert_eq!(anonymous.status(), 401, "the rules are read with the token, like every read");
+    let (status, rules) = server.get("/v1/rules").await;
+    assert_eq!(status, 200, "{rules}");
+    assert_eq!(rules["levels"]["owning"], json!({"threshold": 8.5, "half_life_days": 180.0}));
+    assert_eq!(rules["kinds"]["hackathon_won"], json!({"level": "leading", "weight": 9.0}));
+    let (status, refused) = server.send(reqwest::Method::DELETE, "/v1/rules", None).await;
+    assert_eq!((status, &refused["status"]), (405, &json!(405)));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_data_directory_has_its_own_secrets_and_cursors_are_not_sealed_with_the_salt() {
     let (one, two) = (temp_dir("secrets-1"), temp_dir("secrets-2"));
     let server = Server::start(&one, &[]);
@@ -249,7 +272,9 @@ async fn nudges_reach_a_flaky_webhook_signed_and_exactly_once() {
                 let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
                 let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
                 let secret = std::fs::read_to_string(&secret_path).unwrap_or_default();
-                let expected = pyramid::webhooks::sign(secret.trim(), &id, timestamp.parse().unwrap_or(0), &body);
+                let expected =
+                    engagement_deliver::sign_standard_webhook(secret.trim(), &id, timestamp.parse().unwrap_or(0), body.as_bytes())
+                        .unwrap_or_default();
                 if header("webhook-signature") != expected || expected.is_empty() {
                     *state.bad_signatures.lock().expect("lock") += 1;
                     return http::StatusCode::UNAUTHORIZED;

@@ -4,8 +4,8 @@
 
 mod harness;
 
-use harness::{binary, temp_dir, Server};
-use std::path::{Path, PathBuf};
+use harness::{binary, files_holding, temp_dir, Server};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -125,45 +125,9 @@ fn an_import_killed_partway_then_rerun_settles_everyone_as_a_clean_import_does()
     let _ = std::fs::remove_dir_all(&root);
 }
 
-/// Every file under `dir` (recursively) that holds one of `needles`, byte for byte, with the
-/// needle it holds.
-fn files_holding(dir: &Path, needles: &[String]) -> Vec<(PathBuf, String)> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("a readable dir").map(|e| e.expect("an entry")) {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-                continue;
-            }
-            let bytes = std::fs::read(&path).unwrap_or_default();
-            for needle in needles {
-                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                    found.push((path.clone(), needle.clone()));
-                }
-            }
-        }
-    }
-    found
-}
-
 /// An e-mail address whose customer the welcome playbook nudges (not in its holdout).
 fn welcomed_email(prefix: &str) -> String {
-    let rules = engagement::Rules::default_rules();
-    let welcome = rules.playbook("welcome_follower").expect("the welcome playbook");
-    (0..)
-        .map(|n| format!("{prefix}-{n}@example.com"))
-        .find(|email| {
-            let identity = engagement::Identity::new(
-                engagement::Channel::parse("email").expect("a channel"),
-                engagement::HandleStyle::Email,
-                email,
-            )
-            .expect("an identity");
-            !engagement::in_holdout(engagement_aws::keys::customer_id_for(SALT, &identity).as_str(), welcome)
-        })
-        .expect("someone is welcomed")
+    harness::treated_email(SALT, "welcome_follower", |n| format!("{prefix}-{n}@example.com"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

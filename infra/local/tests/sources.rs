@@ -6,9 +6,7 @@
 mod harness;
 
 use harness::{binary, temp_dir, Server};
-use hmac::{Hmac, Mac as _};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -34,10 +32,7 @@ fn github_payload(name: &str, times: &[&str]) -> Vec<u8> {
 
 /// `X-Hub-Signature-256` as GitHub computes it.
 fn github_signature(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).expect("any key length");
-    mac.update(body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    engagement_testkit::sign_github(GITHUB_SECRET, body)
 }
 
 /// What a source answered: status, content type and JSON body.
@@ -237,24 +232,6 @@ async fn nudge_receiver() -> (String, Received) {
     (url, received)
 }
 
-/// An e-mail address whose customer (under `salt`) the playbook does not hold out.
-fn treated_email(salt: &str, playbook: &str) -> String {
-    let rules = engagement::Rules::default_rules();
-    let playbook = rules.playbook(playbook).expect("a shipped playbook");
-    (0..1000)
-        .map(|n| format!("ada{n}@example.com"))
-        .find(|email| {
-            let identity = engagement::Identity::new(
-                engagement::Channel::parse("email").expect("a channel"),
-                engagement::HandleStyle::Email,
-                email,
-            )
-            .expect("an identity");
-            !engagement::in_holdout(engagement_aws::keys::customer_id_for(salt, &identity).as_str(), playbook)
-        })
-        .expect("nine in ten are treated")
-}
-
 /// Mailchimp's subscribe fixture for `email`, fired now (Mailchimp's time format, UTC).
 fn mailchimp_subscribe(email: &str) -> Vec<u8> {
     let fired_at = chrono::Utc::now().format("%Y-%m-%d+%H%%3A%M%%3A%S").to_string();
@@ -271,7 +248,7 @@ async fn a_github_contributor_linked_to_a_mailchimp_subscriber_is_one_customer_a
     // A known salt, so the test knows an address the contributor playbook does not hold out.
     let salt = "sources-salt-sources-salt-sources-salt-00";
     std::fs::write(data.join("identity-salt"), salt).expect("a salt");
-    let email = treated_email(salt, "contributor_to_owner");
+    let email = harness::treated_email(salt, "contributor_to_owner", |n| format!("ada{n}@example.com"));
     let (hook, received) = nudge_receiver().await;
     let server = Server::start(&data, &["--webhook", &hook, "--webhook-backoff-ms", "20"]);
 

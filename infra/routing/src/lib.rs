@@ -19,8 +19,13 @@ pub const TEMPLATE: &str = include_str!("../../template.yaml");
 pub enum Target {
     Rescore,
     Nudge,
-    /// Marketing tools: API destinations in the cloud, signed webhooks here.
-    Webhooks,
+    /// The destinations (marketing and support tools): in the cloud a rule targets each
+    /// destination's SQS queue, read by the `deliver` function; here `pyramid serve`'s outbox
+    /// runs the same handler for every configured destination. An API destination (the
+    /// template before destinations) routes here too. Journals written before the rename say
+    /// `Webhooks`.
+    #[serde(alias = "Webhooks")]
+    Deliver,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,13 +90,29 @@ fn to_json(value: &Yaml, parameters: &BTreeMap<String, Yaml>) -> Result<Json, St
     })
 }
 
-/// A `!Ref` to a parameter is its default (the one-machine mode deploys with the defaults).
+/// A `!Ref` to a parameter is its default (the one-machine mode deploys with the defaults); a
+/// list parameter's (`CommaDelimitedList`, `List<…>`) is its comma-separated items, as
+/// CloudFormation gives it (`detail-type: !Ref HubspotDetailTypes`).
 fn resolve_ref(name: &str, parameters: &BTreeMap<String, Yaml>) -> Result<Json, String> {
-    let default = parameters
-        .get(name)
+    let parameter = parameters.get(name);
+    let default = parameter
         .and_then(|p| p.get("Default"))
         .ok_or_else(|| format!("!Ref {name}: not a parameter with a default"))?;
-    to_json(default, parameters)
+    let is_list = parameter
+        .and_then(|p| p.get("Type"))
+        .and_then(Yaml::as_str)
+        .is_some_and(|kind| kind == "CommaDelimitedList" || kind.starts_with("List<"));
+    match (is_list, default) {
+        (true, Yaml::String(items)) => Ok(Json::Array(
+            items
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Json::String(item.to_string()))
+                .collect(),
+        )),
+        _ => to_json(default, parameters),
+    }
 }
 
 /// The logical id a target's `Arn` points at (`!GetAtt RescoreFunction.Arn`, `!Ref X`, or the
@@ -159,7 +180,7 @@ impl Router {
                     continue;
                 };
                 let routed = match (resource.as_str(), kind_of(&resource)) {
-                    (_, Some("AWS::Events::ApiDestination")) => Target::Webhooks,
+                    (_, Some("AWS::Events::ApiDestination" | "AWS::SQS::Queue")) => Target::Deliver,
                     (id, _) if id.starts_with("Rescore") => Target::Rescore,
                     (id, _) if id.starts_with("Nudge") && !id.contains("Requested") => Target::Nudge,
                     _ => continue,
@@ -241,10 +262,12 @@ mod tests {
     fn the_shipped_template_routes_every_event_where_the_stack_does() {
         let router = Router::shipped().expect("the template routes");
         assert_eq!(router.targets(&envelope("Interaction Recorded")), [Target::Rescore, Target::Nudge]);
-        assert_eq!(router.targets(&envelope("Level Changed")), [Target::Nudge]);
-        assert_eq!(router.targets(&envelope("Engagement At Risk")), [Target::Nudge]);
-        assert_eq!(router.targets(&envelope("Nudge Requested")), [Target::Webhooks]);
-        assert_eq!(router.targets(&envelope("Customer Erased")), [Target::Webhooks]);
+        // Level changes and risks also reach the destinations whose tools take them (HubSpot's
+        // engagement_level, Mailchimp's pyramid tag...): here, the outbox's own routing decides.
+        assert_eq!(router.targets(&envelope("Level Changed")), [Target::Nudge, Target::Deliver]);
+        assert_eq!(router.targets(&envelope("Engagement At Risk")), [Target::Nudge, Target::Deliver]);
+        assert_eq!(router.targets(&envelope("Nudge Requested")), [Target::Deliver]);
+        assert_eq!(router.targets(&envelope("Customer Erased")), [Target::Deliver]);
         assert!(router.targets(&envelope("Something Else")).is_empty());
         let mut foreign = envelope("Level Changed");
         foreign["source"] = json!("someone.else");
@@ -261,8 +284,8 @@ mod tests {
             .expect("the nudge rule lists detail-types");
         detail_types.retain(|t| t.as_str() != Some("Level Changed"));
         let edited = Router::from_template(&serde_norway::to_string(&template).expect("YAML")).expect("routes");
-        assert!(edited.targets(&envelope("Level Changed")).is_empty());
-        assert_eq!(edited.targets(&envelope("Engagement At Risk")), [Target::Nudge]);
+        assert_eq!(edited.targets(&envelope("Level Changed")), [Target::Deliver]);
+        assert_eq!(edited.targets(&envelope("Engagement At Risk")), [Target::Nudge, Target::Deliver]);
     }
 
     #[test]
@@ -298,5 +321,32 @@ Resources:
         assert_eq!(router.sweep_every, Some(Duration::from_secs(300)));
         assert_eq!(parse_rate("rate(1 hour)"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_rate("cron(0 * * * ? *)"), None);
+    }
+
+    #[test]
+    fn a_rule_to_a_destination_queue_routes_to_the_deliver_outbox() {
+        // The cloud's shape: a rule (with a Condition, which is not evaluated here) per
+        // destination, targeting that destination's queue.
+        let template = r#"
+Parameters:
+  HubspotDetailTypes:
+    Type: CommaDelimitedList
+    Default: Nudge Requested, Level Changed
+Resources:
+  HubSpotQueue: {Type: AWS::SQS::Queue}
+  HubSpotRule:
+    Type: AWS::Events::Rule
+    Condition: EnableHubSpot
+    Properties:
+      EventPattern:
+        source: [engagement]
+        detail-type: !Ref HubspotDetailTypes
+      Targets: [{Id: hubspot, Arn: !GetAtt HubSpotQueue.Arn}]
+"#;
+        let router = Router::from_template(template).expect("routes");
+        assert_eq!(router.targets(&envelope("Level Changed")), [Target::Deliver]);
+        assert!(router.targets(&envelope("Interaction Recorded")).is_empty());
+        // A journal written before the rename still reads.
+        assert_eq!(serde_json::from_str::<Target>("\"Webhooks\"").expect("read"), Target::Deliver);
     }
 }

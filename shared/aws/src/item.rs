@@ -148,6 +148,7 @@ pub fn customer_from_item(rules: &Rules, item: &Item) -> Result<StoredCustomer, 
         merged_ids,
         outbox: outbox_of(item),
         erasing: item.contains_key("erasing"),
+        rules_fingerprint: get_s(item, RULES_FINGERPRINT).map(str::to_string),
     })
 }
 

@@ -15,6 +15,8 @@ pub const DUE_AT: &str = "due_at";
 pub const LEVEL_INDEX: &str = "level";
 pub const LEVEL_SHARD: &str = "level_shard";
 pub const LEVEL_SINCE: &str = "level_since";
+/// `Rules::fingerprint` of the rules a customer's evidence was folded under.
+pub const RULES_FINGERPRINT: &str = "rules_fp";
 /// Which way the latest level change went (`up` / `down`).
 pub const MOVED: &str = "moved";
 /// What the level index holds of a customer (enough for a listing row).

@@ -29,9 +29,18 @@ struct Target {
 }
 
 async fn target(endpoint: &str, writer_volume: usize) -> Target {
+    target_with(endpoint, writer_volume, false).await
+}
+
+/// A target whose ingest packs several customers per transaction (the embedded store's way).
+async fn packed_target(endpoint: &str, writer_volume: usize) -> Target {
+    target_with(endpoint, writer_volume, true).await
+}
+
+async fn target_with(endpoint: &str, writer_volume: usize, packing: bool) -> Target {
     let counter = RequestCounter::default();
     let client = local_dynamodb(endpoint, Some(counter.clone()));
-    let store = DynamoStore::new(
+    let mut store = DynamoStore::new(
         client,
         Arc::new(Rules::default_rules()),
         StoreConfig {
@@ -40,6 +49,9 @@ async fn target(endpoint: &str, writer_volume: usize) -> Target {
             omit_request_tokens: true,
         },
     );
+    if packing {
+        store = store.packing_customers();
+    }
     store.create_table().await.expect("the table is created");
     counter.reset();
     Target {
@@ -672,3 +684,25 @@ conformance!(
     late_and_early_interactions_fold_the_same,
     a_merge_keeps_the_higher_standing_and_the_counts_right,
 );
+
+/// The ingest scenarios again, several customers per transaction (`packing_customers`, as the
+/// one-machine mode runs): concurrent writers cancel packs, which must lose nothing.
+mod dynoxide_packed {
+    macro_rules! packed {
+        ($($scenario:ident),* $(,)?) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(super::packed_target(engagement_testkit::dynoxide_endpoint(), 1_000).await).await
+                }
+            )*
+        };
+    }
+    packed!(
+        a_new_customer_with_a_long_history_is_recorded_whole,
+        records_each_interaction_exactly_once,
+        concurrent_writers_lose_no_update,
+        concurrent_first_interactions_create_one_customer,
+        late_and_early_interactions_fold_the_same,
+    );
+}

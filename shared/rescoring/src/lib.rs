@@ -99,6 +99,19 @@ impl<S: CustomerReads + Standings, B: EventBus, C: Clock> Rescoring<'_, S, B, C>
             let level = customer.state.standing.map_or(Level::Observing, |s| s.level);
             return Ok(Some(done(level, None, published, false)));
         }
+        if customer
+            .rules_fingerprint
+            .as_deref()
+            .is_some_and(|folded| folded != self.rules.fingerprint())
+        {
+            // Its evidence was folded under other rules (ingest adds under the new ones): deciding
+            // on that mix would announce rules-change moves. The refold decides it, quietly; until
+            // then it is left as stored, and stays due.
+            tracing::warn!(customer_id = %customer.id, "folded under other rules: left for `pyramid refold`");
+            tracing::info!(target: METRICS, function = "rescore", AwaitingRefold = 1u64);
+            let level = customer.state.standing.map_or(Level::Observing, |s| s.level);
+            return Ok(Some(done(level, None, published, false)));
+        }
         // First, what an earlier run (or ingest) could not publish. If that fails too, the level
         // is decided all the same and the new events join the outbox.
         let outbox_failure = self.publish_outbox(customer, &mut published).await?;

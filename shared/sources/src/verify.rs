@@ -92,12 +92,7 @@ impl Source {
             Verification::Slack => {
                 const HEADER: &str = "X-Slack-Signature";
                 const TIMESTAMP: &str = "X-Slack-Request-Timestamp";
-                let timestamp = header(delivery, TIMESTAMP)?;
-                let seconds = timestamp
-                    .trim()
-                    .parse::<i64>()
-                    .map_err(|_| reject(TIMESTAMP, "must be a Unix time in seconds"))?;
-                within_tolerance(seconds, now, TIMESTAMP)?;
+                let timestamp = unix_timestamp(delivery, TIMESTAMP, now)?;
                 let signature = header(delivery, HEADER)?;
                 let expected = signature
                     .strip_prefix("v0=")
@@ -128,12 +123,7 @@ impl Source {
                 const TIMESTAMP: &str = "webhook-timestamp";
                 const HEADER: &str = "webhook-signature";
                 let id = header(delivery, ID)?;
-                let timestamp = header(delivery, TIMESTAMP)?;
-                let seconds = timestamp
-                    .trim()
-                    .parse::<i64>()
-                    .map_err(|_| reject(TIMESTAMP, "must be a Unix time in seconds"))?;
-                within_tolerance(seconds, now, TIMESTAMP)?;
+                let timestamp = unix_timestamp(delivery, TIMESTAMP, now)?;
                 let signature = header(delivery, HEADER)?;
                 // The secret is `whsec_` + base64 of the key (the prefix is optional in the spec).
                 let key = decode_base64(secret.strip_prefix("whsec_").unwrap_or(secret))
@@ -191,6 +181,17 @@ fn reject(field: &str, reason: &str) -> Rejected {
 fn header<'d>(delivery: &Delivery<'d>, name: &str) -> Result<&'d str, Rejected> {
     let value = delivery.headers.get(name).ok_or_else(|| reject(name, "missing"))?;
     value.to_str().map_err(|_| reject(name, "not readable text"))
+}
+
+/// The header `name`, a Unix time in seconds within the tolerance of `now`, as sent.
+fn unix_timestamp<'d>(delivery: &Delivery<'d>, name: &str, now: Timestamp) -> Result<&'d str, Rejected> {
+    let timestamp = header(delivery, name)?;
+    let seconds = timestamp
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| reject(name, "must be a Unix time in seconds"))?;
+    within_tolerance(seconds, now, name)?;
+    Ok(timestamp)
 }
 
 fn within_tolerance(seconds: i64, now: Timestamp, field: &str) -> Result<(), Rejected> {

@@ -3,30 +3,28 @@
 //! (`X-Discourse-Event-Signature: sha256=<hex hmac-sha256(secret, body)>`) is checked as
 //! Discourse documents it (Discourse ships no signing SDK).
 
-use engagement::{parse_submission, ConsentEffect, Rules, Timestamp};
-use engagement_sources::{Catalog, Delivery, Mapped, Source};
+mod common;
+
+use common::{hex, ignored_reason};
+use engagement::{ConsentEffect, Timestamp};
+use engagement_sources::{Delivery, Mapped, Source};
 use hmac::{Hmac, Mac};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
 const SECRET: &str = "a discourse webhook secret";
 
 fn received_at() -> Timestamp {
-    Timestamp::parse_rfc3339("2026-04-01T09:00:00Z").expect("a time")
+    common::at("2026-04-01T09:00:00Z")
 }
 
 fn source() -> Source {
-    Catalog::builtin().get("discourse").expect("discourse is shipped").clone()
+    common::builtin("discourse")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/fixtures/discourse/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    common::fixture("discourse", name)
 }
 
 /// Discourse's algorithm: `sha256=` + hex HMAC-SHA256 of the raw body, keyed by the secret.
@@ -38,14 +36,14 @@ fn discourse_signature(secret: &str, body: &[u8]) -> String {
 
 /// The headers Discourse sent with the fixture, and its signature over `body`.
 fn signed_headers(event: &str, body: &[u8]) -> HeaderMap {
-    let sent: Value = serde_json::from_slice(&fixture(&format!("{event}.headers.json"))).expect("headers JSON");
-    let mut headers = HeaderMap::new();
-    for (name, value) in sent.as_object().expect("an object") {
-        headers.insert(
-            HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
-            HeaderValue::from_str(value.as_str().expect("a string")).expect("a header value"),
-        );
-    }
+    let sent = common::json_fixture("discourse", &format!("{event}.headers.json"));
+    let sent: Vec<(&str, &str)> = sent
+        .as_object()
+        .expect("an object")
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str().expect("a string")))
+        .collect();
+    let mut headers = common::headers(&sent);
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     headers.insert(
         "x-discourse-event-signature",
@@ -56,15 +54,13 @@ fn signed_headers(event: &str, body: &[u8]) -> HeaderMap {
 
 /// Verifies and maps a body sent with the headers of fixture `event`.
 fn deliver(event: &str, body: &[u8]) -> Mapped {
-    let source = source();
     let headers = signed_headers(event, body);
     let delivery = Delivery {
         headers: &headers,
         query: &[],
         body,
     };
-    source.verify(&delivery, Some(SECRET), received_at()).expect("the signature holds");
-    source.map(&delivery, received_at()).expect("a readable body")
+    common::verify_and_map(&source(), &delivery, SECRET, received_at())
 }
 
 struct Expected {
@@ -81,13 +77,7 @@ struct Expected {
 /// The one interaction a delivery maps to, field by field, and that ingest accepts it under the
 /// default rules.
 fn assert_maps_to(mapped: Mapped, delivery_id: &str, expected: Expected) {
-    let Mapped::Interactions {
-        interactions,
-        delivery_id: got_delivery_id,
-    } = mapped
-    else {
-        panic!("expected interactions, got {mapped:?}");
-    };
+    let (interactions, got_delivery_id) = common::interactions_of(mapped);
     assert_eq!(got_delivery_id.as_deref(), Some(delivery_id));
     assert_eq!(interactions.len(), 1, "{interactions:#?}");
     let wire = &interactions[0];
@@ -112,29 +102,9 @@ fn assert_maps_to(mapped: Mapped, delivery_id: &str, expected: Expected) {
         .unwrap_or_default();
     let expected_also: Vec<(String, String)> = expected.also.iter().map(|(c, h)| (c.to_string(), h.to_string())).collect();
     assert_eq!(also, expected_also);
-    assert_eq!(
-        wire["occurred_at"].as_str().and_then(Timestamp::parse_rfc3339),
-        Timestamp::parse_rfc3339(expected.occurred_at),
-        "{}",
-        wire["occurred_at"]
-    );
+    common::assert_occurred_at(wire, expected.occurred_at);
     assert_eq!(wire.get("properties").cloned().unwrap_or(json!({})), expected.properties);
-
-    let rules = Rules::default_rules();
-    let parsed = parse_submission(wire.to_string().as_bytes(), &rules, received_at()).expect("ingest accepts what the source emits");
-    let kind = rules
-        .resolve_kind(expected.kind)
-        .and_then(|id| rules.kind(id))
-        .expect("a kind of the default rules");
-    assert_eq!(kind.consent, expected.consent, "consent of {}", expected.kind);
-    assert_eq!(parsed[0].kind, expected.kind);
-}
-
-fn ignored_reason(mapped: Mapped) -> String {
-    match mapped {
-        Mapped::Ignored { reason, .. } => reason,
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    common::assert_ingested_as(wire, expected.kind, expected.consent, received_at());
 }
 
 #[test]
@@ -238,18 +208,13 @@ fn a_redelivered_post_is_the_same_interaction() {
     let body = fixture("post_created.json");
     let source = source();
     let headers = signed_headers("post_created", &body);
-    let delivery = Delivery {
-        headers: &headers,
-        query: &[],
-        body: &body,
-    };
-    let first = source.map(&delivery, received_at()).expect("a body");
-    let later = source.map(&delivery, received_at().plus_millis(86_400_000)).expect("a body");
+    let first = common::map(&source, &headers, &body, received_at());
+    let later = common::map(&source, &headers, &body, received_at().plus_millis(86_400_000));
     assert_eq!(first, later);
 }
 
 fn edited(fixture_name: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
-    let mut value: Value = serde_json::from_slice(&fixture(fixture_name)).expect("JSON");
+    let mut value = common::json_fixture("discourse", fixture_name);
     edit(&mut value);
     serde_json::to_vec(&value).expect("JSON")
 }
@@ -295,15 +260,9 @@ fn a_staged_user_is_not_a_sign_up() {
 #[test]
 fn an_event_no_mapping_names_is_ignored_with_its_name() {
     let body = fixture("post_created.json");
-    let source = source();
     let mut headers = signed_headers("post_created", &body);
     headers.insert("x-discourse-event", HeaderValue::from_static("post_edited"));
-    let delivery = Delivery {
-        headers: &headers,
-        query: &[],
-        body: &body,
-    };
-    let reason = ignored_reason(source.map(&delivery, received_at()).expect("a body"));
+    let reason = ignored_reason(common::map(&source(), &headers, &body, received_at()));
     assert!(reason.starts_with("no mapping for this event"), "{reason}");
     assert!(!reason.contains("darknao"), "no personal data in reasons: {reason}");
 }

@@ -3,26 +3,22 @@
 //! interactions the rules expect, the rest is ignored with a reason, bots record nothing, and a
 //! repository hook and an organisation hook reporting the same merge record the same thing.
 
+mod common;
+
+use common::at;
 use engagement::interaction::parse_submission;
 use engagement::{Rules, Timestamp};
-use engagement_sources::{Catalog, Delivery, Mapped, Source};
-use http::{HeaderMap, HeaderValue};
+use engagement_sources::{Mapped, Source};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 
 const DELIVERY: &str = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
 
 fn github() -> Source {
-    Catalog::builtin().get("github").expect("github is a built-in source").clone()
+    common::builtin("github")
 }
 
 fn fixture(file: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/github").join(file);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn at(text: &str) -> Timestamp {
-    Timestamp::parse_rfc3339(text).expect("an RFC 3339 time")
+    common::fixture("github", file)
 }
 
 fn received() -> Timestamp {
@@ -30,16 +26,12 @@ fn received() -> Timestamp {
 }
 
 fn map_with(source: &Source, event: &str, delivery: &str, body: &[u8]) -> Mapped {
-    let mut headers = HeaderMap::new();
-    headers.insert("x-github-event", HeaderValue::from_str(event).expect("a header value"));
-    headers.insert("x-github-delivery", HeaderValue::from_str(delivery).expect("a header value"));
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    let delivery = Delivery {
-        headers: &headers,
-        query: &[],
-        body,
-    };
-    source.map(&delivery, received()).expect("a readable body")
+    let headers = common::headers(&[
+        ("x-github-event", event),
+        ("x-github-delivery", delivery),
+        ("content-type", "application/json"),
+    ]);
+    common::map(source, &headers, body, received())
 }
 
 fn map(event: &str, file: &str) -> Mapped {
@@ -47,23 +39,15 @@ fn map(event: &str, file: &str) -> Mapped {
 }
 
 fn interactions(mapped: Mapped) -> Vec<Value> {
-    match mapped {
-        Mapped::Interactions { interactions, delivery_id } => {
-            assert_eq!(delivery_id.as_deref(), Some(DELIVERY), "the delivery id is GitHub's");
-            interactions
-        }
-        other => panic!("expected interactions, got {other:?}"),
-    }
+    let (interactions, delivery_id) = common::interactions_of(mapped);
+    assert_eq!(delivery_id.as_deref(), Some(DELIVERY), "the delivery id is GitHub's");
+    interactions
 }
 
 fn ignored(mapped: Mapped) -> String {
-    match mapped {
-        Mapped::Ignored { reason, delivery_id } => {
-            assert_eq!(delivery_id.as_deref(), Some(DELIVERY), "the delivery id is GitHub's");
-            reason
-        }
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    let (reason, delivery_id) = common::ignored_of(mapped);
+    assert_eq!(delivery_id.as_deref(), Some(DELIVERY), "the delivery id is GitHub's");
+    reason
 }
 
 /// What an interaction says: (kind, id, handle, occurred_at).
@@ -270,7 +254,7 @@ fn properties_are_the_small_public_facts() {
 
 #[test]
 fn a_merge_without_a_named_merger_still_credits_the_author() {
-    let mut body: Value = serde_json::from_slice(&fixture("pull_request.closed.merged.json")).expect("JSON");
+    let mut body = common::json_fixture("github", "pull_request.closed.merged.json");
     body["pull_request"]["merged_by"] = Value::Null;
     let body = serde_json::to_vec(&body).expect("JSON");
     let got = facts(&interactions(map_with(&github(), "pull_request", DELIVERY, &body)));
@@ -304,7 +288,7 @@ fn bots_record_nothing() {
     // A mapped event sent by a bot (renovate[bot] opening a pull request).
     assert_eq!(ignored(map("pull_request", "pull_request.opened.bot.json")), "bot");
     // A machine account of type "User" named in the file's list.
-    let mut body: Value = serde_json::from_slice(&fixture("issues.opened.json")).expect("JSON");
+    let mut body = common::json_fixture("github", "issues.opened.json");
     body["sender"]["login"] = json!("ghost");
     body["issue"]["user"]["login"] = json!("ghost");
     let body = serde_json::to_vec(&body).expect("JSON");

@@ -3,24 +3,25 @@
 //! consent, unsubscribe and cleaned withdraw it, a profile update is attention. Mailchimp signs
 //! nothing: the callback URL's `secret` parameter is the check.
 
-use engagement::{parse_submission, ConsentEffect, Rules, Timestamp};
-use engagement_sources::{Catalog, Delivery, Mapped, Source};
+mod common;
+
+use engagement::{ConsentEffect, Timestamp};
+use engagement_sources::{Delivery, Mapped, Source};
 use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
 const SECRET: &str = "a long random mailchimp url secret";
 
 fn received_at() -> Timestamp {
-    Timestamp::parse_rfc3339("2026-04-01T09:00:00Z").expect("a time")
+    common::at("2026-04-01T09:00:00Z")
 }
 
 fn source() -> Source {
-    Catalog::builtin().get("mailchimp").expect("mailchimp is shipped").clone()
+    common::builtin("mailchimp")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/fixtures/mailchimp/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    common::fixture("mailchimp", name)
 }
 
 fn form_headers() -> HeaderMap {
@@ -34,7 +35,6 @@ fn with_secret() -> Vec<(String, String)> {
 }
 
 fn deliver_at(body: &[u8], received_at: Timestamp) -> Mapped {
-    let source = source();
     let headers = form_headers();
     let query = with_secret();
     let delivery = Delivery {
@@ -42,8 +42,7 @@ fn deliver_at(body: &[u8], received_at: Timestamp) -> Mapped {
         query: &query,
         body,
     };
-    source.verify(&delivery, Some(SECRET), received_at).expect("the URL's secret holds");
-    source.map(&delivery, received_at).expect("a readable body")
+    common::verify_and_map(&source(), &delivery, SECRET, received_at)
 }
 
 fn deliver(body: &[u8]) -> Mapped {
@@ -63,9 +62,7 @@ struct Expected {
 /// The one interaction a body maps to, field by field, and that ingest accepts it under the
 /// default rules.
 fn assert_maps_to(mapped: Mapped, expected: Expected) {
-    let Mapped::Interactions { interactions, .. } = mapped else {
-        panic!("expected interactions, got {mapped:?}");
-    };
+    let (interactions, _) = common::interactions_of(mapped);
     assert_eq!(interactions.len(), 1, "{interactions:#?}");
     let wire = &interactions[0];
     assert_eq!(wire["source"], "mailchimp");
@@ -79,22 +76,9 @@ fn assert_maps_to(mapped: Mapped, expected: Expected) {
     assert_eq!(wire["customer"]["channel"], "email");
     assert_eq!(wire["customer"]["handle"], expected.handle);
     assert_eq!(wire["customer"]["name"].as_str(), expected.name);
-    assert_eq!(
-        wire["occurred_at"].as_str().and_then(Timestamp::parse_rfc3339),
-        Timestamp::parse_rfc3339(expected.occurred_at),
-        "{}",
-        wire["occurred_at"]
-    );
+    common::assert_occurred_at(wire, expected.occurred_at);
     assert_eq!(wire.get("properties").cloned().unwrap_or(json!({})), expected.properties);
-
-    let rules = Rules::default_rules();
-    let parsed = parse_submission(wire.to_string().as_bytes(), &rules, received_at()).expect("ingest accepts what the source emits");
-    assert_eq!(parsed[0].kind, expected.kind);
-    let rule = rules
-        .resolve_kind(expected.kind)
-        .and_then(|id| rules.kind(id))
-        .expect("a kind of the default rules");
-    assert_eq!(rule.consent, expected.consent, "consent of {}", expected.kind);
+    common::assert_ingested_as(wire, expected.kind, expected.consent, received_at());
 }
 
 #[test]
@@ -173,13 +157,9 @@ fn a_redelivery_is_the_same_interaction() {
 fn events_without_a_mapping_are_ignored() {
     // Mailchimp's documented upemail example: an address change, not an engagement.
     let body = b"type=upemail&fired_at=2009-03-26+22%3A15%3A09&data%5Blist_id%5D=a6b5da1054&data%5Bnew_id%5D=51da8c3259&data%5Bnew_email%5D=api%2Bnew%40mailchimp.com&data%5Bold_email%5D=api%2Bold%40mailchimp.com";
-    match deliver(body) {
-        Mapped::Ignored { reason, .. } => {
-            assert!(reason.starts_with("no mapping for this event"), "{reason}");
-            assert!(!reason.contains("mailchimp.com"), "no addresses in reasons: {reason}");
-        }
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    let reason = common::ignored_reason(deliver(body));
+    assert!(reason.starts_with("no mapping for this event"), "{reason}");
+    assert!(!reason.contains("mailchimp.com"), "no addresses in reasons: {reason}");
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! Mapping a verified delivery: matching, emitting, bots, bounds, form bodies, challenges.
 
+mod common;
+
+use common::ignored_reason as ignored;
 use engagement::Timestamp;
 use engagement_sources::{Delivery, Mapped, Source};
 use serde_json::{json, Value};
@@ -57,27 +60,11 @@ fn forge() -> Source {
 }
 
 fn received() -> Timestamp {
-    Timestamp::parse_rfc3339("2026-03-03T09:30:00Z").expect("a time")
+    common::at("2026-03-03T09:30:00Z")
 }
 
 fn map_with(source: &Source, headers: &[(&str, &str)], body: &[u8]) -> Mapped {
-    let mut map = http::HeaderMap::new();
-    for (name, value) in headers {
-        map.append(
-            http::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
-            http::HeaderValue::from_str(value).expect("a header value"),
-        );
-    }
-    source
-        .map(
-            &Delivery {
-                headers: &map,
-                query: &[],
-                body,
-            },
-            received(),
-        )
-        .expect("a readable body")
+    common::map(source, &common::headers(headers), body, received())
 }
 
 fn merged_pull_request() -> Value {
@@ -96,17 +83,7 @@ fn merged_pull_request() -> Value {
 }
 
 fn interactions(mapped: Mapped) -> Vec<Value> {
-    match mapped {
-        Mapped::Interactions { interactions, .. } => interactions,
-        other => panic!("expected interactions, got {other:?}"),
-    }
-}
-
-fn ignored(mapped: Mapped) -> String {
-    match mapped {
-        Mapped::Ignored { reason, .. } => reason,
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    common::interactions_of(mapped).0
 }
 
 const PR: [(&str, &str); 2] = [("X-Forge-Event", "pull_request"), ("X-Forge-Delivery", "d-1")];

@@ -2,57 +2,42 @@
 //! `fixtures/shopify/PROVENANCE.md`): each mapped topic gives exactly these interactions, which
 //! ingest accepts under the default rules; other topics are ignored with the reason.
 
-use engagement::{parse_submission, Rules, Timestamp};
-use engagement_sources::{Catalog, Delivery, Mapped, Scheme, Source};
+mod common;
+
+use engagement::{Rules, Timestamp};
+use engagement_sources::{Delivery, Mapped, Scheme, Source};
 use serde_json::{json, Value};
 
 const RECEIVED: &str = "2026-06-01T12:00:00Z";
 const WEBHOOK_ID: &str = "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043";
 
 fn shopify() -> Source {
-    Catalog::builtin().get("shopify").expect("shopify ships").clone()
+    common::builtin("shopify")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/fixtures/shopify/{name}", env!("CARGO_MANIFEST_DIR"))).expect("the fixture is in the repository")
+    common::fixture("shopify", name)
 }
 
 fn received() -> Timestamp {
-    Timestamp::parse_rfc3339(RECEIVED).expect("a time")
+    common::at(RECEIVED)
 }
 
 fn headers(topic: &str) -> http::HeaderMap {
-    let mut headers = http::HeaderMap::new();
-    headers.insert("x-shopify-topic", http::HeaderValue::from_str(topic).expect("a header value"));
-    headers.insert("x-shopify-webhook-id", http::HeaderValue::from_static(WEBHOOK_ID));
-    headers
+    common::headers(&[("x-shopify-topic", topic), ("x-shopify-webhook-id", WEBHOOK_ID)])
 }
 
 fn map(topic: &str, body: &[u8]) -> Mapped {
-    shopify()
-        .map(
-            &Delivery {
-                headers: &headers(topic),
-                query: &[],
-                body,
-            },
-            received(),
-        )
-        .expect("a readable body")
+    common::map(&shopify(), &headers(topic), body, received())
 }
 
 /// The interactions of a delivery, checked to pass ingest's own validation under the default
 /// rules.
 fn interactions(topic: &str, body: &[u8]) -> Vec<Value> {
-    match map(topic, body) {
-        Mapped::Interactions { interactions, delivery_id } => {
-            assert_eq!(delivery_id.as_deref(), Some(WEBHOOK_ID));
-            let submission = serde_json::to_vec(&json!({ "interactions": interactions })).expect("JSON");
-            parse_submission(&submission, &Rules::default_rules(), received()).expect("ingest accepts them");
-            interactions
-        }
-        other => panic!("expected interactions, got {other:?}"),
-    }
+    let (interactions, delivery_id) = common::interactions_of(map(topic, body));
+    assert_eq!(delivery_id.as_deref(), Some(WEBHOOK_ID));
+    common::assert_ingest_accepts(&interactions, received());
+    interactions
 }
 
 fn the_order() -> Value {
@@ -110,7 +95,7 @@ fn a_new_customer_is_observing_by_their_email() {
 /// opted in at sign-up also grants e-mail consent.
 #[test]
 fn a_new_customer_who_opted_in_to_email_marketing_also_subscribes() {
-    let mut customer: Value = serde_json::from_slice(&fixture("customers-create.json")).expect("JSON");
+    let mut customer = common::json_fixture("shopify", "customers-create.json");
     customer["email_marketing_consent"] =
         json!({"state": "subscribed", "opt_in_level": "single_opt_in", "consent_updated_at": "2015-05-27T18:11:24-04:00"});
     let found = interactions("customers/create", &serde_json::to_vec(&customer).expect("JSON"));
@@ -141,25 +126,19 @@ fn a_new_customer_who_opted_in_to_email_marketing_also_subscribes() {
 
 #[test]
 fn other_topics_are_ignored_with_the_topic() {
-    match map("products/create", &fixture("orders-create.json")) {
-        Mapped::Ignored { reason, delivery_id } => {
-            // The reason names header values only when they look like event names, and the
-            // engine's test for that does not admit the `/` of Shopify topics (yet).
-            assert!(reason.starts_with("no mapping for this event"), "{reason}");
-            assert_eq!(delivery_id.as_deref(), Some(WEBHOOK_ID));
-        }
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    let (reason, delivery_id) = common::ignored_of(map("products/create", &fixture("orders-create.json")));
+    // The reason names header values only when they look like event names, and the engine's
+    // test for that does not admit the `/` of Shopify topics (yet).
+    assert!(reason.starts_with("no mapping for this event"), "{reason}");
+    assert_eq!(delivery_id.as_deref(), Some(WEBHOOK_ID));
 }
 
 #[test]
 fn an_order_without_an_email_is_ignored_with_the_missing_field() {
-    let mut order: Value = serde_json::from_slice(&fixture("orders-create.json")).expect("JSON");
+    let mut order = common::json_fixture("shopify", "orders-create.json");
     order["email"] = json!("");
-    match map("orders/create", &serde_json::to_vec(&order).expect("JSON")) {
-        Mapped::Ignored { reason, .. } => assert_eq!(reason, "missing /email in mapping order_created"),
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    let reason = common::ignored_reason(map("orders/create", &serde_json::to_vec(&order).expect("JSON")));
+    assert_eq!(reason, "missing /email in mapping order_created");
 }
 
 /// Shopify's documented algorithm: `X-Shopify-Hmac-Sha256` = base64(HMAC-SHA256(client secret,

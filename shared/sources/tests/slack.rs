@@ -4,8 +4,11 @@
 //! is checked as Slack documents it. The vectors made by `slack_sdk` itself are checked with the
 //! other SDK vectors (fixtures/signatures.json).
 
-use engagement::{parse_submission, ConsentEffect, Rules, Timestamp};
-use engagement_sources::{Catalog, Delivery, Mapped, Source};
+mod common;
+
+use common::{hex, ignored_reason};
+use engagement::{ConsentEffect, Timestamp};
+use engagement_sources::{Delivery, Mapped, Source};
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
@@ -14,20 +17,15 @@ use sha2::Sha256;
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 fn now() -> Timestamp {
-    Timestamp::parse_rfc3339("2026-04-01T09:00:00Z").expect("a time")
+    common::at("2026-04-01T09:00:00Z")
 }
 
 fn source() -> Source {
-    Catalog::builtin().get("slack").expect("slack is shipped").clone()
+    common::builtin("slack")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/fixtures/slack/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    common::fixture("slack", name)
 }
 
 /// Slack's v0 scheme: `v0=` + hex HMAC-SHA256 of `v0:<timestamp>:<body>`.
@@ -46,22 +44,13 @@ fn slack_headers(secret: &str, timestamp: i64, body: &[u8]) -> HeaderMap {
 }
 
 fn deliver(body: &[u8]) -> Mapped {
-    let source = source();
     let headers = slack_headers(SECRET, now().millis() / 1000, body);
     let delivery = Delivery {
         headers: &headers,
         query: &[],
         body,
     };
-    source.verify(&delivery, Some(SECRET), now()).expect("the signature holds");
-    source.map(&delivery, now()).expect("a readable body")
-}
-
-fn ignored_reason(mapped: Mapped) -> String {
-    match mapped {
-        Mapped::Ignored { reason, .. } => reason,
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    common::verify_and_map(&source(), &delivery, SECRET, now())
 }
 
 /// The one interaction a delivery maps to, field by field (times to the millisecond Slack's
@@ -75,9 +64,7 @@ fn assert_maps_to(
     properties: Value,
     consent: Option<ConsentEffect>,
 ) {
-    let Mapped::Interactions { interactions, delivery_id } = mapped else {
-        panic!("expected interactions, got {mapped:?}");
-    };
+    let (interactions, delivery_id) = common::interactions_of(mapped);
     assert!(delivery_id.is_some(), "the event_id is the delivery id");
     assert_eq!(interactions.len(), 1, "{interactions:#?}");
     let wire = &interactions[0];
@@ -100,15 +87,7 @@ fn assert_maps_to(
         wire["occurred_at"]
     );
     assert_eq!(wire.get("properties").cloned().unwrap_or(json!({})), properties);
-
-    let rules = Rules::default_rules();
-    let parsed = parse_submission(wire.to_string().as_bytes(), &rules, now()).expect("ingest accepts what the source emits");
-    assert_eq!(parsed[0].kind, kind);
-    let rule = rules
-        .resolve_kind(kind)
-        .and_then(|id| rules.kind(id))
-        .expect("a kind of the default rules");
-    assert_eq!(rule.consent, consent, "consent of {kind}");
+    common::assert_ingested_as(wire, kind, consent, now());
 }
 
 #[test]
@@ -181,7 +160,7 @@ fn an_apps_bot_message_records_nothing() {
 #[test]
 fn a_join_notice_is_not_a_message() {
     // Slack also posts "<@U999> has joined the channel" as a message with a user and a subtype.
-    let mut value: Value = serde_json::from_slice(&fixture("message_channels.json")).expect("JSON");
+    let mut value = common::json_fixture("slack", "message_channels.json");
     value["event"]["subtype"] = json!("channel_join");
     let reason = ignored_reason(deliver(&serde_json::to_vec(&value).expect("JSON")));
     assert!(reason.starts_with("no mapping for this event"), "{reason}");
@@ -189,7 +168,7 @@ fn a_join_notice_is_not_a_message() {
 
 #[test]
 fn a_thread_reply_sent_to_the_channel_is_still_a_message() {
-    let mut value: Value = serde_json::from_slice(&fixture("message_channels.json")).expect("JSON");
+    let mut value = common::json_fixture("slack", "message_channels.json");
     value["event"]["subtype"] = json!("thread_broadcast");
     value["event"]["thread_ts"] = json!("1596183000.000100");
     assert_maps_to(
@@ -206,13 +185,13 @@ fn a_thread_reply_sent_to_the_channel_is_still_a_message() {
 #[test]
 fn private_channels_and_direct_messages_are_not_community_activity() {
     for channel_type in ["group", "im", "mpim"] {
-        let mut value: Value = serde_json::from_slice(&fixture("message_channels.json")).expect("JSON");
+        let mut value = common::json_fixture("slack", "message_channels.json");
         value["event"]["channel_type"] = json!(channel_type);
         let reason = ignored_reason(deliver(&serde_json::to_vec(&value).expect("JSON")));
         assert!(reason.starts_with("no mapping for this event"), "{channel_type}: {reason}");
         assert!(!reason.contains("W111"), "no handles in reasons: {reason}");
     }
-    let mut value: Value = serde_json::from_slice(&fixture("member_joined_channel.json")).expect("JSON");
+    let mut value = common::json_fixture("slack", "member_joined_channel.json");
     value["event"]["channel_type"] = json!("G");
     let reason = ignored_reason(deliver(&serde_json::to_vec(&value).expect("JSON")));
     assert!(reason.starts_with("no mapping for this event"), "{reason}");

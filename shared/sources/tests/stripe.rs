@@ -2,53 +2,36 @@
 //! `fixtures/stripe/PROVENANCE.md`): each mapped event gives exactly these interactions, which
 //! ingest accepts under the default rules; other events are ignored with the reason.
 
-use engagement::{parse_submission, Rules, Timestamp};
-use engagement_sources::{Catalog, Delivery, Mapped, Scheme, Source};
+mod common;
+
+use engagement::Timestamp;
+use engagement_sources::{Delivery, Mapped, Scheme, Source};
 use serde_json::{json, Value};
 
 const RECEIVED: &str = "2026-06-01T12:00:00Z";
 
 fn stripe() -> Source {
-    Catalog::builtin().get("stripe").expect("stripe ships").clone()
+    common::builtin("stripe")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/fixtures/stripe/{name}", env!("CARGO_MANIFEST_DIR"))).expect("the fixture is in the repository")
+    common::fixture("stripe", name)
 }
 
 fn json_of(name: &str) -> Value {
-    serde_json::from_slice(&fixture(name)).expect("the fixture is JSON")
-}
-
-fn received() -> Timestamp {
-    Timestamp::parse_rfc3339(RECEIVED).expect("a time")
+    common::json_fixture("stripe", name)
 }
 
 fn map(body: &[u8]) -> Mapped {
-    let headers = http::HeaderMap::new();
-    stripe()
-        .map(
-            &Delivery {
-                headers: &headers,
-                query: &[],
-                body,
-            },
-            received(),
-        )
-        .expect("a readable body")
+    common::map(&stripe(), &http::HeaderMap::new(), body, common::at(RECEIVED))
 }
 
 /// The interactions of a delivery, checked to pass ingest's own validation under the default
 /// rules (so the kinds exist and every field is within bounds).
 fn interactions(body: &[u8]) -> Vec<Value> {
-    match map(body) {
-        Mapped::Interactions { interactions, .. } => {
-            let submission = serde_json::to_vec(&json!({ "interactions": interactions })).expect("JSON");
-            parse_submission(&submission, &Rules::default_rules(), received()).expect("ingest accepts them");
-            interactions
-        }
-        other => panic!("expected interactions, got {other:?}"),
-    }
+    let (interactions, _) = common::interactions_of(map(body));
+    common::assert_ingest_accepts(&interactions, common::at(RECEIVED));
+    interactions
 }
 
 #[test]
@@ -184,20 +167,16 @@ fn the_same_event_maps_to_the_same_interaction_whatever_the_delivery() {
 fn unmapped_events_are_ignored_with_their_type() {
     let mut event = json_of("invoice.paid.json");
     event["type"] = json!("invoice.finalized");
-    match map(&serde_json::to_vec(&event).expect("JSON")) {
-        Mapped::Ignored { reason, .. } => assert_eq!(reason, "no mapping for this event (/type: invoice.finalized)"),
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    let reason = common::ignored_reason(map(&serde_json::to_vec(&event).expect("JSON")));
+    assert_eq!(reason, "no mapping for this event (/type: invoice.finalized)");
 }
 
 #[test]
 fn an_invoice_without_a_customer_is_ignored_with_the_missing_field() {
     let mut event = json_of("invoice.paid.json");
     event["data"]["object"]["customer"] = Value::Null;
-    match map(&serde_json::to_vec(&event).expect("JSON")) {
-        Mapped::Ignored { reason, .. } => assert_eq!(reason, "missing /data/object/customer in mapping invoice_paid"),
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    let reason = common::ignored_reason(map(&serde_json::to_vec(&event).expect("JSON")));
+    assert_eq!(reason, "missing /data/object/customer in mapping invoice_paid");
 }
 
 /// The fixture as Stripe would sign it: `t=…,v1=hex(HMAC-SHA256(secret, "t.body"))`. The vector

@@ -2,62 +2,46 @@
 //! `fixtures/zendesk/PROVENANCE.md`): a ticket opened starts service recovery, a solve is its
 //! outcome, and a new end user links their Zendesk id to their e-mail.
 
-use engagement::{parse_submission, Rules, Timestamp, Trigger};
-use engagement_sources::{Catalog, Delivery, Mapped, Scheme, Source};
+mod common;
+
+use engagement::{Rules, Timestamp, Trigger};
+use engagement_sources::{Delivery, Mapped, Scheme, Source};
 use serde_json::{json, Value};
 
 const RECEIVED: &str = "2026-06-01T12:00:00Z";
 
 fn zendesk() -> Source {
-    Catalog::builtin().get("zendesk").expect("zendesk ships").clone()
+    common::builtin("zendesk")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/fixtures/zendesk/{name}", env!("CARGO_MANIFEST_DIR"))).expect("the fixture is in the repository")
+    common::fixture("zendesk", name)
 }
 
 fn json_of(name: &str) -> Value {
-    serde_json::from_slice(&fixture(name)).expect("the fixture is JSON")
+    common::json_fixture("zendesk", name)
 }
 
 fn received() -> Timestamp {
-    Timestamp::parse_rfc3339(RECEIVED).expect("a time")
+    common::at(RECEIVED)
 }
 
 fn map(body: &[u8]) -> Mapped {
-    let headers = http::HeaderMap::new();
-    zendesk()
-        .map(
-            &Delivery {
-                headers: &headers,
-                query: &[],
-                body,
-            },
-            received(),
-        )
-        .expect("a readable body")
+    common::map(&zendesk(), &http::HeaderMap::new(), body, received())
 }
 
 /// The interactions of a delivery, checked to pass ingest's own validation under the default
 /// rules; the delivery id is the event's.
 fn interactions(body: &[u8]) -> Vec<Value> {
     let event_id = serde_json::from_slice::<Value>(body).expect("JSON")["id"].clone();
-    match map(body) {
-        Mapped::Interactions { interactions, delivery_id } => {
-            assert_eq!(delivery_id.as_deref(), event_id.as_str());
-            let submission = serde_json::to_vec(&json!({ "interactions": interactions })).expect("JSON");
-            parse_submission(&submission, &Rules::default_rules(), received()).expect("ingest accepts them");
-            interactions
-        }
-        other => panic!("expected interactions, got {other:?}"),
-    }
+    let (interactions, delivery_id) = common::interactions_of(map(body));
+    assert_eq!(delivery_id.as_deref(), event_id.as_str());
+    common::assert_ingest_accepts(&interactions, received());
+    interactions
 }
 
 fn ignored(body: &[u8]) -> String {
-    match map(body) {
-        Mapped::Ignored { reason, .. } => reason,
-        other => panic!("expected ignored, got {other:?}"),
-    }
+    common::ignored_reason(map(body))
 }
 
 #[test]

@@ -483,7 +483,7 @@ fn compile_step(step: &RawStep, path: &str, kind_ids: &HashMap<String, KindId>, 
 }
 
 /// Kinds by level, heaviest first: what "what would move the customer up" suggests.
-fn heaviest_kind_at_each_level(kinds: &[KindRule]) -> [Option<KindId>; LEVEL_COUNT] {
+pub(super) fn heaviest_kind_at_each_level(kinds: &[KindRule]) -> [Option<KindId>; LEVEL_COUNT] {
     std::array::from_fn(|i| {
         kinds
             .iter()

@@ -263,7 +263,7 @@ impl Stack {
                             self.nudge.handle(&event).await.expect("nudged");
                         }
                         // Marketing tools are outside the engine: what reaches them is `seen`.
-                        Target::Webhooks => {}
+                        Target::Deliver => {}
                     }
                 }
                 seen.push(event);

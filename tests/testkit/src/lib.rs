@@ -1,7 +1,10 @@
 //! The real protocol servers the tests run against, started by the tests themselves:
 //! dynoxide (DynamoDB on SQLite) in-process, and moto (DynamoDB, EventBridge, SQS) as a child
 //! process. One server of each kind per test binary, shared by its tests; each test makes its
-//! own table, bus and queue with unique names.
+//! own table, bus and queue with unique names. Prism (validating mocks of the tools' OpenAPI
+//! descriptions, one per test that asks) is in [`prism`].
+
+pub mod prism;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -214,4 +217,14 @@ impl engagement::ports::Clock for ManualClock {
 /// A time from RFC 3339 text (tests only: panics on a typo).
 pub fn at(text: &str) -> engagement::Timestamp {
     engagement::Timestamp::parse_rfc3339(text).unwrap_or_else(|| panic!("{text} is not RFC 3339"))
+}
+
+/// GitHub's `X-Hub-Signature-256` of `body` under `secret`: `sha256=` and the hex HMAC-SHA256,
+/// as GitHub signs its deliveries.
+pub fn sign_github(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
 }

@@ -24,15 +24,23 @@ pub struct Server {
     pub url: String,
     pub token: String,
     pub client: reqwest::Client,
+    /// What `pyramid` printed before it said where it listens.
+    pub banner: String,
 }
 
 impl Server {
     /// Starts `pyramid serve` and waits for the line that says it listens (its readiness).
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(data, extra, &[])
+    }
+
+    /// `start`, with these environment variables set for `pyramid`.
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(binary())
             .args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
+            .envs(env.iter().copied())
             .env("PYRAMID_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -42,11 +50,13 @@ impl Server {
         let mut reader = BufReader::new(stdout);
         let mut url = None;
         let mut line = String::new();
+        let mut banner = String::new();
         while reader.read_line(&mut line).expect("a line") > 0 {
             if let Some(rest) = line.trim().strip_prefix("listening on ") {
                 url = Some(rest.to_string());
                 break;
             }
+            banner.push_str(&line);
             line.clear();
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -57,6 +67,7 @@ impl Server {
             url: url.expect("pyramid said where it listens"),
             token: token.trim().to_string(),
             client: reqwest::Client::new(),
+            banner,
         }
     }
 
@@ -107,4 +118,46 @@ pub fn now_text() -> String {
 
 pub fn interaction(id: &str, email: &str, kind: &str) -> Value {
     json!({"id": id, "source": "blackbox", "customer": {"channel": "email", "handle": email}, "kind": kind, "occurred_at": now_text()})
+}
+
+/// The first e-mail address `address(n)` (n = 0, 1, ...) whose customer, under `salt`, the
+/// shipped `playbook` does not hold out.
+pub fn treated_email(salt: &str, playbook: &str, address: impl Fn(u32) -> String) -> String {
+    let rules = engagement::Rules::default_rules();
+    let playbook = rules.playbook(playbook).expect("a shipped playbook");
+    (0..)
+        .map(address)
+        .find(|email| {
+            let identity = engagement::Identity::new(
+                engagement::Channel::parse("email").expect("a channel"),
+                engagement::HandleStyle::Email,
+                email,
+            )
+            .expect("an identity");
+            !engagement::in_holdout(engagement_aws::keys::customer_id_for(salt, &identity).as_str(), playbook)
+        })
+        .expect("someone is treated")
+}
+
+/// Every file under `dir` (recursively) that holds one of `needles`, byte for byte, with the
+/// needle it holds.
+pub fn files_holding(dir: &Path, needles: &[String]) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a readable dir").map(|e| e.expect("an entry")) {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            for needle in needles {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push((path.clone(), needle.clone()));
+                }
+            }
+        }
+    }
+    found
 }

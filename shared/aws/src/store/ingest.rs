@@ -43,6 +43,12 @@ struct Hint {
 
 type Hints = HashMap<CustomerId, Hint>;
 
+/// A chunk's actions, and what the store knows of its customer once they are written.
+struct Prepared {
+    actions: Vec<TransactWriteItem>,
+    written: Hint,
+}
+
 enum ChunkResult {
     Recorded,
     /// Read again and retry (someone else wrote first).
@@ -200,14 +206,14 @@ impl DynamoStore {
         (chunks, deferred)
     }
 
-    /// Writes one customer's chunk of a round.
-    async fn write_chunk(
+    /// A chunk's actions, ready to send; `None` to read again and retry.
+    async fn prepare_chunk(
         &self,
         batch: &[Interaction],
         chunk: &Chunk,
-        hints: &mut Hints,
+        hints: &Hints,
         now: Timestamp,
-    ) -> Result<ChunkResult, StoreError> {
+    ) -> Result<Option<Prepared>, StoreError> {
         let interactions: Vec<&Interaction> = chunk.indices.iter().map(|&i| &batch[i]).collect();
         let scored: Vec<_> = interactions.iter().filter_map(|i| i.score(&self.rules)).collect();
         let latest = interactions.iter().map(|i| i.occurred_at).max().unwrap_or(now);
@@ -219,7 +225,7 @@ impl DynamoStore {
             (self.newcomer_actions(chunk, &newcomer, name, now)?, None)
         } else {
             let Some((mut expr, condition, epoch)) = self.fold_expression(chunk, &scored, &hint, latest).await? else {
-                return Ok(ChunkResult::Retry);
+                return Ok(None);
             };
             known_customer_sets(&mut expr, chunk, &scored, name, now);
             let update = expr.update(self.table(), profile_key(&chunk.customer), Some(&condition))?;
@@ -231,19 +237,96 @@ impl DynamoStore {
         for interaction in &interactions {
             actions.push(self.interaction_put(interaction, &chunk.customer, now)?);
         }
-        match self.transact(actions).await? {
+        let last_at = Some(hint.last_at.map_or(latest, |stored| stored.max(latest)));
+        Ok(Some(Prepared {
+            actions,
+            written: Hint {
+                epoch: used_epoch,
+                last_at,
+                item: None,
+            },
+        }))
+    }
+
+    /// Writes one customer's chunk of a round.
+    async fn write_chunk(
+        &self,
+        batch: &[Interaction],
+        chunk: &Chunk,
+        hints: &mut Hints,
+        now: Timestamp,
+    ) -> Result<ChunkResult, StoreError> {
+        let Some(prepared) = self.prepare_chunk(batch, chunk, hints, now).await? else {
+            return Ok(ChunkResult::Retry);
+        };
+        match self.transact(prepared.actions).await? {
             Ok(()) => {
-                let last_at = Some(hint.last_at.map_or(latest, |stored| stored.max(latest)));
-                let written = Hint {
-                    epoch: used_epoch,
-                    last_at,
-                    item: None,
-                };
-                hints.insert(chunk.customer.clone(), written);
+                hints.insert(chunk.customer.clone(), prepared.written);
                 Ok(ChunkResult::Recorded)
             }
             Err(reasons) => chunk_failed(chunk, &reasons, hints),
         }
+    }
+
+    /// Writes a round's chunks packed several customers to a transaction (`packing_customers`).
+    async fn write_packed<'c>(
+        &self,
+        batch: &[Interaction],
+        chunks: &'c BTreeMap<CustomerId, Chunk>,
+        hints: &mut Hints,
+        now: Timestamp,
+    ) -> Result<Vec<(&'c Chunk, ChunkResult)>, StoreError> {
+        let mut results = Vec::with_capacity(chunks.len());
+        let mut packs: Vec<Vec<(&Chunk, Prepared)>> = Vec::new();
+        let (mut size, mut keys) = (0, BTreeSet::new());
+        for chunk in chunks.values() {
+            let Some(prepared) = self.prepare_chunk(batch, chunk, hints, now).await? else {
+                results.push((chunk, ChunkResult::Retry));
+                continue;
+            };
+            let chunk_keys: Vec<(String, String)> = prepared.actions.iter().filter_map(action_key).collect();
+            // DynamoDB refuses a transaction that touches an item twice (two newcomers on one
+            // counter shard): such a chunk starts the next pack.
+            let fits = size + prepared.actions.len() <= MAX_TRANSACTION_ACTIONS && chunk_keys.iter().all(|k| !keys.contains(k));
+            if !fits || packs.is_empty() {
+                packs.push(Vec::new());
+                size = 0;
+                keys.clear();
+            }
+            size += prepared.actions.len();
+            keys.extend(chunk_keys);
+            if let Some(pack) = packs.last_mut() {
+                pack.push((chunk, prepared));
+            }
+        }
+        for pack in packs {
+            let actions: Vec<TransactWriteItem> = pack.iter().flat_map(|(_, p)| p.actions.iter().cloned()).collect();
+            match self.transact(actions).await? {
+                Ok(()) => {
+                    for (chunk, prepared) in pack {
+                        hints.insert(chunk.customer.clone(), prepared.written);
+                        results.push((chunk, ChunkResult::Recorded));
+                    }
+                }
+                Err(reasons) => {
+                    // Each customer's share of the reasons: the one whose condition failed
+                    // learns from it; the others were only cancelled along.
+                    let mut offset = 0;
+                    for (chunk, prepared) in pack {
+                        let end = (offset + prepared.actions.len()).min(reasons.len());
+                        let own = &reasons[offset.min(end)..end];
+                        offset += prepared.actions.len();
+                        let result = if own.iter().any(|r| r.code != "None") {
+                            chunk_failed(chunk, own, hints)?
+                        } else {
+                            ChunkResult::Retry
+                        };
+                        results.push((chunk, result));
+                    }
+                }
+            }
+        }
+        Ok(results)
     }
 
     /// A new customer: the profile as the core decided it, counted at its level and as joined
@@ -259,6 +342,7 @@ impl DynamoStore {
         item.extend([
             (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
             (DUE_AT.to_string(), n_int(now.millis())),
+            (RULES_FINGERPRINT.to_string(), s(self.rules.fingerprint())),
         ]);
         Ok(vec![
             self.put_new(item)?,
@@ -338,6 +422,7 @@ impl InteractionLog for DynamoStore {
         // Rounds in a row in which nothing could be written; progress resets it.
         let mut stalled = 0;
         let mut rounds = 0;
+        let mut unpacked = false;
         while !pending.is_empty() {
             let snapshot = self.read_for_ingest(batch, &pending).await?;
             for (customer, epoch) in &snapshot.epochs {
@@ -351,8 +436,18 @@ impl InteractionLog for DynamoStore {
             rounds += 1;
             let mut retry = Vec::new();
             let mut progressed = false;
-            for chunk in chunks.values() {
-                match self.write_chunk(batch, chunk, &mut hints, now).await? {
+            // After a cancelled pack, one customer per transaction: nobody waits on another.
+            let results = if self.packing && !unpacked {
+                self.write_packed(batch, &chunks, &mut hints, now).await?
+            } else {
+                let mut results = Vec::with_capacity(chunks.len());
+                for chunk in chunks.values() {
+                    results.push((chunk, self.write_chunk(batch, chunk, &mut hints, now).await?));
+                }
+                results
+            };
+            for (chunk, result) in results {
+                match result {
                     ChunkResult::Recorded => {
                         progressed = true;
                         for &index in &chunk.indices {
@@ -367,6 +462,7 @@ impl InteractionLog for DynamoStore {
                 }
             }
             if !retry.is_empty() {
+                unpacked = true;
                 stalled = if progressed { 0 } else { stalled + 1 };
                 if stalled >= MAX_ATTEMPTS || rounds > 20 * MAX_ATTEMPTS {
                     return Err(StoreError::Contention("interactions of one customer".into()));
@@ -509,6 +605,20 @@ fn chunk_failed(chunk: &Chunk, reasons: &[Reason], hints: &mut Hints) -> Result<
         return Err(cancelled("record_interactions", [reason.code.as_str()]));
     }
     Ok(ChunkResult::Retry)
+}
+
+/// The item an action writes (pk, sk).
+fn action_key(action: &TransactWriteItem) -> Option<(String, String)> {
+    let key = if let Some(put) = action.put() {
+        put.item()
+    } else if let Some(update) = action.update() {
+        update.key()
+    } else if let Some(delete) = action.delete() {
+        delete.key()
+    } else {
+        action.condition_check()?.key()
+    };
+    Some((get_s(key, PK)?.to_string(), get_s(key, SK)?.to_string()))
 }
 
 /// The indices of each id's first occurrence (recorded), and the repeats with their first.

@@ -1,5 +1,5 @@
 //! The store's ports (`InteractionLog`, `CustomerReads`, `Standings`, `NudgeLedger`, `Insights`,
-//! `CustomerAdmin`) on one DynamoDB table (see ARCHITECTURE.md, "Data model").
+//! `CustomerAdmin`, `Refolds`) on one DynamoDB table (see ARCHITECTURE.md, "Data model").
 //!
 //! One file per family of operations, each holding its port's `impl … for DynamoStore`;
 //! `requests` holds what they share.
@@ -9,6 +9,7 @@ mod bulk;
 mod ingest;
 mod nudges;
 mod reads;
+mod refold;
 mod requests;
 mod standing;
 mod table;
@@ -35,6 +36,8 @@ pub struct DynamoStore {
     client: Client,
     rules: Arc<Rules>,
     config: Arc<StoreConfig>,
+    /// Ingest writes several customers' chunks in one transaction (`packing_customers`).
+    packing: bool,
 }
 
 impl DynamoStore {
@@ -43,6 +46,28 @@ impl DynamoStore {
             client,
             rules,
             config: Arc::new(config),
+            packing: false,
+        }
+    }
+
+    /// Ingest writes the chunks of several customers in one transaction (up to 100 actions, no
+    /// item twice), instead of one transaction per customer: each customer's writes stay atomic
+    /// (the pack is all or nothing), and a pack cancelled by one customer's condition is written
+    /// one customer at a time in the next round. For the embedded store, where each transaction
+    /// is a SQLite commit; DynamoDB bills per item either way, and the deployed stack keeps one
+    /// transaction per customer (so its request counts are unchanged).
+    pub fn packing_customers(mut self) -> DynamoStore {
+        self.packing = true;
+        self
+    }
+
+    /// The same table under other rules (tests and tools: the rules just deployed).
+    pub fn with_rules(&self, rules: Arc<Rules>) -> DynamoStore {
+        DynamoStore {
+            client: self.client.clone(),
+            rules,
+            config: Arc::clone(&self.config),
+            packing: self.packing,
         }
     }
 

@@ -229,6 +229,32 @@ impl DynamoStore {
         Err(StoreError::Contention(what.to_string()))
     }
 
+    /// A transaction whose first action is the profile's update under the version read:
+    /// `Conflict` when another writer moved the version, retried while transactions collide
+    /// or are throttled. `operation` names it in errors; `contention` in the give-up.
+    pub(super) async fn transact_versioned(
+        &self,
+        actions: Vec<TransactWriteItem>,
+        operation: &str,
+        contention: impl FnOnce() -> String,
+    ) -> Result<WriteOutcome, StoreError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            match self.transact(actions.clone()).await? {
+                Ok(()) => return Ok(WriteOutcome::Written),
+                Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(WriteOutcome::Conflict),
+                Err(reasons)
+                    if reasons
+                        .iter()
+                        .any(|r| r.code == "TransactionConflict" || r.code == "ThrottlingError") =>
+                {
+                    backoff(attempt).await
+                }
+                Err(reasons) => return Err(cancelled(operation, reasons.iter().map(|r| r.code.as_str()))),
+            }
+        }
+        Err(StoreError::Contention(contention()))
+    }
+
     /// Reads many items by key (100 per request), retrying unprocessed keys.
     pub(super) async fn batch_get(&self, keys: Vec<Item>, projection: Option<&str>) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::new();

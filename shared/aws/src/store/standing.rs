@@ -3,10 +3,8 @@
 use super::reads::PartitionQuery;
 use super::requests::*;
 use super::DynamoStore;
-use crate::errors::cancelled;
 use crate::item::*;
 use crate::keys::*;
-use crate::retry::{backoff, MAX_ATTEMPTS};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use engagement::flow::FlowEntry;
 use engagement::ports::*;
@@ -108,21 +106,8 @@ impl Standings for DynamoStore {
         if let Some(change) = &write.change {
             actions.extend(self.change_actions(id, change)?);
         }
-        for attempt in 0..MAX_ATTEMPTS {
-            match self.transact(actions.clone()).await? {
-                Ok(()) => return Ok(WriteOutcome::Written),
-                Err(reasons) if reasons.first().is_some_and(Reason::failed_condition) => return Ok(WriteOutcome::Conflict),
-                Err(reasons)
-                    if reasons
-                        .iter()
-                        .any(|r| r.code == "TransactionConflict" || r.code == "ThrottlingError") =>
-                {
-                    backoff(attempt).await
-                }
-                Err(reasons) => return Err(cancelled("write_standing", reasons.iter().map(|r| r.code.as_str()))),
-            }
-        }
-        Err(StoreError::Contention(format!("level of {id}")))
+        self.transact_versioned(actions, "write_standing", || format!("level of {id}"))
+            .await
     }
 
     async fn clear_outbox(

@@ -1,6 +1,8 @@
 //! The read and admin API, as a community manager's tools use it.
 
 use engagement::events::DomainEvent;
+use engagement::rules::DEFAULT_RULES_TOML;
+use engagement::Rules;
 use engagement_e2e::{interaction, Stack, CONTACT_SECRET};
 use engagement_testkit::at;
 use serde_json::{json, Value};
@@ -447,6 +449,65 @@ async fn the_pyramid_of_a_past_day_is_what_it_was_that_day() {
     );
     let unbound = stack.http("GET", "/v1/customers?since=2026-01-01T00:00:00Z", Value::Null).await;
     assert_eq!(unbound.body["errors"][0]["path"], "query.since");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_in_force_are_answered_read_only() {
+    // A deployment's own rules file, not the shipped one: the answer is what that file says.
+    let custom = DEFAULT_RULES_TOML
+        .replace("threshold = 5 ", "threshold = 7.5 ")
+        .replace("half_life_days = 270", "half_life_days = 200")
+        .replace("unknown_kinds = \"observe\"", "unknown_kinds = \"reject\"")
+        + "\n[kinds.hackathon_won]\nlevel = \"leading\"\nweight = 9\nmax_weight = 12\n\n[channels.discord]\nhandle = \"exact\"\n";
+    let rules = Rules::from_toml(&custom).unwrap_or_else(|e| panic!("{e}"));
+    let stack = Stack::start_with(at("2026-01-05T09:00:00Z"), rules).await;
+    let answer = stack.http("GET", "/v1/rules", Value::Null).await;
+    assert_eq!((answer.status, answer.content_type.as_str()), (200, "application/json"));
+    let body = &answer.body;
+    assert_eq!(body["levels"]["leading"], json!({"threshold": 7.5, "half_life_days": 180.0}));
+    assert_eq!(body["levels"]["endorsing"], json!({"threshold": 3.0, "half_life_days": 200.0}));
+    assert_eq!(body["levels"]["observing"]["threshold"], 0.0);
+    assert_eq!((&body["hysteresis"], &body["at_risk_horizon_days"]), (&json!(0.8), &json!(30.0)));
+    assert_eq!(body["unknown_kinds"], "reject");
+    assert_eq!(
+        body["kinds"]["hackathon_won"],
+        json!({"level": "leading", "weight": 9.0, "max_weight": 12.0})
+    );
+    assert_eq!(
+        body["kinds"]["newsletter_subscribed"],
+        json!({"level": "following", "weight": 3.0, "consent": "grant"})
+    );
+    assert_eq!(body["channels"]["discord"], json!({"handle": "exact"}));
+    assert_eq!(body["channels"]["email"], json!({"handle": "email"}));
+    assert_eq!(
+        body["nudges"],
+        json!({"frequency_cap": 3, "frequency_window_days": 7.0, "holdout_percent": 10})
+    );
+    // A playbook with every default filled in, its steps in order.
+    assert_eq!(
+        body["playbooks"][0],
+        json!({
+            "name": "endorser_to_sponsor",
+            "trigger": {"level_reached": "endorsing"},
+            "cool_down_days": 14.0,
+            "holdout_percent": 10,
+            "steps": [
+                {"action": "invite_as_event_guest", "channel": "email", "outcome": ["event_attended"]},
+                {"action": "ask_to_sponsor_event", "channel": "email", "outcome": ["event_sponsored"]},
+            ],
+        })
+    );
+    assert_eq!(body["playbooks"][1]["cool_down_days"], 7.0, "the default cool-down");
+    // Read-only: changing the rules is a deployment.
+    for method in ["POST", "PUT", "DELETE"] {
+        let refused = stack.http(method, "/v1/rules", json!({"hysteresis": 0.5})).await;
+        assert_eq!(
+            (refused.status, refused.content_type.as_str(), refused.allow.as_deref()),
+            (405, "application/problem+json", Some("GET")),
+            "{method}"
+        );
+    }
+    assert_eq!(stack.http("GET", "/v1/rules", Value::Null).await.body, answer.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

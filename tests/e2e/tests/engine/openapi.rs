@@ -231,6 +231,8 @@ async fn every_answer_matches_the_openapi_file() {
         "/v1/nudges/outcomes",
         &stack.http("POST", "/v1/nudges/outcomes", Value::Null).await,
     );
+    spec.check("GET", "/v1/rules", &stack.http("GET", "/v1/rules", Value::Null).await);
+    spec.check("GET", "/v1/rules", &stack.http("PUT", "/v1/rules", json!({})).await);
 
     let identities = format!("{customer}/identities");
     let link = json!({"channel": "twitter", "handle": "@oli"});
@@ -322,7 +324,7 @@ async fn every_answer_matches_the_openapi_file() {
     let merged = std::fs::read_to_string(workspace_root().join("shared/sources/fixtures/github/pull_request.closed.merged.json"))
         .expect("the fixture");
     let github = |body: &str, event: &str| {
-        let signature = hub_signature(engagement_e2e::SOURCE_SECRET, body.as_bytes());
+        let signature = engagement_testkit::sign_github(engagement_e2e::SOURCE_SECRET, body.as_bytes());
         vec![
             ("content-type".to_string(), "application/json".to_string()),
             ("x-github-event".to_string(), event.to_string()),
@@ -360,13 +362,4 @@ async fn every_answer_matches_the_openapi_file() {
     let missing: Vec<_> = spec.operations().difference(&spec.exercised).cloned().collect();
     assert!(missing.is_empty(), "operations in the file that no request exercised: {missing:?}");
     assert!(spec.problems.is_empty(), "{}", spec.problems.join("\n"));
-}
-
-/// GitHub's `X-Hub-Signature-256` of `body`.
-fn hub_signature(secret: &str, body: &[u8]) -> String {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(body);
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
 }

@@ -1,0 +1,281 @@
+//! `Refolds`: the customers still folded under other rules (a parallel, consistent scan), a
+//! customer's whole history (the history index), and the refold's write: the profile under its
+//! version condition, the pyramid counts, and the stored level changes replaced by the replayed
+//! timeline with the daily flow moved to match (so the past pyramid follows the new rules too).
+
+use super::requests::*;
+use super::DynamoStore;
+use crate::cursor;
+use crate::errors::store_error;
+use crate::item::*;
+use crate::keys::*;
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+use engagement::events::SCHEMA_VERSION;
+use engagement::flow::{day_of, Day};
+use engagement::ports::*;
+use engagement::{Interaction, Level, LevelChange, Timestamp};
+use std::collections::{BTreeMap, HashMap};
+
+/// The writes of one UTC day of the timeline: its change items and its net flow.
+#[derive(Default)]
+struct DayWrites {
+    items: Vec<TransactWriteItem>,
+    flow: BTreeMap<String, i64>,
+}
+
+impl DynamoStore {
+    fn change_put(&self, id: &CustomerId, change: &LevelChange) -> Result<TransactWriteItem, StoreError> {
+        let mut item = key(customer_pk(id), &change_sk(change.at, change.to));
+        item.extend([
+            ("customer_id".to_string(), s(id.as_str())),
+            ("from".to_string(), s(change.from.name())),
+            ("to".to_string(), s(change.to.name())),
+            ("at".to_string(), n_int(change.at.millis())),
+            ("schema_version".to_string(), n_int(i64::from(SCHEMA_VERSION))),
+        ]);
+        let put = Put::builder()
+            .table_name(self.table())
+            .set_item(Some(item))
+            .build()
+            .map_err(invalid_request)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn change_delete(&self, id: &CustomerId, sk: &str) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(self.table())
+            .set_key(Some(key(customer_pk(id), sk)))
+            .build()
+            .map_err(invalid_request)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Adds signed amounts to one day's flow counter (the customer's flow shard).
+    fn flow_delta(&self, id: &CustomerId, day: Day, deltas: &BTreeMap<String, i64>) -> Result<Option<TransactWriteItem>, StoreError> {
+        let mut expr = Expr::default();
+        for (attribute, by) in deltas.iter().filter(|(_, by)| **by != 0) {
+            expr.add(attribute, n_int(*by));
+        }
+        if expr.add.is_empty() {
+            return Ok(None);
+        }
+        expr.set("day", n_int(day));
+        let update = expr.update(self.table(), key(flow_pk(shard(id, FLOW_SHARDS)), &flow_sk(day)), None)?;
+        Ok(Some(TransactWriteItem::builder().update(update).build()))
+    }
+
+    /// The change items to delete and put, grouped by day with the flow that moves with them:
+    /// the stored changes not in the timeline leave the flow, the new ones enter it.
+    fn timeline_writes(
+        &self,
+        id: &CustomerId,
+        stored: &BTreeMap<String, LevelChange>,
+        timeline: &[LevelChange],
+    ) -> Result<BTreeMap<Day, DayWrites>, StoreError> {
+        let wanted: BTreeMap<String, LevelChange> = timeline.iter().map(|c| (change_sk(c.at, c.to), *c)).collect();
+        let mut days: BTreeMap<Day, DayWrites> = BTreeMap::new();
+        for (sk, old) in stored {
+            match wanted.get(sk) {
+                Some(new) if new.from == old.from => {}
+                // Same key, another origin: the put below overwrites it.
+                Some(_) => {
+                    let day = days.entry(day_of(old.at)).or_default();
+                    *day.flow.entry(moved_attribute(old.from, old.to)).or_default() -= 1;
+                }
+                None => {
+                    let day = days.entry(day_of(old.at)).or_default();
+                    day.items.push(self.change_delete(id, sk)?);
+                    *day.flow.entry(moved_attribute(old.from, old.to)).or_default() -= 1;
+                }
+            }
+        }
+        for (sk, new) in &wanted {
+            if stored.get(sk).is_some_and(|old| old.from == new.from) {
+                continue;
+            }
+            let day = days.entry(day_of(new.at)).or_default();
+            day.items.push(self.change_put(id, new)?);
+            *day.flow.entry(moved_attribute(new.from, new.to)).or_default() += 1;
+        }
+        Ok(days)
+    }
+
+    /// The profile's update: everything replay decided, under the version condition.
+    fn refold_update(&self, write: &RefoldWrite, stored: &Item, expected_version: u64) -> Result<TransactWriteItem, StoreError> {
+        let id = &write.customer_id;
+        let mut expr = Expr::default();
+        expr.replace_evidence(&self.rules, &write.state.evidence, Some(stored));
+        let consent = consent_attributes(&write.state.consent);
+        for name in stored.keys() {
+            if (name.starts_with("cg_") || name.starts_with("cw_")) && !consent.iter().any(|(a, _)| a == name) {
+                expr.remove(name);
+            }
+        }
+        for (name, value) in consent {
+            expr.set(&name, value);
+        }
+        for (name, value) in standing_attributes(id, &write.standing) {
+            expr.set(&name, value);
+        }
+        if write.standing.drops_at.is_none() {
+            expr.remove("drops_at");
+        }
+        if write.standing.at_risk_at.is_none() {
+            expr.remove("at_risk_at");
+        }
+        match write.at_risk_notified_for {
+            Some(at) => expr.set("risk_notified", n_int(at.millis())),
+            None => expr.remove("risk_notified"),
+        }
+        match write.moved {
+            Some(direction) => expr.set(MOVED, s(direction.name())),
+            None => expr.remove(MOVED),
+        }
+        set_due(&mut expr, id, write.due_at);
+        expr.set(RULES_FINGERPRINT, s(write.rules_fingerprint.clone()));
+        self.version_step(expr, id, expected_version)
+    }
+
+    /// Bumps the version under the condition that it is still `expected` (a step of a long
+    /// timeline, or the profile's update itself).
+    fn version_step(&self, mut expr: Expr, id: &CustomerId, expected: u64) -> Result<TransactWriteItem, StoreError> {
+        expr.add("version", n_int(1));
+        let version = expr.value(n_int(expected as i64));
+        let condition = format!(
+            "{} = {version} AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing)",
+            expr.name("version")
+        );
+        let update = expr.update(self.table(), profile_key(id), Some(&condition))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// One transaction whose first action is the profile's conditional update.
+    async fn refold_transaction(&self, actions: Vec<TransactWriteItem>, id: &CustomerId) -> Result<WriteOutcome, StoreError> {
+        self.transact_versioned(actions, "write_refold", || format!("refold of {id}")).await
+    }
+}
+
+impl Refolds for DynamoStore {
+    async fn customers_to_refold(
+        &self,
+        fingerprint: &str,
+        segment: u32,
+        segments: u32,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<StoredCustomer>, StoreError> {
+        let start = cursor::decode(cursor.as_deref())?.key;
+        let values = HashMap::from([(":profile".to_string(), s(PROFILE)), (":fingerprint".to_string(), s(fingerprint))]);
+        let names = HashMap::from([("#fp".to_string(), RULES_FINGERPRINT.to_string())]);
+        let output = self
+            .client
+            .scan()
+            .table_name(self.table())
+            .segment(segment as i32)
+            .total_segments(segments as i32)
+            // The version read here conditions the write: read what was last written.
+            .consistent_read(true)
+            .filter_expression(
+                "sk = :profile AND attribute_not_exists(merged_into) AND attribute_not_exists(erasing) \
+                 AND (attribute_not_exists(#fp) OR #fp <> :fingerprint)",
+            )
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error("Scan", e))?;
+        Ok(Page {
+            items: output
+                .items()
+                .iter()
+                .map(|item| customer_from_item(&self.rules, item))
+                .collect::<Result<_, _>>()?,
+            cursor: output.last_evaluated_key().map(|last| cursor::encode(segment, Some(last))),
+        })
+    }
+
+    async fn history(&self, customer: &StoredCustomer) -> Result<Vec<Interaction>, StoreError> {
+        let mut history = Vec::new();
+        for owner in std::iter::once(&customer.id).chain(&customer.merged_ids) {
+            let values = HashMap::from([(":owner".to_string(), s(owner.as_str()))]);
+            let condition = format!("{HISTORY_PK} = :owner");
+            for item in self.query_all(Some(HISTORY_INDEX), &condition, values, Some("content")).await? {
+                let content = get_s(&item, "content").unwrap_or("{}");
+                history.push(serde_json::from_str::<Interaction>(content).map_err(|e| StoreError::Corrupt(format!("interaction: {e}")))?);
+            }
+        }
+        Ok(history)
+    }
+
+    async fn write_refold(&self, write: &RefoldWrite) -> Result<WriteOutcome, StoreError> {
+        let id = &write.customer_id;
+        // The profile and its level changes in one consistent read (nudges sort between them).
+        let values = HashMap::from([
+            (":pk".to_string(), s(customer_pk(id))),
+            (":first".to_string(), s("CHANGE#")),
+            (":last".to_string(), s(PROFILE)),
+        ]);
+        let items = self
+            .query_all(None, "pk = :pk AND sk BETWEEN :first AND :last", values, None)
+            .await?;
+        let Some(profile) = items.iter().find(|item| get_s(item, SK) == Some(PROFILE)) else {
+            return Ok(WriteOutcome::Conflict);
+        };
+        if get_i64(profile, "version").unwrap_or(-1) != write.expected_version as i64 {
+            return Ok(WriteOutcome::Conflict);
+        }
+        let mut stored = BTreeMap::new();
+        for item in items
+            .iter()
+            .filter(|item| get_s(item, SK).is_some_and(|sk| sk.starts_with("CHANGE#")))
+        {
+            let level = |name: &str| get_s(item, name).and_then(|l| l.parse::<Level>().ok());
+            let (Some(sk), Some(from), Some(to), Some(at)) = (get_s(item, SK), level("from"), level("to"), get_i64(item, "at")) else {
+                return Err(StoreError::Corrupt(format!("a level change of {id}")));
+            };
+            let change = LevelChange {
+                at: Timestamp::from_millis(at),
+                from,
+                to,
+            };
+            stored.insert(sk.to_string(), change);
+        }
+        let days = self.timeline_writes(id, &stored, &write.timeline)?;
+
+        // Steps of at most a transaction each, every one under the version condition; the
+        // profile's update (with the pyramid counts) goes last.
+        let room = MAX_TRANSACTION_ACTIONS - 2;
+        let mut steps: Vec<Vec<TransactWriteItem>> = vec![Vec::new()];
+        for (day, writes) in days {
+            let mut actions = writes.items;
+            actions.extend(self.flow_delta(id, day, &writes.flow)?);
+            let current = steps.last().map_or(0, Vec::len);
+            if current + actions.len() > room {
+                steps.push(Vec::new());
+            }
+            if let Some(step) = steps.last_mut() {
+                step.extend(actions);
+            }
+        }
+        let last = steps.len() - 1;
+        // Each step bumps the version the next one is conditioned on.
+        for (version, (index, step)) in (write.expected_version..).zip(steps.into_iter().enumerate()) {
+            let mut actions = Vec::with_capacity(step.len() + 2);
+            if index == last {
+                actions.push(self.refold_update(write, profile, version)?);
+                if write.previous_level != write.standing.level {
+                    actions.push(self.count_update(id, &[(write.standing.level, 1), (write.previous_level, -1)])?);
+                }
+            } else {
+                actions.push(self.version_step(Expr::default(), id, version)?);
+            }
+            actions.extend(step);
+            if self.refold_transaction(actions, id).await? == WriteOutcome::Conflict {
+                return Ok(WriteOutcome::Conflict);
+            }
+        }
+        Ok(WriteOutcome::Written)
+    }
+}
