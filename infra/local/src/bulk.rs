@@ -501,6 +501,7 @@ fn decide_customer(rules: &Rules, found: &Found, scored: &[ScoredInteraction], n
         merged_ids: Vec::new(),
         outbox: Vec::new(),
         erasing: false,
+        rules_fingerprint: Some(rules.fingerprint()),
     };
     let plan = plan_rescore(rules, &stored, now);
     let write = plan.write(&stored, false, now);

@@ -56,7 +56,9 @@ pub(super) fn change_item(id: &CustomerId, change: &LevelChange) -> Item {
     item
 }
 
-/// A new customer's profile: who they are, their evidence and consent, and their standing.
+/// A new customer's profile: who they are, their evidence and consent, their standing, and the
+/// fingerprint of the rules its evidence was folded under (so rescore does not hold it for a
+/// refold).
 pub(super) fn profile_item(
     rules: &engagement::Rules,
     id: &CustomerId,
@@ -71,6 +73,7 @@ pub(super) fn profile_item(
         ("created_at".to_string(), n_int(created_at.millis())),
         ("version".to_string(), n_int(1)),
         ("outbox".to_string(), AttributeValue::M(HashMap::new())),
+        (RULES_FINGERPRINT.to_string(), s(rules.fingerprint())),
         (
             "identities".to_string(),
             AttributeValue::L(identities.iter().map(identity_value).collect()),

@@ -342,7 +342,6 @@ impl DynamoStore {
         item.extend([
             (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
             (DUE_AT.to_string(), n_int(now.millis())),
-            (RULES_FINGERPRINT.to_string(), s(self.rules.fingerprint())),
         ]);
         Ok(vec![
             self.put_new(item)?,
