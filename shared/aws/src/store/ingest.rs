@@ -148,6 +148,13 @@ impl DynamoStore {
     ) -> (BTreeMap<CustomerId, Chunk>, Vec<usize>) {
         let mut chunks: BTreeMap<CustomerId, Chunk> = BTreeMap::new();
         let mut deferred = Vec::new();
+        // Identities are resolved in the batch's order, as if each interaction were recorded
+        // before the next is read: an identity an earlier interaction of this round claims
+        // belongs to that interaction's customer (an alias introduced by `also` and then used
+        // alone is one customer, not two); an interaction that names an identity of a deferred
+        // one waits for the next round with it.
+        let mut claimed: HashMap<String, CustomerId> = HashMap::new();
+        let mut waiting: BTreeSet<String> = BTreeSet::new();
         for &index in pending {
             let interaction = &batch[index];
             if let Some((fingerprint, customer)) = snapshot.claims.get(&interaction.id) {
@@ -163,11 +170,21 @@ impl DynamoStore {
                 });
                 continue;
             }
-            let entries: Vec<(&Identity, Option<&IdentityEntry>)> = interaction
+            let keys: Vec<String> = interaction
                 .identities()
-                .map(|identity| (identity, snapshot.identities.get(&identity_pk(&self.config.salt, identity))))
+                .map(|identity| identity_pk(&self.config.salt, identity))
                 .collect();
-            if entries.iter().any(|(_, entry)| entry.is_some_and(|e| e.erased)) {
+            if keys.iter().any(|key| waiting.contains(key)) {
+                waiting.extend(keys);
+                deferred.push(index);
+                continue;
+            }
+            let entries: Vec<(&Identity, Option<&IdentityEntry>, Option<&CustomerId>)> = interaction
+                .identities()
+                .zip(&keys)
+                .map(|(identity, key)| (identity, snapshot.identities.get(key), claimed.get(key)))
+                .collect();
+            if entries.iter().any(|(_, entry, _)| entry.is_some_and(|e| e.erased)) {
                 outcomes[index] = Some(RecordOutcome {
                     id: interaction.id.clone(),
                     status: RecordStatus::Erased,
@@ -175,9 +192,15 @@ impl DynamoStore {
                 });
                 continue;
             }
-            let known = entries.iter().find_map(|(_, entry)| entry.and_then(|e| e.customer.clone()));
+            let known = entries.iter().find_map(|(_, entry, in_round)| match entry {
+                Some(entry) => entry.customer.clone().map(CustomerId),
+                None => in_round.map(|id| (*id).clone()),
+            });
             let (customer, is_new) = match known {
-                Some(id) => (CustomerId(id), false),
+                Some(id) => {
+                    let is_new = chunks.get(&id).is_some_and(|chunk| chunk.is_new);
+                    (id, is_new)
+                }
                 None => (customer_id_for(&self.config.salt, &interaction.customer.identity), true),
             };
             let chunk = chunks.entry(customer.clone()).or_insert_with(|| Chunk {
@@ -188,8 +211,8 @@ impl DynamoStore {
             });
             let unclaimed: Vec<Identity> = entries
                 .iter()
-                .filter(|(_, entry)| entry.is_none())
-                .map(|(identity, _)| (*identity).clone())
+                .filter(|(_, entry, in_round)| entry.is_none() && in_round.is_none())
+                .map(|(identity, _, _)| (*identity).clone())
                 .filter(|identity| !chunk.new_identities.contains(identity))
                 .collect();
             // Besides its interactions and identities, a chunk holds the customer and the
@@ -197,8 +220,12 @@ impl DynamoStore {
             let fixed = if chunk.is_new { 3 } else { 2 };
             let room = MAX_TRANSACTION_ACTIONS - fixed - chunk.indices.len() - chunk.new_identities.len();
             if chunk.new_identities.len() + unclaimed.len() > MAX_NEW_IDENTITIES || room < 1 + unclaimed.len() {
+                waiting.extend(keys);
                 deferred.push(index);
                 continue;
+            }
+            for identity in &unclaimed {
+                claimed.insert(identity_pk(&self.config.salt, identity), chunk.customer.clone());
             }
             chunk.new_identities.extend(unclaimed);
             chunk.indices.push(index);
