@@ -8,7 +8,7 @@
 //! `PYRAMID_BENCH_CUSTOMERS` and `PYRAMID_BENCH_SECONDS` scale it down for a quick look.
 
 use engagement::{Rules, Timestamp};
-use pyramid::import::{import, import_into, Format, ImportPath};
+use pyramid::import::{import, import_into, Format, ImportPath, LiveOptions};
 use pyramid::local::{embedded_store_for_bulk_load, DataDir, Options, Stack};
 use pyramid::routing::Router;
 use pyramid::serve::{app, Served};
@@ -53,7 +53,17 @@ async fn bench_import(customers: usize, bulk: bool) -> anyhow::Result<()> {
     let (store, _bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
     let memory_before = peak_memory_mib();
     let report = if bulk {
-        import_into(&dir, &store, &_bulk_load, &rules, &[file], Some(Format::Jsonl), ImportPath::Bulk).await?
+        import_into(
+            &dir,
+            &store,
+            &_bulk_load,
+            &rules,
+            &[file],
+            Some(Format::Jsonl),
+            ImportPath::Bulk,
+            LiveOptions::default(),
+        )
+        .await?
     } else {
         import(&store, &rules, &[file], Some(Format::Jsonl)).await?
     };

@@ -9,7 +9,7 @@ use engagement::ports::Insights;
 use engagement::{Level, Rules, Timestamp};
 use engagement_aws::DynamoStore;
 use pyramid::channels;
-use pyramid::import::{import_into, Format, ImportPath};
+use pyramid::import::{import_into, Format, ImportPath, LiveOptions};
 use pyramid::local::{embedded_store, embedded_store_for_bulk_load, DataDir, Options, Stack};
 use pyramid::routing::Router;
 use pyramid::serve::{app, Served};
@@ -417,7 +417,7 @@ async fn run_import(common: Common, files: &[PathBuf], format: Option<Format>, p
     let rules = load_rules(common.rules.as_deref())?;
     // Re-runnable: no fsync while it loads.
     let (store, bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
-    let report = import_into(&dir, &store, &bulk_load, &rules, files, format, path).await?;
+    let report = import_into(&dir, &store, &bulk_load, &rules, files, format, path, LiveOptions::default()).await?;
     bulk_load.finish()?;
     println!(
         "{} lines in {:.1} s ({} path): {} recorded, {} duplicate, {} conflict, {} erased, {} rejected; {} customers rescored",
