@@ -1,11 +1,14 @@
 //! The one-machine mode's figures, printed: `cargo bench -p pyramid --bench local`.
 //!
 //! 1. `import` of a synthetic community (default 100 000 customers, about 1 M interactions) into
-//!    a fresh embedded store, levels decided included; peak memory before and after.
+//!    a fresh embedded store, levels decided included, by the bulk path then the live path;
+//!    peak memory before and after.
 //! 2. `serve` over loopback: interactions per second posted in batches of 100 by 8 clients, and
 //!    the latency of single posts sent at 500 requests per second.
 //!
-//! `PYRAMID_BENCH_CUSTOMERS` and `PYRAMID_BENCH_SECONDS` scale it down for a quick look.
+//! `PYRAMID_BENCH_CUSTOMERS` and `PYRAMID_BENCH_SECONDS` scale it down for a quick look;
+//! `PYRAMID_BENCH_BULK_ONLY=1` stops after the bulk import (for `/usr/bin/time -v`),
+//! `PYRAMID_BENCH_SKIP_LIVE_IMPORT=1` skips the live import.
 
 use engagement::{Rules, Timestamp};
 use pyramid::import::{import, import_into, Format, ImportPath, LiveOptions};
@@ -225,6 +228,10 @@ async fn main() -> anyhow::Result<()> {
     let seconds = env_number("PYRAMID_BENCH_SECONDS", if benching { 10 } else { 1 });
     // The bulk path (an empty store's default), then the live path the shared adapter takes.
     bench_import(customers, true).await?;
+    if std::env::var("PYRAMID_BENCH_BULK_ONLY").is_ok() {
+        // The bulk figure alone (run under `/usr/bin/time -v` for the process's peak memory).
+        return Ok(());
+    }
     if std::env::var("PYRAMID_BENCH_SKIP_LIVE_IMPORT").is_err() {
         bench_import(customers, false).await?;
     }
