@@ -380,7 +380,7 @@ pub fn bulk_import(
         for batch in batches_of_file(path, format_of(path, forced), rules, now, &counts)? {
             for interaction in batch {
                 let fingerprint = interaction.fingerprint();
-                let short = u128::from_str_radix(&fingerprint[..32], 16).unwrap_or(0);
+                let short = u128::from_str_radix(fingerprint.get(..32).unwrap_or_default(), 16).unwrap_or(0);
                 if let Some(first) = seen.get(interaction.id.as_str()) {
                     if *first == short {
                         report.duplicate += 1;
@@ -396,7 +396,7 @@ pub fn bulk_import(
                 if found.name.is_none() {
                     found.name.clone_from(&interaction.customer.name);
                 }
-                writer.put(store.bulk_interaction_item(&interaction, &found.id, now)?)?;
+                writer.put(store.bulk_interaction_item(&interaction, fingerprint, &found.id, now)?)?;
                 let held = Held {
                     occurred_at: interaction.occurred_at,
                     id: interaction.id.as_str().into(),
@@ -412,11 +412,14 @@ pub fn bulk_import(
     drop(seen);
     drop(owners);
     let mut counters = BulkCounters::default();
+    // Once for the load, not once per customer.
+    let store_fingerprint = store.rules_fingerprint();
+    let fingerprint = rules.fingerprint();
     groups.for_each(|customer, mut held| {
         let found = &customers[customer as usize];
         held.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
         let scored: Vec<ScoredInteraction> = held.into_iter().filter_map(|h| h.scored).collect();
-        let decided = decide_customer(rules, found, &scored, now);
+        let decided = decide_customer(rules, &fingerprint, found, &scored, now);
         let write = decided.write;
         for item in store.bulk_customer_items(
             &BulkCustomer {
@@ -426,6 +429,7 @@ pub fn bulk_import(
                 state: &decided.state,
                 write: &write,
                 timeline: &decided.timeline,
+                rules_fingerprint: &store_fingerprint,
             },
             now,
         ) {
@@ -479,7 +483,7 @@ struct Decided {
 
 /// Replays the history, then decides it as the rescore at the end of a live import would:
 /// the standing, due time and at-risk notice a quiet rescore writes, on replay's state.
-fn decide_customer(rules: &Rules, found: &Found, scored: &[ScoredInteraction], now: Timestamp) -> Decided {
+fn decide_customer(rules: &Rules, rules_fingerprint: &str, found: &Found, scored: &[ScoredInteraction], now: Timestamp) -> Decided {
     let replayed = replay_scored(rules, scored, now);
     let mut state = replayed.state;
     // No interaction that scores: observing since the first, as ingest creates them.
@@ -501,7 +505,7 @@ fn decide_customer(rules: &Rules, found: &Found, scored: &[ScoredInteraction], n
         merged_ids: Vec::new(),
         outbox: Vec::new(),
         erasing: false,
-        rules_fingerprint: Some(rules.fingerprint()),
+        rules_fingerprint: Some(rules_fingerprint.to_string()),
     };
     let plan = plan_rescore(rules, &stored, now);
     let write = plan.write(&stored, false, now);

@@ -14,13 +14,19 @@ use engagement::ports::{CustomerId, StandingWrite, StoreError};
 use engagement::{Direction, Identity, Interaction, Level, LevelChange, Timestamp, LEVEL_COUNT};
 use std::collections::{BTreeMap, HashMap};
 
-/// An interaction as stored: claimed by its id, on its customer's history.
-pub(super) fn interaction_item(interaction: &Interaction, customer: &CustomerId, now: Timestamp) -> Result<Item, StoreError> {
+/// An interaction as stored: claimed by its id, on its customer's history. `fingerprint` is
+/// `interaction.fingerprint()`, which the caller has already computed to detect a duplicate.
+pub(super) fn interaction_item(
+    interaction: &Interaction,
+    fingerprint: String,
+    customer: &CustomerId,
+    now: Timestamp,
+) -> Result<Item, StoreError> {
     let content = serde_json::to_string(interaction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut item = key(interaction_pk(&interaction.id), "INTERACTION");
     item.extend([
         ("customer_id".to_string(), s(customer.as_str())),
-        ("fingerprint".to_string(), s(interaction.fingerprint())),
+        ("fingerprint".to_string(), s(fingerprint)),
         ("content".to_string(), s(content)),
         ("kind".to_string(), s(interaction.kind.clone())),
         ("occurred_at".to_string(), n_int(interaction.occurred_at.millis())),
@@ -58,9 +64,10 @@ pub(super) fn change_item(id: &CustomerId, change: &LevelChange) -> Item {
 
 /// A new customer's profile: who they are, their evidence and consent, their standing, and the
 /// fingerprint of the rules its evidence was folded under (so rescore does not hold it for a
-/// refold).
+/// refold; `rules_fingerprint` is `rules.fingerprint()`, computed once by the caller).
 pub(super) fn profile_item(
     rules: &engagement::Rules,
+    rules_fingerprint: String,
     id: &CustomerId,
     name: Option<String>,
     identities: &[Identity],
@@ -73,7 +80,7 @@ pub(super) fn profile_item(
         ("created_at".to_string(), n_int(created_at.millis())),
         ("version".to_string(), n_int(1)),
         ("outbox".to_string(), AttributeValue::M(HashMap::new())),
-        (RULES_FINGERPRINT.to_string(), s(rules.fingerprint())),
+        (RULES_FINGERPRINT.to_string(), s(rules_fingerprint)),
         (
             "identities".to_string(),
             AttributeValue::L(identities.iter().map(identity_value).collect()),
@@ -101,6 +108,8 @@ pub struct BulkCustomer<'a> {
     pub write: &'a StandingWrite,
     /// Every level change, oldest first (the write's own change included).
     pub timeline: &'a [LevelChange],
+    /// `DynamoStore::rules_fingerprint()`, computed once for the whole load.
+    pub rules_fingerprint: &'a str,
 }
 
 /// The pyramid and flow counters of a bulk load, summed per shard as the live writes add them.
@@ -156,9 +165,21 @@ impl BulkCounters {
 }
 
 impl DynamoStore {
-    /// The interaction item the live path would put for `interaction` on `customer`.
-    pub fn bulk_interaction_item(&self, interaction: &Interaction, customer: &CustomerId, now: Timestamp) -> Result<Item, StoreError> {
-        interaction_item(interaction, customer, now)
+    /// The interaction item the live path would put for `interaction` on `customer`;
+    /// `fingerprint` is `interaction.fingerprint()` (the caller has it from duplicate detection).
+    pub fn bulk_interaction_item(
+        &self,
+        interaction: &Interaction,
+        fingerprint: String,
+        customer: &CustomerId,
+        now: Timestamp,
+    ) -> Result<Item, StoreError> {
+        interaction_item(interaction, fingerprint, customer, now)
+    }
+
+    /// The fingerprint of the rules this store folds under, as profiles record it.
+    pub fn rules_fingerprint(&self) -> String {
+        self.rules.fingerprint()
     }
 
     /// The id a customer first known by `identity` gets (as ingest derives it).
@@ -176,7 +197,15 @@ impl DynamoStore {
             standing: Some(write.standing),
             ..customer.state.clone()
         };
-        let mut profile = profile_item(&self.rules, id, customer.name.clone(), customer.identities, &state, now);
+        let mut profile = profile_item(
+            &self.rules,
+            customer.rules_fingerprint.to_string(),
+            id,
+            customer.name.clone(),
+            customer.identities,
+            &state,
+            now,
+        );
         if let Some(at) = write.at_risk_notified_for {
             profile.insert("risk_notified".to_string(), n_int(at.millis()));
         }

@@ -122,7 +122,7 @@ impl DynamoStore {
     }
 
     fn interaction_put(&self, interaction: &Interaction, customer: &CustomerId, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
-        let item = super::bulk::interaction_item(interaction, customer, now)?;
+        let item = super::bulk::interaction_item(interaction, interaction.fingerprint(), customer, now)?;
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(item))
@@ -365,7 +365,15 @@ impl DynamoStore {
         name: Option<String>,
         now: Timestamp,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let mut item = super::bulk::profile_item(&self.rules, &chunk.customer, name, &chunk.new_identities, &newcomer.state, now);
+        let mut item = super::bulk::profile_item(
+            &self.rules,
+            self.rules.fingerprint(),
+            &chunk.customer,
+            name,
+            &chunk.new_identities,
+            &newcomer.state,
+            now,
+        );
         item.extend([
             (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
             (DUE_AT.to_string(), n_int(now.millis())),
