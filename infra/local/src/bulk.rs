@@ -34,8 +34,10 @@ use std::time::Instant;
 
 /// The marker of a bulk load under way, in the data directory.
 pub const MARKER_FILE: &str = "bulk-import.json";
-/// Items per `import_items` call (one SQLite transaction each).
-const CHUNK: usize = 5_000;
+/// Items per `import_items` call (one SQLite transaction each): fewer, larger transactions mean
+/// fewer commits and WAL checkpoints. Three chunks are held at most (one filling, one queued, one
+/// being written).
+const CHUNK: usize = 20_000;
 /// Spill files when the grouped interactions outgrow the memory budget.
 const SPILL_BUCKETS: usize = 16;
 /// The default memory budget for grouped interactions.
@@ -240,7 +242,7 @@ struct Writer {
 
 impl Writer {
     fn start(database: dynoxide::Database) -> Writer {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<dynoxide::Item>>(4);
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<dynoxide::Item>>(1);
         let thread = std::thread::spawn(move || {
             let mut written = 0u64;
             for chunk in receiver {
