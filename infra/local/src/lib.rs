@@ -3,6 +3,7 @@
 //! the Lambda functions' handlers over the embedded store and an in-process bus routed by the
 //! deployed stack's own rules (`infra/template.yaml`).
 
+pub mod bulk;
 pub mod bus;
 pub mod calibrate;
 pub mod channels;

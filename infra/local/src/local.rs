@@ -128,6 +128,11 @@ pub struct BulkLoad {
 }
 
 impl BulkLoad {
+    /// The database itself, for writes that bypass the adapter (`pyramid import`'s bulk path).
+    pub fn database(&self) -> &dynoxide::Database {
+        &self.database
+    }
+
     /// Back to `synchronous = NORMAL` (and SQLite's default cache), as `embedded_store` opens it.
     pub fn finish(self) -> anyhow::Result<()> {
         self.database

@@ -671,7 +671,65 @@ async fn a_new_customer_with_a_long_history_is_recorded_whole(t: Target) {
     assert_eq!(counts.at(Level::Observing), 1, "one customer");
 }
 
+/// One batch is resolved in its order: an alias that one interaction introduces by `also` and
+/// the next uses alone belongs to the first one's customer, whether that customer was known
+/// already or is new in the batch (eight people, so that no order of ids makes it pass by luck).
+async fn a_batch_resolves_identities_in_its_order(t: Target) {
+    let forum = |mut interaction: Interaction, handle: &str| {
+        interaction.customer.identity = Identity {
+            channel: Channel::parse("forum").expect("channel"),
+            handle: handle.into(),
+        };
+        interaction
+    };
+    let mut known = Vec::new();
+    for n in 0..4 {
+        known.push(interaction(
+            &format!("known-{n}"),
+            &format!("known{n}@example.com"),
+            "page_viewed",
+            now(),
+        ));
+    }
+    t.store.record_interactions(&known, now()).await.expect("recorded");
+    let mut batch = Vec::new();
+    for n in 0..8 {
+        let email = if n < 4 {
+            format!("known{n}@example.com")
+        } else {
+            format!("new{n}@example.com")
+        };
+        batch.push(with_also(
+            interaction(&format!("also-{n}"), &email, "page_viewed", now()),
+            "forum",
+            &format!("alias{n}"),
+        ));
+        batch.push(forum(
+            interaction(&format!("alone-{n}"), "unused@example.com", "page_viewed", now()),
+            &format!("alias{n}"),
+        ));
+    }
+    let outcomes = t.store.record_interactions(&batch, now()).await.expect("recorded");
+    for pair in outcomes.chunks(2) {
+        assert_eq!(pair[0].status, RecordStatus::Recorded);
+        assert_eq!(pair[0].customer_id, pair[1].customer_id, "{pair:?}");
+    }
+    for (n, pair) in outcomes.chunks(2).enumerate() {
+        let id = pair[0].customer_id.clone().expect("a customer");
+        let email = if n < 4 {
+            format!("known{n}@example.com")
+        } else {
+            format!("new{n}@example.com")
+        };
+        assert_eq!(id, t.store.customer_id_for(&self::email(&email)), "the customer of {email}");
+        let stored = t.store.load_customer(&id).await.expect("loaded").expect("exists");
+        assert_eq!(stored.identities.len(), 2, "{:?}", stored.identities);
+    }
+    assert_eq!(t.store.pyramid_counts().await.expect("counts").at(Level::Observing), 8);
+}
+
 conformance!(
+    a_batch_resolves_identities_in_its_order,
     a_new_customer_with_a_long_history_is_recorded_whole,
     records_each_interaction_exactly_once,
     concurrent_writers_lose_no_update,
@@ -699,6 +757,7 @@ mod dynoxide_packed {
         };
     }
     packed!(
+        a_batch_resolves_identities_in_its_order,
         a_new_customer_with_a_long_history_is_recorded_whole,
         records_each_interaction_exactly_once,
         concurrent_writers_lose_no_update,

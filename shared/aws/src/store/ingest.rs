@@ -122,18 +122,7 @@ impl DynamoStore {
     }
 
     fn interaction_put(&self, interaction: &Interaction, customer: &CustomerId, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
-        let content = serde_json::to_string(interaction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item = key(interaction_pk(&interaction.id), "INTERACTION");
-        item.extend([
-            ("customer_id".to_string(), s(customer.as_str())),
-            ("fingerprint".to_string(), s(interaction.fingerprint())),
-            ("content".to_string(), s(content)),
-            ("kind".to_string(), s(interaction.kind.clone())),
-            ("occurred_at".to_string(), n_int(interaction.occurred_at.millis())),
-            ("recorded_at".to_string(), n_int(now.millis())),
-            (HISTORY_PK.to_string(), s(customer.as_str())),
-            (HISTORY_SK.to_string(), n_int(interaction.occurred_at.millis())),
-        ]);
+        let item = super::bulk::interaction_item(interaction, interaction.fingerprint(), customer, now)?;
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(item))
@@ -145,14 +134,7 @@ impl DynamoStore {
     }
 
     pub(super) fn identity_put(&self, identity: &Identity, customer: &CustomerId, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
-        let mut item = key(identity_pk(&self.config.salt, identity), "IDENTITY");
-        item.extend([
-            ("customer_id".to_string(), s(customer.as_str())),
-            ("channel".to_string(), s(identity.channel.as_str())),
-            ("handle".to_string(), s(identity.handle.clone())),
-            ("linked_at".to_string(), n_int(now.millis())),
-        ]);
-        self.put_new(item)
+        self.put_new(super::bulk::identity_item(&self.config.salt, identity, customer, now))
     }
 
     /// Groups a round's pending interactions by customer: those already recorded or erased get
@@ -166,6 +148,13 @@ impl DynamoStore {
     ) -> (BTreeMap<CustomerId, Chunk>, Vec<usize>) {
         let mut chunks: BTreeMap<CustomerId, Chunk> = BTreeMap::new();
         let mut deferred = Vec::new();
+        // Identities are resolved in the batch's order, as if each interaction were recorded
+        // before the next is read: an identity an earlier interaction of this round claims
+        // belongs to that interaction's customer (an alias introduced by `also` and then used
+        // alone is one customer, not two); an interaction that names an identity of a deferred
+        // one waits for the next round with it.
+        let mut claimed: HashMap<String, CustomerId> = HashMap::new();
+        let mut waiting: BTreeSet<String> = BTreeSet::new();
         for &index in pending {
             let interaction = &batch[index];
             if let Some((fingerprint, customer)) = snapshot.claims.get(&interaction.id) {
@@ -181,11 +170,21 @@ impl DynamoStore {
                 });
                 continue;
             }
-            let entries: Vec<(&Identity, Option<&IdentityEntry>)> = interaction
+            let keys: Vec<String> = interaction
                 .identities()
-                .map(|identity| (identity, snapshot.identities.get(&identity_pk(&self.config.salt, identity))))
+                .map(|identity| identity_pk(&self.config.salt, identity))
                 .collect();
-            if entries.iter().any(|(_, entry)| entry.is_some_and(|e| e.erased)) {
+            if keys.iter().any(|key| waiting.contains(key)) {
+                waiting.extend(keys);
+                deferred.push(index);
+                continue;
+            }
+            let entries: Vec<(&Identity, Option<&IdentityEntry>, Option<&CustomerId>)> = interaction
+                .identities()
+                .zip(&keys)
+                .map(|(identity, key)| (identity, snapshot.identities.get(key), claimed.get(key)))
+                .collect();
+            if entries.iter().any(|(_, entry, _)| entry.is_some_and(|e| e.erased)) {
                 outcomes[index] = Some(RecordOutcome {
                     id: interaction.id.clone(),
                     status: RecordStatus::Erased,
@@ -193,9 +192,15 @@ impl DynamoStore {
                 });
                 continue;
             }
-            let known = entries.iter().find_map(|(_, entry)| entry.and_then(|e| e.customer.clone()));
+            let known = entries.iter().find_map(|(_, entry, in_round)| match entry {
+                Some(entry) => entry.customer.clone().map(CustomerId),
+                None => in_round.map(|id| (*id).clone()),
+            });
             let (customer, is_new) = match known {
-                Some(id) => (CustomerId(id), false),
+                Some(id) => {
+                    let is_new = chunks.get(&id).is_some_and(|chunk| chunk.is_new);
+                    (id, is_new)
+                }
                 None => (customer_id_for(&self.config.salt, &interaction.customer.identity), true),
             };
             let chunk = chunks.entry(customer.clone()).or_insert_with(|| Chunk {
@@ -206,8 +211,8 @@ impl DynamoStore {
             });
             let unclaimed: Vec<Identity> = entries
                 .iter()
-                .filter(|(_, entry)| entry.is_none())
-                .map(|(identity, _)| (*identity).clone())
+                .filter(|(_, entry, in_round)| entry.is_none() && in_round.is_none())
+                .map(|(identity, _, _)| (*identity).clone())
                 .filter(|identity| !chunk.new_identities.contains(identity))
                 .collect();
             // Besides its interactions and identities, a chunk holds the customer and the
@@ -215,8 +220,12 @@ impl DynamoStore {
             let fixed = if chunk.is_new { 3 } else { 2 };
             let room = MAX_TRANSACTION_ACTIONS - fixed - chunk.indices.len() - chunk.new_identities.len();
             if chunk.new_identities.len() + unclaimed.len() > MAX_NEW_IDENTITIES || room < 1 + unclaimed.len() {
+                waiting.extend(keys);
                 deferred.push(index);
                 continue;
+            }
+            for identity in &unclaimed {
+                claimed.insert(identity_pk(&self.config.salt, identity), chunk.customer.clone());
             }
             chunk.new_identities.extend(unclaimed);
             chunk.indices.push(index);
@@ -356,26 +365,19 @@ impl DynamoStore {
         name: Option<String>,
         now: Timestamp,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let mut item = profile_key(&chunk.customer);
+        let mut item = super::bulk::profile_item(
+            &self.rules,
+            self.rules.fingerprint(),
+            &chunk.customer,
+            name,
+            &chunk.new_identities,
+            &newcomer.state,
+            now,
+        );
         item.extend([
-            ("customer_id".to_string(), s(chunk.customer.as_str())),
-            ("created_at".to_string(), n_int(now.millis())),
-            ("version".to_string(), n_int(1)),
-            ("outbox".to_string(), AttributeValue::M(HashMap::new())),
-            (
-                "identities".to_string(),
-                AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()),
-            ),
             (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
             (DUE_AT.to_string(), n_int(now.millis())),
-            (RULES_FINGERPRINT.to_string(), s(self.rules.fingerprint())),
         ]);
-        if let Some(name) = name {
-            item.insert("name".to_string(), s(name));
-        }
-        item.extend(evidence_attributes(&self.rules, &newcomer.state.evidence));
-        item.extend(consent_attributes(&newcomer.state.consent));
-        item.extend(standing_attributes(&chunk.customer, &newcomer.standing));
         Ok(vec![
             self.put_new(item)?,
             self.count_update(&chunk.customer, &[(newcomer.standing.level, 1)])?,

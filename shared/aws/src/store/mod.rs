@@ -5,6 +5,7 @@
 //! `requests` holds what they share.
 
 mod admin;
+mod bulk;
 mod ingest;
 mod nudges;
 mod reads;
@@ -12,6 +13,8 @@ mod refold;
 mod requests;
 mod standing;
 mod table;
+
+pub use bulk::{BulkCounters, BulkCustomer};
 
 use aws_sdk_dynamodb::Client;
 use engagement::Rules;
