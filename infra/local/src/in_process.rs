@@ -25,14 +25,36 @@ use serde::Serialize;
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
-/// The client to give the SDK's config (`http_client`) for `database`.
-pub fn http_client(database: Database) -> SharedHttpClient {
-    SharedHttpClient::new(InProcess { database })
+/// The client to give the SDK's config (`http_client`) for `database`: its requests are run one
+/// after another, in arrival order, by a thread of its own (`dynoxide`).
+pub fn http_client(database: Database) -> std::io::Result<SharedHttpClient> {
+    let (requests, queue) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new().name("dynoxide".into()).spawn(move || {
+        // dynoxide serialises its operations on one SQLite connection anyway: one thread running
+        // them in turn keeps SQLite's blocking work off the async workers without a pool of
+        // threads queueing on its lock (and waking one another) under load.
+        while let Ok(job) = queue.recv() {
+            let answer = match dispatch(&database, &job.operation, &job.body) {
+                Some(Ok(body)) => (200, body),
+                Some(Err(error)) => (error.status_code(), error.to_json()),
+                None => (400, unknown_operation()),
+            };
+            let _ = job.answer.send(answer);
+        }
+    })?;
+    Ok(SharedHttpClient::new(InProcess { requests }))
+}
+
+/// One request for the store's thread, and where its answer goes.
+struct Job {
+    operation: String,
+    body: Vec<u8>,
+    answer: tokio::sync::oneshot::Sender<(u16, String)>,
 }
 
 #[derive(Clone)]
 struct InProcess {
-    database: Database,
+    requests: std::sync::mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -49,7 +71,7 @@ impl HttpClient for InProcess {
 
 impl HttpConnector for InProcess {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let database = self.database.clone();
+        let requests = self.requests.clone();
         HttpConnectorFuture::new(async move {
             let operation = request
                 .headers()
@@ -62,14 +84,16 @@ impl HttpConnector for InProcess {
             let Some(operation) = operation else {
                 return Ok(answer(400, unknown_operation()));
             };
-            // SQLite blocks: on the blocking pool, so the async workers keep serving requests.
-            let (status, body) = tokio::task::spawn_blocking(move || match dispatch(&database, &operation, &body) {
-                Some(Ok(body)) => (200, body),
-                Some(Err(error)) => (error.status_code(), error.to_json()),
-                None => (400, unknown_operation()),
-            })
-            .await
-            .map_err(|error| ConnectorError::other(Box::new(error), None))?;
+            let (sent, answered) = tokio::sync::oneshot::channel();
+            let stopped = || ConnectorError::other("the embedded store's thread has stopped".into(), None);
+            requests
+                .send(Job {
+                    operation,
+                    body,
+                    answer: sent,
+                })
+                .map_err(|_| stopped())?;
+            let (status, body) = answered.await.map_err(|_| stopped())?;
             Ok(answer(status, body))
         })
     }

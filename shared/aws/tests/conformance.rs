@@ -26,6 +26,8 @@ struct Target {
     /// Interactions per writer in the concurrency scenario: 1 000 on dynoxide; fewer on moto,
     /// a Python server serving one request at a time, for the same behaviour in less time.
     writer_volume: usize,
+    /// Ingest packs several customers per transaction (`packing_customers`).
+    packing: bool,
 }
 
 async fn target(endpoint: &str, writer_volume: usize) -> Target {
@@ -58,6 +60,7 @@ async fn target_with(endpoint: &str, writer_volume: usize, packing: bool) -> Tar
         store,
         counter,
         writer_volume,
+        packing,
     }
 }
 
@@ -728,8 +731,44 @@ async fn a_batch_resolves_identities_in_its_order(t: Target) {
     assert_eq!(t.store.pyramid_counts().await.expect("counts").at(Level::Observing), 8);
 }
 
+/// A batch of first interactions, each a new customer, on two days: each is counted once in
+/// the pyramid and joins on its day's flow, whether each customer has a transaction of its own
+/// or (packed) newcomers sharing a counter shard share its update.
+async fn a_batch_of_newcomers_is_counted_once_each(t: Target) {
+    let batch: Vec<Interaction> = (0..60)
+        .map(|n| {
+            let day = if n % 3 == 0 {
+                "2026-05-30T09:00:00Z"
+            } else {
+                "2026-05-31T09:00:00Z"
+            };
+            interaction(&format!("new-{n}"), &format!("new{n}@example.com"), "page_viewed", at(day))
+        })
+        .collect();
+    let outcomes = t.store.record_interactions(&batch, now()).await.expect("recorded");
+    assert!(outcomes.iter().all(|o| o.status == RecordStatus::Recorded), "{outcomes:?}");
+    let customers: BTreeSet<_> = outcomes.iter().filter_map(|o| o.customer_id.clone()).collect();
+    assert_eq!(customers.len(), 60);
+    let transactions = t.counter.snapshot().get("TransactWriteItems").copied().unwrap_or(0);
+    if t.packing {
+        // 60 × (profile, identity, interaction) and at most 8 + 2 × 4 counter items a pack: at
+        // least 28 customers to a transaction of 100 actions.
+        assert!(transactions <= 3, "{transactions} transactions");
+    } else {
+        assert_eq!(transactions, 60);
+    }
+    let counts = t.store.pyramid_counts().await.expect("counts");
+    assert_eq!(counts.0.iter().sum::<u64>(), 60, "{counts:?}");
+    assert_eq!(counts.at(Level::Observing), 60, "{counts:?}");
+    let day = engagement::flow::day_of(at("2026-05-31T09:00:00Z"));
+    let flows = t.store.flows(day - 1, day).await.expect("flows");
+    let joined = |d| flows.iter().filter(|f| f.day == d).map(|f| f.joined).sum::<u64>();
+    assert_eq!((joined(day - 1), joined(day)), (20, 40), "{flows:?}");
+}
+
 conformance!(
     a_batch_resolves_identities_in_its_order,
+    a_batch_of_newcomers_is_counted_once_each,
     a_new_customer_with_a_long_history_is_recorded_whole,
     records_each_interaction_exactly_once,
     concurrent_writers_lose_no_update,
@@ -758,6 +797,7 @@ mod dynoxide_packed {
     }
     packed!(
         a_batch_resolves_identities_in_its_order,
+        a_batch_of_newcomers_is_counted_once_each,
         a_new_customer_with_a_long_history_is_recorded_whole,
         records_each_interaction_exactly_once,
         concurrent_writers_lose_no_update,

@@ -14,10 +14,10 @@ use crate::retry::{backoff, MAX_ATTEMPTS};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use engagement::customer::ScoredInteraction;
 use engagement::evidence::quantize;
-use engagement::flow::FlowEntry;
+use engagement::flow::{day_of, Day, FlowEntry};
 use engagement::ports::*;
 use engagement::recording::{consent_marks, evidence_adds, newcomer, Newcomer};
-use engagement::{era_start, Evidence, Identity, Interaction, Rules, Timestamp};
+use engagement::{era_start, Evidence, Identity, Interaction, Level, Rules, Timestamp};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most identities claimed in one transaction (the rest are claimed by the next interaction).
@@ -45,12 +45,52 @@ type Hints = HashMap<CustomerId, Hint>;
 
 /// A chunk's actions, and what the store knows of its customer once they are written.
 struct Prepared {
+    /// The chunk's own items: its customer, identities and interactions.
     actions: Vec<TransactWriteItem>,
+    /// What it adds to the shared counters, written after `actions` in the same transaction.
+    counts: Counts,
     written: Hint,
+}
+
+/// What chunks add to the shared counter items (a newcomer's level on a shard of the pyramid,
+/// the day's `joined` on a shard of the flow), kept apart from their own actions so that a pack
+/// writes each counter item once with the sums: a transaction touches an item at most once, and
+/// with a few shards, newcomers would otherwise rarely share a transaction.
+#[derive(Default)]
+struct Counts {
+    /// Pyramid shard → the level moves on it.
+    pyramid: BTreeMap<u32, Vec<(Level, i64)>>,
+    /// (Flow shard, day) → the entries on it.
+    flow: BTreeMap<(u32, Day), Vec<FlowEntry>>,
+}
+
+impl Counts {
+    /// The counter items written.
+    fn items(&self) -> usize {
+        self.pyramid.len() + self.flow.len()
+    }
+
+    /// The counter items written once `other` is added.
+    fn items_with(&self, other: &Counts) -> usize {
+        self.items()
+            + other.pyramid.keys().filter(|k| !self.pyramid.contains_key(k)).count()
+            + other.flow.keys().filter(|k| !self.flow.contains_key(k)).count()
+    }
+
+    fn add(&mut self, other: &Counts) {
+        for (shard, moves) in &other.pyramid {
+            self.pyramid.entry(*shard).or_default().extend(moves);
+        }
+        for (key, entries) in &other.flow {
+            self.flow.entry(*key).or_default().extend(entries);
+        }
+    }
 }
 
 enum ChunkResult {
     Recorded,
+    /// Its pack was cancelled by another customer's write: read again and retry, packed again.
+    CancelledAlong,
     /// Read again and retry (someone else wrote first).
     Retry,
 }
@@ -246,10 +286,18 @@ impl DynamoStore {
         let latest = interactions.iter().map(|i| i.occurred_at).max().unwrap_or(now);
         let hint = hints.get(&chunk.customer).cloned().unwrap_or_default();
         let name = interactions.iter().find_map(|i| i.customer.name.clone());
+        let mut counts = Counts::default();
         let (mut actions, used_epoch) = if chunk.is_new {
             let first_at = interactions.iter().map(|i| i.occurred_at).min().unwrap_or(now);
             let newcomer = newcomer(&self.rules, &scored, first_at);
-            (self.newcomer_actions(chunk, &newcomer, name, now)?, None)
+            counts
+                .pyramid
+                .insert(shard(&chunk.customer, PYRAMID_SHARDS), vec![(newcomer.standing.level, 1)]);
+            counts.flow.insert(
+                (shard(&chunk.customer, FLOW_SHARDS), day_of(newcomer.standing.since)),
+                vec![FlowEntry::Joined],
+            );
+            (vec![self.newcomer_put(chunk, &newcomer, name, now)?], None)
         } else {
             let Some((mut expr, condition, epoch)) = self.fold_expression(chunk, &scored, &hint, latest).await? else {
                 return Ok(None);
@@ -267,6 +315,7 @@ impl DynamoStore {
         let last_at = Some(hint.last_at.map_or(latest, |stored| stored.max(latest)));
         Ok(Some(Prepared {
             actions,
+            counts,
             written: Hint {
                 epoch: used_epoch,
                 last_at,
@@ -283,9 +332,10 @@ impl DynamoStore {
         hints: &mut Hints,
         now: Timestamp,
     ) -> Result<ChunkResult, StoreError> {
-        let Some(prepared) = self.prepare_chunk(batch, chunk, hints, now).await? else {
+        let Some(mut prepared) = self.prepare_chunk(batch, chunk, hints, now).await? else {
             return Ok(ChunkResult::Retry);
         };
+        prepared.actions.extend(self.count_actions(&prepared.counts)?);
         match self.transact(prepared.actions).await? {
             Ok(()) => {
                 hints.insert(chunk.customer.clone(), prepared.written);
@@ -295,39 +345,53 @@ impl DynamoStore {
         }
     }
 
-    /// Writes a round's chunks packed several customers to a transaction (`packing_customers`).
+    /// Writes a round's chunks packed several customers to a transaction (`packing_customers`),
+    /// except those of the customers `alone`, one transaction each.
     async fn write_packed<'c>(
         &self,
         batch: &[Interaction],
         chunks: &'c BTreeMap<CustomerId, Chunk>,
+        alone: &BTreeSet<CustomerId>,
         hints: &mut Hints,
         now: Timestamp,
     ) -> Result<Vec<(&'c Chunk, ChunkResult)>, StoreError> {
         let mut results = Vec::with_capacity(chunks.len());
-        let mut packs: Vec<Vec<(&Chunk, Prepared)>> = Vec::new();
+        // Each pack: its chunks, and the sums of what they add to the counters.
+        let mut packs: Vec<(Vec<(&Chunk, Prepared)>, Counts)> = Vec::new();
         let (mut size, mut keys) = (0, BTreeSet::new());
         for chunk in chunks.values() {
+            if alone.contains(&chunk.customer) {
+                results.push((chunk, self.write_chunk(batch, chunk, hints, now).await?));
+                continue;
+            }
             let Some(prepared) = self.prepare_chunk(batch, chunk, hints, now).await? else {
                 results.push((chunk, ChunkResult::Retry));
                 continue;
             };
             let chunk_keys: Vec<(String, String)> = prepared.actions.iter().filter_map(action_key).collect();
-            // DynamoDB refuses a transaction that touches an item twice (two newcomers on one
-            // counter shard): such a chunk starts the next pack.
-            let fits = size + prepared.actions.len() <= MAX_TRANSACTION_ACTIONS && chunk_keys.iter().all(|k| !keys.contains(k));
-            if !fits || packs.is_empty() {
-                packs.push(Vec::new());
+            // DynamoDB refuses a transaction that touches an item twice (two newcomers claiming
+            // one identity): such a chunk starts the next pack. Counters are summed instead.
+            let fits = packs.last().is_some_and(|(_, counts)| {
+                size + prepared.actions.len() + counts.items_with(&prepared.counts) <= MAX_TRANSACTION_ACTIONS
+                    && chunk_keys.iter().all(|k| !keys.contains(k))
+            });
+            if !fits {
+                packs.push((Vec::new(), Counts::default()));
                 size = 0;
                 keys.clear();
             }
             size += prepared.actions.len();
             keys.extend(chunk_keys);
-            if let Some(pack) = packs.last_mut() {
+            if let Some((pack, counts)) = packs.last_mut() {
+                counts.add(&prepared.counts);
                 pack.push((chunk, prepared));
             }
         }
-        for pack in packs {
-            let actions: Vec<TransactWriteItem> = pack.iter().flat_map(|(_, p)| p.actions.iter().cloned()).collect();
+        for (pack, counts) in packs {
+            // The chunks' own actions first, in order (the cancellation reasons are read by
+            // position), then the counters.
+            let mut actions: Vec<TransactWriteItem> = pack.iter().flat_map(|(_, p)| p.actions.iter().cloned()).collect();
+            actions.extend(self.count_actions(&counts)?);
             match self.transact(actions).await? {
                 Ok(()) => {
                     for (chunk, prepared) in pack {
@@ -337,7 +401,10 @@ impl DynamoStore {
                 }
                 Err(reasons) => {
                     // Each customer's share of the reasons: the one whose condition failed
-                    // learns from it; the others were only cancelled along.
+                    // learns from it; the others were only cancelled along. When none of them
+                    // failed (a conflict on a counter), each goes alone.
+                    let own_actions: usize = pack.iter().map(|(_, p)| p.actions.len()).sum();
+                    let blamed = reasons.iter().take(own_actions).any(|r| r.code != "None");
                     let mut offset = 0;
                     for (chunk, prepared) in pack {
                         let end = (offset + prepared.actions.len()).min(reasons.len());
@@ -345,7 +412,10 @@ impl DynamoStore {
                         offset += prepared.actions.len();
                         let result = if own.iter().any(|r| r.code != "None") {
                             chunk_failed(chunk, own, hints)?
+                        } else if blamed {
+                            ChunkResult::CancelledAlong
                         } else {
+                            refuse_unexpected(&reasons[own_actions.min(reasons.len())..])?;
                             ChunkResult::Retry
                         };
                         results.push((chunk, result));
@@ -356,15 +426,15 @@ impl DynamoStore {
         Ok(results)
     }
 
-    /// A new customer: the profile as the core decided it, counted at its level and as joined
-    /// on the day of its first interaction (so the past pyramid has them then).
-    fn newcomer_actions(
+    /// A new customer's profile as the core decided it (`prepare_chunk` counts them at its level
+    /// and as joined on the day of its first interaction, so the past pyramid has them then).
+    fn newcomer_put(
         &self,
         chunk: &Chunk,
         newcomer: &Newcomer,
         name: Option<String>,
         now: Timestamp,
-    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut item = super::bulk::profile_item(
             &self.rules,
             self.rules.fingerprint(),
@@ -378,11 +448,19 @@ impl DynamoStore {
             (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
             (DUE_AT.to_string(), n_int(now.millis())),
         ]);
-        Ok(vec![
-            self.put_new(item)?,
-            self.count_update(&chunk.customer, &[(newcomer.standing.level, 1)])?,
-            self.flow_update(&chunk.customer, newcomer.standing.since, &[FlowEntry::Joined])?,
-        ])
+        self.put_new(item)
+    }
+
+    /// The counter updates that add `counts`: one per counter item.
+    fn count_actions(&self, counts: &Counts) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut actions = Vec::with_capacity(counts.items());
+        for (shard, moves) in &counts.pyramid {
+            actions.push(self.count_update_in(*shard, moves)?);
+        }
+        for ((shard, day), entries) in &counts.flow {
+            actions.push(self.flow_update_in(*shard, *day, entries)?);
+        }
+        Ok(actions)
     }
 
     /// Folds a known customer's chunk into its stored evidence: the update, its condition and the
@@ -456,7 +534,9 @@ impl InteractionLog for DynamoStore {
         // Rounds in a row in which nothing could be written; progress resets it.
         let mut stalled = 0;
         let mut rounds = 0;
-        let mut unpacked = false;
+        // The customers whose write cancelled a pack: theirs go alone from then on, so that a
+        // contended customer does not hold the others back.
+        let mut alone = BTreeSet::new();
         while !pending.is_empty() {
             let snapshot = self.read_for_ingest(batch, &pending).await?;
             for (customer, epoch) in &snapshot.epochs {
@@ -470,9 +550,8 @@ impl InteractionLog for DynamoStore {
             rounds += 1;
             let mut retry = Vec::new();
             let mut progressed = false;
-            // After a cancelled pack, one customer per transaction: nobody waits on another.
-            let results = if self.packing && !unpacked {
-                self.write_packed(batch, &chunks, &mut hints, now).await?
+            let results = if self.packing {
+                self.write_packed(batch, &chunks, &alone, &mut hints, now).await?
             } else {
                 let mut results = Vec::with_capacity(chunks.len());
                 for chunk in chunks.values() {
@@ -492,11 +571,14 @@ impl InteractionLog for DynamoStore {
                             });
                         }
                     }
-                    ChunkResult::Retry => retry.extend(&chunk.indices),
+                    ChunkResult::Retry => {
+                        alone.insert(chunk.customer.clone());
+                        retry.extend(&chunk.indices);
+                    }
+                    ChunkResult::CancelledAlong => retry.extend(&chunk.indices),
                 }
             }
             if !retry.is_empty() {
-                unpacked = true;
                 stalled = if progressed { 0 } else { stalled + 1 };
                 if stalled >= MAX_ATTEMPTS || rounds > 20 * MAX_ATTEMPTS {
                     return Err(StoreError::Contention("interactions of one customer".into()));
@@ -629,16 +711,22 @@ fn chunk_failed(chunk: &Chunk, reasons: &[Reason], hints: &mut Hints) -> Result<
             }
         }
     }
+    refuse_unexpected(reasons)?;
+    Ok(ChunkResult::Retry)
+}
+
+/// An error for a cancellation no retry mends.
+fn refuse_unexpected(reasons: &[Reason]) -> Result<(), StoreError> {
     let unexpected = reasons.iter().find(|r| {
         !matches!(
             r.code.as_str(),
             "None" | "ConditionalCheckFailed" | "TransactionConflict" | "ThrottlingError"
         )
     });
-    if let Some(reason) = unexpected {
-        return Err(cancelled("record_interactions", [reason.code.as_str()]));
+    match unexpected {
+        Some(reason) => Err(cancelled("record_interactions", [reason.code.as_str()])),
+        None => Ok(()),
     }
-    Ok(ChunkResult::Retry)
 }
 
 /// The item an action writes (pk, sk).

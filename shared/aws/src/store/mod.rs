@@ -55,8 +55,9 @@ impl DynamoStore {
 
     /// Ingest writes the chunks of several customers in one transaction (up to 100 actions, no
     /// item twice), instead of one transaction per customer: each customer's writes stay atomic
-    /// (the pack is all or nothing), and a pack cancelled by one customer's condition is written
-    /// one customer at a time in the next round. For the embedded store, where each transaction
+    /// (the pack is all or nothing), and a pack cancelled by one customer's condition is packed
+    /// again in the next round without that customer, whose writes then go alone. Newcomers
+    /// sharing a counter shard share one update of it, with the sums. For the embedded store, where each transaction
     /// is a SQLite commit; DynamoDB bills per item either way, and the deployed stack keeps one
     /// transaction per customer (so its request counts are unchanged).
     pub fn packing_customers(mut self) -> DynamoStore {
