@@ -39,6 +39,19 @@ fn new_rules() -> Arc<Rules> {
 }
 
 /// A synthetic community as a JSON-lines file.
+/// The community file under `root`, imported (under the shipped rules) into a data directory
+/// there: the file, the directory (held open) and the store.
+async fn imported_community(root: &Path) -> (PathBuf, DataDir, DynamoStore) {
+    let file = community_file(root);
+    let dir = DataDir::open(&root.join("data")).expect("the data dir");
+    let old = Arc::new(Rules::default_rules());
+    let store = embedded_store(&dir, Arc::clone(&old)).await.expect("the store");
+    pyramid::import::import(&store, &old, std::slice::from_ref(&file), None)
+        .await
+        .expect("imported");
+    (file, dir, store)
+}
+
 fn community_file(root: &Path) -> PathBuf {
     let file = root.join("community.jsonl");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("a file"));
@@ -212,13 +225,7 @@ async fn a_refold_killed_midway_and_run_again_leaves_every_customer_as_replay_de
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactions_recorded_while_a_refold_runs_are_all_counted_and_decided() {
     let root = temp_dir("refold-ingest");
-    let file = community_file(&root);
-    let dir = DataDir::open(&root.join("data")).expect("the data dir");
-    let old = Arc::new(Rules::default_rules());
-    let before = embedded_store(&dir, Arc::clone(&old)).await.expect("the store");
-    pyramid::import::import(&before, &old, std::slice::from_ref(&file), None)
-        .await
-        .expect("imported");
+    let (file, _dir, before) = imported_community(&root).await;
     // The new rules are deployed: ingest records under them while the refold runs.
     let rules = new_rules();
     let store = before.with_rules(Arc::clone(&rules));
@@ -311,13 +318,7 @@ async fn customer_of(store: &DynamoStore, interaction: &Interaction) -> Customer
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pack_of_refolds_with_one_stale_customer_writes_the_others_and_refuses_that_one() {
     let root = temp_dir("refold-pack");
-    let file = community_file(&root);
-    let dir = DataDir::open(&root.join("data")).expect("the data dir");
-    let old = Arc::new(Rules::default_rules());
-    let before = embedded_store(&dir, Arc::clone(&old)).await.expect("the store");
-    pyramid::import::import(&before, &old, std::slice::from_ref(&file), None)
-        .await
-        .expect("imported");
+    let (_file, _dir, before) = imported_community(&root).await;
     let rules = new_rules();
     let store = before.with_rules(Arc::clone(&rules));
     let page = store

@@ -10,7 +10,6 @@ use crate::errors::store_error;
 use crate::item::*;
 use crate::keys::*;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
-use engagement::events::SCHEMA_VERSION;
 use engagement::flow::{day_of, Day};
 use engagement::ports::*;
 use engagement::{Interaction, Level, LevelChange, Timestamp};
@@ -25,14 +24,7 @@ struct DayWrites {
 
 impl DynamoStore {
     fn change_put(&self, id: &CustomerId, change: &LevelChange) -> Result<TransactWriteItem, StoreError> {
-        let mut item = key(customer_pk(id), &change_sk(change.at, change.to));
-        item.extend([
-            ("customer_id".to_string(), s(id.as_str())),
-            ("from".to_string(), s(change.from.name())),
-            ("to".to_string(), s(change.to.name())),
-            ("at".to_string(), n_int(change.at.millis())),
-            ("schema_version".to_string(), n_int(i64::from(SCHEMA_VERSION))),
-        ]);
+        let item = super::bulk::change_item(id, change);
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(item))
