@@ -11,7 +11,8 @@
 //! `PYRAMID_BENCH_SKIP_LIVE_IMPORT=1` skips the live import.
 
 use engagement::{Rules, Timestamp};
-use pyramid::import::{import, import_into, Format, ImportPath, LiveOptions};
+use pyramid::bulk::import_into;
+use pyramid::import::{import, Format, ImportPath, LiveOptions};
 use pyramid::local::{embedded_store_for_bulk_load, DataDir, Options, Stack};
 use pyramid::routing::Router;
 use pyramid::serve::{app, Served};

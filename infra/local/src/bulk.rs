@@ -16,7 +16,7 @@
 //! is a put of the same value, so the finished store is identical to a clean bulk import. The
 //! marker goes once the last chunk is committed.
 
-use crate::import::{batches_of_file, format_of, Format, ImportReport, ReadCounts};
+use crate::import::{batches_of_file, format_of, Format, ImportPath, ImportReport, LiveOptions, ReadCounts};
 use crate::local::TABLE;
 use anyhow::Context as _;
 use engagement::ports::{CustomerId, StoredCustomer};
@@ -517,4 +517,39 @@ fn decide_customer(rules: &Rules, rules_fingerprint: &str, found: &Found, scored
         state.evidence = rebased.clone();
     }
     Decided { state, write, timeline }
+}
+
+/// `pyramid import` on a store opened for a bulk load: the bulk path where it applies (see
+/// this module), else the live path.
+#[allow(clippy::too_many_arguments)]
+pub async fn import_into(
+    dir: &crate::local::DataDir,
+    store: &DynamoStore,
+    load: &crate::local::BulkLoad,
+    rules: &Arc<Rules>,
+    files: &[PathBuf],
+    forced: Option<Format>,
+    path: ImportPath,
+    options: LiveOptions,
+) -> anyhow::Result<ImportReport> {
+    let bulk = match path {
+        ImportPath::Live => false,
+        ImportPath::Auto | ImportPath::Bulk => bulk_applies(dir, load.database())?,
+    };
+    if path == ImportPath::Bulk && !bulk {
+        eprintln!("the store already holds data: importing by the live path");
+    }
+    if !bulk {
+        return crate::import::import_with(store, rules, files, forced, options).await;
+    }
+    let now = options.now.unwrap_or_else(crate::import::clock_now);
+    let (store, database, rules) = (store.clone(), load.database().clone(), Arc::clone(rules));
+    let files = files.to_vec();
+    let dir_path = dir.path.clone();
+    let budget = std::env::var("PYRAMID_IMPORT_MEMORY_BUDGET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_BUDGET);
+    // Reading, deciding and SQLite are all blocking work.
+    tokio::task::spawn_blocking(move || bulk_import(&dir_path, &store, &database, &rules, &files, forced, now, budget)).await?
 }

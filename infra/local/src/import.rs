@@ -88,43 +88,8 @@ fn pinned_now() -> Option<Timestamp> {
         .map(Timestamp::from_millis)
 }
 
-fn clock_now() -> Timestamp {
+pub(crate) fn clock_now() -> Timestamp {
     Timestamp::from_millis(chrono::Utc::now().timestamp_millis())
-}
-
-/// `pyramid import` on a store opened for a bulk load: the bulk path where it applies (see
-/// `crate::bulk`), else the live path.
-#[allow(clippy::too_many_arguments)]
-pub async fn import_into(
-    dir: &crate::local::DataDir,
-    store: &DynamoStore,
-    load: &crate::local::BulkLoad,
-    rules: &Arc<Rules>,
-    files: &[PathBuf],
-    forced: Option<Format>,
-    path: ImportPath,
-    options: LiveOptions,
-) -> anyhow::Result<ImportReport> {
-    let bulk = match path {
-        ImportPath::Live => false,
-        ImportPath::Auto | ImportPath::Bulk => crate::bulk::bulk_applies(dir, load.database())?,
-    };
-    if path == ImportPath::Bulk && !bulk {
-        eprintln!("the store already holds data: importing by the live path");
-    }
-    if !bulk {
-        return import_with(store, rules, files, forced, options).await;
-    }
-    let now = options.now.unwrap_or_else(clock_now);
-    let (store, database, rules) = (store.clone(), load.database().clone(), Arc::clone(rules));
-    let files = files.to_vec();
-    let dir_path = dir.path.clone();
-    let budget = std::env::var("PYRAMID_IMPORT_MEMORY_BUDGET")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(crate::bulk::DEFAULT_BUDGET);
-    // Reading, deciding and SQLite are all blocking work.
-    tokio::task::spawn_blocking(move || crate::bulk::bulk_import(&dir_path, &store, &database, &rules, &files, forced, now, budget)).await?
 }
 
 /// One line turned into an interaction, or why not.
