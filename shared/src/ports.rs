@@ -287,6 +287,19 @@ pub trait Refolds: Send + Sync {
     /// transaction is written in several, each bumping the version, the profile last: a run killed
     /// in between leaves the fingerprint unstamped, and the next run finishes the difference.
     fn write_refold(&self, write: &RefoldWrite) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Stores several refolds, each as `write_refold` would (its own version condition, its own
+    /// outcome, in order). A store may write them in fewer transactions; by default one after
+    /// the other.
+    fn write_refolds(&self, writes: &[RefoldWrite]) -> impl Future<Output = Result<Vec<WriteOutcome>, StoreError>> + Send {
+        async move {
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for write in writes {
+                outcomes.push(self.write_refold(write).await?);
+            }
+            Ok(outcomes)
+        }
+    }
 }
 
 /// Nudge decisions, recorded once per trigger, and the rises counted toward them.

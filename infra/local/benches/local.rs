@@ -1,14 +1,18 @@
 //! The one-machine mode's figures, printed: `cargo bench -p pyramid --bench local`.
 //!
 //! 1. `import` of a synthetic community (default 100 000 customers, about 1 M interactions) into
-//!    a fresh embedded store, levels decided included; peak memory before and after.
+//!    a fresh embedded store, levels decided included, by the bulk path then the live path;
+//!    peak memory before and after.
 //! 2. `serve` over loopback: interactions per second posted in batches of 100 by 8 clients, and
 //!    the latency of single posts sent at 500 requests per second.
 //!
-//! `PYRAMID_BENCH_CUSTOMERS` and `PYRAMID_BENCH_SECONDS` scale it down for a quick look.
+//! `PYRAMID_BENCH_CUSTOMERS` and `PYRAMID_BENCH_SECONDS` scale it down for a quick look;
+//! `PYRAMID_BENCH_BULK_ONLY=1` stops after the bulk import (for `/usr/bin/time -v`),
+//! `PYRAMID_BENCH_SKIP_LIVE_IMPORT=1` skips the live import.
 
 use engagement::{Rules, Timestamp};
-use pyramid::import::{import, Format};
+use pyramid::bulk::import_into;
+use pyramid::import::{import, Format, ImportPath, LiveOptions};
 use pyramid::local::{embedded_store_for_bulk_load, DataDir, Options, Stack};
 use pyramid::routing::Router;
 use pyramid::serve::{app, Served};
@@ -35,8 +39,8 @@ fn now() -> Timestamp {
     Timestamp::from_millis(chrono::Utc::now().timestamp_millis())
 }
 
-async fn bench_import(customers: usize) -> anyhow::Result<()> {
-    let root = std::env::temp_dir().join(format!("pyramid-bench-import-{}", std::process::id()));
+async fn bench_import(customers: usize, bulk: bool) -> anyhow::Result<()> {
+    let root = std::env::temp_dir().join(format!("pyramid-bench-import-{}-{bulk}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
     let file = root.join("community.jsonl");
@@ -52,9 +56,24 @@ async fn bench_import(customers: usize) -> anyhow::Result<()> {
     let dir = DataDir::open(&root.join("data"))?;
     let (store, _bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
     let memory_before = peak_memory_mib();
-    let report = import(&store, &rules, &[file], Some(Format::Jsonl)).await?;
+    let report = if bulk {
+        import_into(
+            &dir,
+            &store,
+            &_bulk_load,
+            &rules,
+            &[file],
+            Some(Format::Jsonl),
+            ImportPath::Bulk,
+            LiveOptions::default(),
+        )
+        .await?
+    } else {
+        import(&store, &rules, &[file], Some(Format::Jsonl)).await?
+    };
     println!(
-        "import: {lines} interactions of {customers} customers in {:.1} s = {:.0} interactions/s ({} recorded, {} customers rescored); peak memory {:.0} MiB before, {:.0} MiB after",
+        "import ({} path): {lines} interactions of {customers} customers in {:.1} s = {:.0} interactions/s ({} recorded, {} customers rescored); peak memory {:.0} MiB before, {:.0} MiB after",
+        report.path,
         report.seconds,
         lines as f64 / report.seconds,
         report.recorded,
@@ -208,7 +227,15 @@ async fn main() -> anyhow::Result<()> {
     let benching = std::env::args().any(|a| a == "--bench");
     let customers = env_number("PYRAMID_BENCH_CUSTOMERS", if benching { 100_000 } else { 200 }) as usize;
     let seconds = env_number("PYRAMID_BENCH_SECONDS", if benching { 10 } else { 1 });
-    bench_import(customers).await?;
+    // The bulk path (an empty store's default), then the live path the shared adapter takes.
+    bench_import(customers, true).await?;
+    if std::env::var("PYRAMID_BENCH_BULK_ONLY").is_ok() {
+        // The bulk figure alone (run under `/usr/bin/time -v` for the process's peak memory).
+        return Ok(());
+    }
+    if std::env::var("PYRAMID_BENCH_SKIP_LIVE_IMPORT").is_err() {
+        bench_import(customers, false).await?;
+    }
     bench_serve(seconds).await?;
     Ok(())
 }

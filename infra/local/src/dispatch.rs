@@ -1,5 +1,5 @@
 //! The local bus's dispatcher: hands each journaled delivery to its target as EventBridge invokes
-//! a function, up to 8 at once. A failed delivery is tried three times in a row, then again with
+//! a function: rescores one at a time on a queue of their own, the others up to 8 at once. A failed delivery is tried three times in a row, then again with
 //! backoff (one minute, doubling, at most fifteen) for up to 24 hours, EventBridge's maximum
 //! event age, and at every start (it stays in the journal); then, or at once for an error no
 //! retry can mend, it is dead-lettered to `DATA/bus-dead-letter.jsonl`.
@@ -17,6 +17,10 @@ use rescore::Rescorer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Rescores at once: each is a read and a write of the one database ingest writes to, so more
+/// at once only queue ingest's transactions behind them; a burst's rescores wait in the journal
+/// (durably) and are worked off behind it.
+const RESCORES_AT_ONCE: usize = 1;
 /// Attempts in a row before waiting.
 const ATTEMPTS: u32 = 3;
 const FIRST_WAIT: Duration = Duration::from_secs(60);
@@ -39,8 +43,34 @@ pub struct Targets {
 
 /// Starts dispatching `deliveries` to their targets, marking each done (or dead) in `journal`.
 pub fn run(targets: Targets, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>) {
-    let Targets { rescore, nudge, outbox } = targets;
-    let permits = Arc::new(tokio::sync::Semaphore::new(8));
+    // Rescores queue on their own: nudges and webhooks do not wait behind a burst of them.
+    let (to_rescore, rescores) = tokio::sync::mpsc::unbounded_channel();
+    let (to_others, others) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(delivery) = deliveries.recv().await {
+            let queue = if matches!(delivery.target, Target::Rescore) {
+                &to_rescore
+            } else {
+                &to_others
+            };
+            if queue.send(delivery).is_err() {
+                return;
+            }
+        }
+    });
+    let targets = Arc::new(targets);
+    pump(Arc::clone(&targets), journal.clone(), rescores, RESCORES_AT_ONCE);
+    pump(targets, journal, others, 8);
+}
+
+/// Delivers what arrives on `deliveries`, up to `at_once` at a time.
+fn pump(targets: Arc<Targets>, journal: Journal, mut deliveries: tokio::sync::mpsc::UnboundedReceiver<Delivery>, at_once: usize) {
+    let (rescore, nudge, outbox) = (
+        Arc::clone(&targets.rescore),
+        Arc::clone(&targets.nudge),
+        Arc::clone(&targets.outbox),
+    );
+    let permits = Arc::new(tokio::sync::Semaphore::new(at_once));
     tokio::spawn(async move {
         while let Some(delivery) = deliveries.recv().await {
             let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {

@@ -3,6 +3,7 @@
 //! levels are then decided by the sweep, quietly (a history import nudges nobody).
 
 use crate::bus::QuietBus;
+use crate::local::FixedClock;
 use engagement::ports::{CustomerId, InteractionLog, RecordStatus};
 use engagement::{validate_interaction, Interaction, Rules, Timestamp};
 use engagement_aws::{DynamoStore, SystemClock};
@@ -43,6 +44,52 @@ pub struct ImportReport {
     pub rejected: u64,
     pub rescored: u64,
     pub seconds: f64,
+    /// Which path loaded it: `bulk` or `live`.
+    pub path: &'static str,
+}
+
+/// Which path `pyramid import` takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImportPath {
+    /// Bulk into an empty store (or to finish an interrupted bulk load), live otherwise.
+    #[default]
+    Auto,
+    /// Bulk; on a store that already holds data, the live path (see ARCHITECTURE.md).
+    Bulk,
+    /// The live path: the shared adapter's ingest, then a quiet rescore.
+    Live,
+}
+
+/// What a live import can be told besides its files.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveOptions {
+    /// A pinned instant (tests): validation, `recorded_at` and the rescore's clock. Otherwise
+    /// the clock's, read at the start (the rescore then reads the clock too).
+    pub now: Option<Timestamp>,
+    /// Batches recorded at once.
+    pub in_flight: usize,
+}
+
+impl Default for LiveOptions {
+    /// `PYRAMID_IMPORT_NOW` (milliseconds since 1970) and `PYRAMID_IMPORT_IN_FLIGHT`, for tests.
+    fn default() -> LiveOptions {
+        LiveOptions {
+            now: pinned_now(),
+            in_flight: in_flight(),
+        }
+    }
+}
+
+/// The instant tests pin (`PYRAMID_IMPORT_NOW`), so that two loads can be compared item for item.
+fn pinned_now() -> Option<Timestamp> {
+    std::env::var("PYRAMID_IMPORT_NOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Timestamp::from_millis)
+}
+
+pub(crate) fn clock_now() -> Timestamp {
+    Timestamp::from_millis(chrono::Utc::now().timestamp_millis())
 }
 
 /// One line turned into an interaction, or why not.
@@ -93,7 +140,7 @@ fn parse_line(
     validate_interaction(&value, rules, now).map_err(|errors| errors.to_string())
 }
 
-fn format_of(path: &Path, forced: Option<Format>) -> Format {
+pub(crate) fn format_of(path: &Path, forced: Option<Format>) -> Format {
     forced.unwrap_or(if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
         Format::Csv
     } else {
@@ -153,8 +200,19 @@ impl Progress {
 /// Imports files into the store, then decides the level of every customer the files name
 /// (recorded or already there) quietly.
 pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], forced: Option<Format>) -> anyhow::Result<ImportReport> {
+    import_with(store, rules, files, forced, LiveOptions::default()).await
+}
+
+/// [`import`] with its options given.
+pub async fn import_with(
+    store: &DynamoStore,
+    rules: &Arc<Rules>,
+    files: &[PathBuf],
+    forced: Option<Format>,
+    options: LiveOptions,
+) -> anyhow::Result<ImportReport> {
     let started = Instant::now();
-    let now = Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
+    let now = options.now.unwrap_or_else(clock_now);
     let total_bytes = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let mut progress = Progress::new(total_bytes);
     let mut report = ImportReport::default();
@@ -164,7 +222,7 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
         let batches = batches_of_file(path, format_of(path, forced), rules, now, &counts)?;
         let mut recorded = futures::stream::iter(batches)
             .map(|batch| async move { store.record_interactions(&batch, now).await })
-            .buffered(in_flight());
+            .buffered(options.in_flight.max(1));
         while let Some(outcomes) = recorded.next().await {
             for outcome in outcomes? {
                 match outcome.status {
@@ -184,22 +242,26 @@ pub async fn import(store: &DynamoStore, rules: &Arc<Rules>, files: &[PathBuf], 
     report.lines = counts.lines.get();
     report.rejected = counts.rejected.get();
     progress.finish();
-    report.rescored = settle(store, rules, &touched).await?;
+    report.rescored = match options.now {
+        Some(now) => settle_with(store, rules, &touched, FixedClock(now)).await?,
+        None => settle(store, rules, &touched).await?,
+    };
     report.seconds = started.elapsed().as_secs_f64();
+    report.path = "live";
     Ok(report)
 }
 
 /// What the reading side has counted so far, for the recording side's report and progress.
 #[derive(Default)]
-struct ReadCounts {
+pub(crate) struct ReadCounts {
     bytes: Cell<u64>,
-    lines: Cell<u64>,
-    rejected: Cell<u64>,
+    pub(crate) lines: Cell<u64>,
+    pub(crate) rejected: Cell<u64>,
 }
 
 /// A file's interactions in batches of `BATCH`, validated as they are read (the recording side
 /// records `IN_FLIGHT` batches at a time). A bad line is reported with its number, and skipped.
-fn batches_of_file<'c>(
+pub(crate) fn batches_of_file<'c>(
     path: &Path,
     format: Format,
     rules: &Arc<Rules>,
@@ -256,10 +318,20 @@ fn batches_of_file<'c>(
 /// Decides the level of the customers the files named, publishing nothing. (Not a sweep:
 /// other customers' pending events and at-risk notices are left for `serve` to send.)
 pub async fn settle(store: &DynamoStore, rules: &Arc<Rules>, touched: &std::collections::BTreeSet<CustomerId>) -> anyhow::Result<u64> {
+    settle_with(store, rules, touched, SystemClock).await
+}
+
+/// [`settle`] on a given clock.
+async fn settle_with<C: engagement::ports::Clock>(
+    store: &DynamoStore,
+    rules: &Arc<Rules>,
+    touched: &std::collections::BTreeSet<CustomerId>,
+    clock: C,
+) -> anyhow::Result<u64> {
     let quiet = Rescorer {
         store: store.clone(),
         bus: QuietBus::default(),
-        clock: SystemClock,
+        clock,
         rules: Arc::clone(rules),
     };
     let ids: Vec<&CustomerId> = touched.iter().collect();

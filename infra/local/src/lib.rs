@@ -3,6 +3,7 @@
 //! the Lambda functions' handlers over the embedded store and an in-process bus routed by the
 //! deployed stack's own rules (`infra/template.yaml`).
 
+pub mod bulk;
 pub mod bus;
 pub mod calibrate;
 pub mod channels;
@@ -15,6 +16,7 @@ pub mod erasure;
 pub mod files;
 pub mod history;
 pub mod import;
+pub mod in_process;
 pub mod journal;
 pub mod local;
 pub mod outbox;

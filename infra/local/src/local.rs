@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use api::Api;
 use engagement::ports::Clock;
 use engagement::{Rules, Timestamp};
-use engagement_aws::client::local_dynamodb;
+use engagement_aws::client::local_dynamodb_over;
 use engagement_aws::{DynamoStore, StoreConfig, SystemClock};
 use engagement_http::CursorSigner;
 use engagement_sources::Catalog;
@@ -27,6 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const TABLE: &str = "engagement";
+
+/// The address the SDK is given for the embedded store; nothing listens there, the in-process
+/// transport answers every request.
+const IN_PROCESS_ENDPOINT: &str = "http://embedded.dynoxide.invalid";
 
 /// A clock fixed at one instant (`pyramid rescore --at`).
 #[derive(Clone, Copy)]
@@ -100,8 +104,8 @@ impl DataDir {
     }
 }
 
-/// Opens the embedded database for serving and serves it to the DynamoDB adapter on a loopback
-/// port. SQLite runs in WAL mode with `synchronous = NORMAL`: every commit is in the WAL before
+/// Opens the embedded database for serving and hands it to the DynamoDB adapter (in process,
+/// `crate::in_process`). SQLite runs in WAL mode with `synchronous = NORMAL`: every commit is in the WAL before
 /// it is acknowledged, so a killed process (kill -9, a crash) loses nothing; an OS crash or a
 /// power cut can lose the last commits but cannot corrupt the file (the WAL is fsynced at each
 /// checkpoint).
@@ -124,6 +128,11 @@ pub struct BulkLoad {
 }
 
 impl BulkLoad {
+    /// The database itself, for writes that bypass the adapter (`pyramid import`'s bulk path).
+    pub fn database(&self) -> &dynoxide::Database {
+        &self.database
+    }
+
     /// Back to `synchronous = NORMAL` (and SQLite's default cache), as `embedded_store` opens it.
     pub fn finish(self) -> anyhow::Result<()> {
         self.database
@@ -146,22 +155,21 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
         database.disable_bulk_loading()
     };
     tuned.map_err(|e| anyhow::anyhow!("cannot tune {}: {e}", file.display()))?;
-    let served = database.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
     let _ = dir.database.set(database.clone());
-    tokio::spawn(async move {
-        let _ = dynoxide::server::serve_with_shutdown(listener, served, std::future::pending()).await;
-    });
+    // The SDK's requests reach dynoxide in process: no socket, no HTTP server.
+    let client = local_dynamodb_over(crate::in_process::http_client(database.clone())?, IN_PROCESS_ENDPOINT, None);
     let store = DynamoStore::new(
-        local_dynamodb(&endpoint, None),
+        client,
         rules,
         StoreConfig {
             table: TABLE.into(),
             salt,
             omit_request_tokens: true,
         },
-    );
+    )
+    // Each transaction is a SQLite commit: several customers share one.
+    .packing_customers()
+    .scanning_in_key_order();
     if !store.table_exists().await? {
         store.create_table().await?;
     }

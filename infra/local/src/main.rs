@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 use engagement::ports::Insights;
 use engagement::{Level, Rules, Timestamp};
 use engagement_aws::DynamoStore;
+use pyramid::bulk::import_into;
 use pyramid::channels;
-use pyramid::import::{import, Format};
+use pyramid::import::{Format, ImportPath, LiveOptions};
 use pyramid::local::{embedded_store, embedded_store_for_bulk_load, DataDir, Options, Stack};
 use pyramid::routing::Router;
 use pyramid::serve::{app, Served};
@@ -88,6 +89,14 @@ enum Command {
         /// Read every file in this format, whatever its name.
         #[arg(long, value_enum)]
         format: Option<Format>,
+        /// Take the bulk path (the default on an empty store); on a store that already holds
+        /// data, the file goes the live path.
+        #[arg(long, conflicts_with = "live")]
+        bulk: bool,
+        /// Take the live path (the shared adapter's ingest, then a quiet rescore) even on an
+        /// empty store.
+        #[arg(long)]
+        live: bool,
     },
     /// Serve a synthetic community (made on first run) to look around in.
     Demo {
@@ -122,12 +131,12 @@ enum Command {
         /// The DynamoDB endpoint for `--table` (a local DynamoDB, tests).
         #[arg(long, hide = true, requires = "table")]
         endpoint: Option<String>,
-        /// Parallel scan segments.
-        #[arg(long, default_value_t = 4)]
-        segments: u32,
+        /// Parallel scan segments (default: 4 for `--table`, 1 for the embedded store).
+        #[arg(long)]
+        segments: Option<u32>,
         /// Items each scan request reads.
-        #[arg(long, default_value_t = 200, hide = true)]
-        page_size: usize,
+        #[arg(long, hide = true)]
+        page_size: Option<usize>,
         /// A progress line after every page (tests).
         #[arg(long, hide = true)]
         report_pages: bool,
@@ -280,7 +289,20 @@ async fn main() -> anyhow::Result<()> {
             let path = dir.path.clone();
             serve(args, dir, None, |url, token, sources| serve_banner(url, token, &path, sources)).await
         }
-        Command::Import { common, files, format } => run_import(common, &files, format).await,
+        Command::Import {
+            common,
+            files,
+            format,
+            bulk,
+            live,
+        } => {
+            let path = match (bulk, live) {
+                (true, _) => ImportPath::Bulk,
+                (_, true) => ImportPath::Live,
+                _ => ImportPath::Auto,
+            };
+            run_import(common, &files, format, path).await
+        }
         Command::Demo { serve: args, customers } => run_demo(args, customers).await,
         Command::Rescore { common, at } => {
             let at = parse_time(&at)?;
@@ -301,11 +323,16 @@ async fn main() -> anyhow::Result<()> {
             page_size,
             report_pages,
         } => {
+            let defaults = if table.is_some() {
+                pyramid::refold::RefoldOptions::default()
+            } else {
+                pyramid::refold::RefoldOptions::embedded()
+            };
             let options = pyramid::refold::RefoldOptions {
-                segments,
-                page_size,
+                segments: segments.unwrap_or(defaults.segments),
+                page_size: page_size.unwrap_or(defaults.page_size),
                 report_pages,
-                ..Default::default()
+                ..defaults
             };
             run_refold(&rules, &data, table, endpoint, options).await
         }
@@ -391,16 +418,24 @@ async fn run_calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
 }
 
 /// `pyramid import`.
-async fn run_import(common: Common, files: &[PathBuf], format: Option<Format>) -> anyhow::Result<()> {
+async fn run_import(common: Common, files: &[PathBuf], format: Option<Format>, path: ImportPath) -> anyhow::Result<()> {
     let dir = DataDir::open(&common.data)?;
     let rules = load_rules(common.rules.as_deref())?;
     // Re-runnable: no fsync while it loads.
     let (store, bulk_load) = embedded_store_for_bulk_load(&dir, Arc::clone(&rules)).await?;
-    let report = import(&store, &rules, files, format).await?;
+    let report = import_into(&dir, &store, &bulk_load, &rules, files, format, path, LiveOptions::default()).await?;
     bulk_load.finish()?;
     println!(
-        "{} lines in {:.1} s: {} recorded, {} duplicate, {} conflict, {} erased, {} rejected; {} customers rescored",
-        report.lines, report.seconds, report.recorded, report.duplicate, report.conflict, report.erased, report.rejected, report.rescored
+        "{} lines in {:.1} s ({} path): {} recorded, {} duplicate, {} conflict, {} erased, {} rejected; {} customers rescored",
+        report.lines,
+        report.seconds,
+        report.path,
+        report.recorded,
+        report.duplicate,
+        report.conflict,
+        report.erased,
+        report.rejected,
+        report.rescored
     );
     println!("customers by level:");
     print_pyramid(&store).await

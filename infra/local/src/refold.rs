@@ -12,7 +12,7 @@
 use engagement::ports::{Clock, CustomerId, CustomerReads, RefoldWrite, Refolds, StoreError, StoredCustomer, WriteOutcome};
 use engagement::refold::{plan_refold, HistoryMismatch};
 use engagement::{Interaction, Level, Rules};
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,18 +24,44 @@ pub struct RefoldOptions {
     pub segments: u32,
     /// Items each scan request reads (before the filter).
     pub page_size: usize,
-    /// Histories read and customers written at once, per segment.
+    /// Histories read and writes sent at once, per page.
     pub in_flight: usize,
+    /// Customers handed to the store's `write_refolds` at once (the embedded store packs them
+    /// into few transactions; a deployed table writes one transaction per customer anyway).
+    pub pack: usize,
+    /// Pages of a segment worked on at once (the next page read while this one is folded and
+    /// written).
+    pub pages_in_flight: usize,
     /// A progress line after every page (tests), not every few seconds.
     pub report_pages: bool,
 }
 
 impl Default for RefoldOptions {
+    /// For a deployed table: a parallel scan, requests in flight to hide their latency.
     fn default() -> RefoldOptions {
         RefoldOptions {
             segments: 4,
             page_size: 200,
             in_flight: 16,
+            pack: 1,
+            pages_in_flight: 1,
+            report_pages: false,
+        }
+    }
+}
+
+impl RefoldOptions {
+    /// For the embedded store: one segment (a scan in key order, which SQLite serves from the
+    /// primary key; a parallel scan sorts the whole table for every page there), large pages,
+    /// and two pages at once so that the fold on one core overlaps the store's work on the
+    /// other.
+    pub fn embedded() -> RefoldOptions {
+        RefoldOptions {
+            segments: 1,
+            page_size: 1000,
+            in_flight: 4,
+            pack: 64,
+            pages_in_flight: 2,
             report_pages: false,
         }
     }
@@ -100,56 +126,98 @@ async fn refold_segment<S: Refolds + CustomerReads, C: Clock>(
     options: RefoldOptions,
     progress: &Progress,
 ) -> Result<RefoldReport, StoreError> {
-    let mut report = RefoldReport::default();
-    let mut cursor = None;
-    loop {
-        let refolded_before = report.refolded;
+    let segments = options.segments.max(1);
+    // The scan, page after page (`None` once the segment is read to its end).
+    let pages = futures::stream::try_unfold(Some(None), move |cursor: Option<Option<String>>| async move {
+        let Some(cursor) = cursor else {
+            return Ok(None);
+        };
         let page = store
-            .customers_to_refold(fingerprint, segment, options.segments.max(1), cursor, options.page_size)
+            .customers_to_refold(fingerprint, segment, segments, cursor, options.page_size)
             .await?;
-        let histories: Vec<Result<Vec<Interaction>, StoreError>> = futures::stream::iter(&page.items)
-            .map(|customer| store.history(customer))
-            .buffered(options.in_flight)
-            .collect()
-            .await;
-        let mut pairs = Vec::with_capacity(page.items.len());
-        for (customer, history) in page.items.into_iter().zip(histories) {
-            pairs.push((customer, history?));
-        }
-        let plans = fold_in_parallel(rules, pairs, clock.now()).await?;
-        let outcomes: Vec<Result<(Outcome, u32), StoreError>> = futures::stream::iter(plans)
-            .map(|(customer, plan)| async move {
-                match plan {
-                    Ok(write) if store.write_refold(&write).await? == WriteOutcome::Written => Ok((written(&write), 0)),
-                    // Read again, alone.
-                    _ => refold_one(store, rules, clock, &customer.id).await,
-                }
-            })
-            .buffer_unordered(options.in_flight)
-            .collect()
-            .await;
-        for outcome in outcomes {
-            let (outcome, retries) = outcome?;
-            report.retried += u64::from(retries);
-            match outcome {
-                Outcome::Written(before, after) => {
-                    report.refolded += 1;
-                    match after.cmp(&before) {
-                        std::cmp::Ordering::Greater => report.moved_up += 1,
-                        std::cmp::Ordering::Less => report.moved_down += 1,
-                        std::cmp::Ordering::Equal => {}
-                    }
-                }
-                Outcome::Gone => {}
-                Outcome::Left => report.left += 1,
-            }
-        }
-        progress.page(report.refolded - refolded_before);
-        cursor = page.cursor;
-        if cursor.is_none() {
-            return Ok(report);
+        let next = page.cursor.clone().map(Some);
+        Ok(Some((page.items, next)))
+    });
+    let mut done = std::pin::pin!(pages
+        .map_ok(|customers| refold_page(store, rules, clock, customers, options))
+        .try_buffer_unordered(options.pages_in_flight.max(1)));
+    let mut report = RefoldReport::default();
+    while let Some(page) = done.try_next().await? {
+        progress.page(page.refolded);
+        report.refolded += page.refolded;
+        report.moved_up += page.moved_up;
+        report.moved_down += page.moved_down;
+        report.retried += page.retried;
+        report.left += page.left;
+    }
+    Ok(report)
+}
+
+/// One scan page: the histories read, replayed in parallel, and written.
+async fn refold_page<S: Refolds + CustomerReads, C: Clock>(
+    store: &S,
+    rules: &Arc<Rules>,
+    clock: &C,
+    customers: Vec<StoredCustomer>,
+    options: RefoldOptions,
+) -> Result<RefoldReport, StoreError> {
+    let mut report = RefoldReport::default();
+    let histories: Vec<Result<Vec<Interaction>, StoreError>> = futures::stream::iter(&customers)
+        .map(|customer| store.history(customer))
+        .buffered(options.in_flight)
+        .collect()
+        .await;
+    let mut pairs = Vec::with_capacity(customers.len());
+    for (customer, history) in customers.into_iter().zip(histories) {
+        pairs.push((customer, history?));
+    }
+    let plans = fold_in_parallel(rules, pairs, clock.now()).await?;
+    let mut writes = Vec::with_capacity(plans.len());
+    let mut again = Vec::new();
+    for (customer, plan) in plans {
+        match plan {
+            Ok(write) => writes.push(write),
+            Err(HistoryMismatch) => again.push(customer.id),
         }
     }
+    let mut outcomes: Vec<Result<(Outcome, u32), StoreError>> = Vec::with_capacity(writes.len());
+    let written_in_chunks: Vec<Result<Vec<WriteOutcome>, StoreError>> = futures::stream::iter(writes.chunks(options.pack.max(1)))
+        .map(|chunk| store.write_refolds(chunk))
+        .buffered(options.in_flight)
+        .collect()
+        .await;
+    for (chunk, written_chunk) in writes.chunks(options.pack.max(1)).zip(written_in_chunks) {
+        for (write, outcome) in chunk.iter().zip(written_chunk?) {
+            match outcome {
+                WriteOutcome::Written => outcomes.push(Ok((written(write), 0))),
+                WriteOutcome::Conflict => again.push(write.customer_id.clone()),
+            }
+        }
+    }
+    // Read again, alone.
+    let retried: Vec<Result<(Outcome, u32), StoreError>> = futures::stream::iter(&again)
+        .map(|id| refold_one(store, rules, clock, id))
+        .buffer_unordered(options.in_flight)
+        .collect()
+        .await;
+    outcomes.extend(retried);
+    for outcome in outcomes {
+        let (outcome, retries) = outcome?;
+        report.retried += u64::from(retries);
+        match outcome {
+            Outcome::Written(before, after) => {
+                report.refolded += 1;
+                match after.cmp(&before) {
+                    std::cmp::Ordering::Greater => report.moved_up += 1,
+                    std::cmp::Ordering::Less => report.moved_down += 1,
+                    std::cmp::Ordering::Equal => {}
+                }
+            }
+            Outcome::Gone => {}
+            Outcome::Left => report.left += 1,
+        }
+    }
+    Ok(report)
 }
 
 fn written(write: &RefoldWrite) -> Outcome {

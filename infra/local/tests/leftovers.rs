@@ -82,10 +82,10 @@ fn an_import_killed_partway_then_rerun_settles_everyone_as_a_clean_import_does()
         std::fs::create_dir_all(data).expect("a data dir");
         std::fs::write(data.join("identity-salt"), SALT).expect("a salt");
     }
-    let clean_summary = succeeded(pyramid(&["import"], &clean).arg(&file).output().expect("import runs"));
+    let clean_summary = succeeded(pyramid(&["import", "--live"], &clean).arg(&file).output().expect("import runs"));
 
     // The same file, killed (SIGKILL) once its first batches are in the database's log.
-    let mut child = pyramid(&["import"], &crashed)
+    let mut child = pyramid(&["import", "--live"], &crashed)
         .arg(&file)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -104,7 +104,7 @@ fn an_import_killed_partway_then_rerun_settles_everyone_as_a_clean_import_does()
     child.kill().expect("killed");
     let _ = child.wait();
 
-    let rerun = succeeded(pyramid(&["import"], &crashed).arg(&file).output().expect("import runs"));
+    let rerun = succeeded(pyramid(&["import", "--live"], &crashed).arg(&file).output().expect("import runs"));
     assert!(
         !rerun.contains(" 0 duplicate") && !rerun.contains(" 0 recorded"),
         "the kill came partway: {rerun}"

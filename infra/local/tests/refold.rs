@@ -5,7 +5,7 @@
 mod harness;
 
 use engagement::flow::{day_of, DayFlow};
-use engagement::ports::{CustomerReads, Insights, InteractionLog, Refolds};
+use engagement::ports::{CustomerReads, Insights, InteractionLog, Refolds, WriteOutcome};
 use engagement::{replay, CustomerId, Interaction, Level, Rules, Timestamp, LEVEL_COUNT};
 use engagement_aws::{DynamoStore, SystemClock};
 use harness::{binary, temp_dir};
@@ -39,6 +39,19 @@ fn new_rules() -> Arc<Rules> {
 }
 
 /// A synthetic community as a JSON-lines file.
+/// The community file under `root`, imported (under the shipped rules) into a data directory
+/// there: the file, the directory (held open) and the store.
+async fn imported_community(root: &Path) -> (PathBuf, DataDir, DynamoStore) {
+    let file = community_file(root);
+    let dir = DataDir::open(&root.join("data")).expect("the data dir");
+    let old = Arc::new(Rules::default_rules());
+    let store = embedded_store(&dir, Arc::clone(&old)).await.expect("the store");
+    pyramid::import::import(&store, &old, std::slice::from_ref(&file), None)
+        .await
+        .expect("imported");
+    (file, dir, store)
+}
+
 fn community_file(root: &Path) -> PathBuf {
     let file = root.join("community.jsonl");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("a file"));
@@ -212,13 +225,7 @@ async fn a_refold_killed_midway_and_run_again_leaves_every_customer_as_replay_de
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactions_recorded_while_a_refold_runs_are_all_counted_and_decided() {
     let root = temp_dir("refold-ingest");
-    let file = community_file(&root);
-    let dir = DataDir::open(&root.join("data")).expect("the data dir");
-    let old = Arc::new(Rules::default_rules());
-    let before = embedded_store(&dir, Arc::clone(&old)).await.expect("the store");
-    pyramid::import::import(&before, &old, std::slice::from_ref(&file), None)
-        .await
-        .expect("imported");
+    let (file, _dir, before) = imported_community(&root).await;
     // The new rules are deployed: ingest records under them while the refold runs.
     let rules = new_rules();
     let store = before.with_rules(Arc::clone(&rules));
@@ -280,6 +287,8 @@ async fn interactions_recorded_while_a_refold_runs_are_all_counted_and_decided()
         segments: 2,
         page_size: 10,
         in_flight: 4,
+        pack: 8,
+        pages_in_flight: 2,
         report_pages: false,
     };
     let (report, ()) = tokio::join!(refold(&store, &rules, &SystemClock, options), ingest);
@@ -304,4 +313,52 @@ async fn customer_of(store: &DynamoStore, interaction: &Interaction) -> Customer
         engagement::ports::IdentityLookup::Customer(id) => id,
         other => panic!("{}: {other:?}", interaction.id),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_of_refolds_with_one_stale_customer_writes_the_others_and_refuses_that_one() {
+    let root = temp_dir("refold-pack");
+    let (_file, _dir, before) = imported_community(&root).await;
+    let rules = new_rules();
+    let store = before.with_rules(Arc::clone(&rules));
+    let page = store
+        .customers_to_refold(&rules.fingerprint(), 0, 1, None, 1000)
+        .await
+        .expect("a scan");
+    let customers: Vec<_> = page.items.into_iter().take(6).collect();
+    assert_eq!(customers.len(), 6);
+    let mut writes = Vec::new();
+    for customer in &customers {
+        let history = store.history(customer).await.expect("its history");
+        writes.push(engagement::refold::plan_refold(&rules, customer, &history, now()).expect("a matching history"));
+    }
+    // Ingest writes one of them after the plan: its version moves.
+    let stale = &customers[2];
+    let history = store.history(stale).await.expect("its history");
+    let mut late = history[0].clone();
+    late.id = "late".into();
+    late.occurred_at = now();
+    store.record_interactions(&[late], now()).await.expect("recorded");
+
+    let outcomes = store.write_refolds(&writes).await.expect("written");
+    let expected: Vec<_> = (0..6)
+        .map(|i| if i == 2 { WriteOutcome::Conflict } else { WriteOutcome::Written })
+        .collect();
+    assert_eq!(outcomes, expected);
+    for (i, customer) in customers.iter().enumerate() {
+        let stored = store.load_customer(&customer.id).await.expect("a read").expect("the customer");
+        assert_eq!(
+            stored.rules_fingerprint.as_deref() == Some(rules.fingerprint().as_str()),
+            i != 2,
+            "{}: refolded unless stale",
+            customer.id
+        );
+    }
+    // The rest, and the stale one read afresh: the counters the pack summed add up.
+    let report = refold(&store, &rules, &SystemClock, RefoldOptions::embedded())
+        .await
+        .expect("the refold ran");
+    assert_eq!(report.left, 0);
+    assert_as_replayed(&store, &rules, true).await;
+    let _ = std::fs::remove_dir_all(&root);
 }

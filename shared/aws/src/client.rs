@@ -82,12 +82,18 @@ impl Intercept for RequestCounter {
 
 /// A DynamoDB client for a local endpoint (dynoxide or moto).
 pub fn local_dynamodb(endpoint: &str, counter: Option<RequestCounter>) -> aws_sdk_dynamodb::Client {
+    local_dynamodb_over(http_client(), endpoint, counter)
+}
+
+/// A DynamoDB client whose requests `transport` carries (the one-machine mode hands them to the
+/// embedded store in process); `endpoint` only names it.
+pub fn local_dynamodb_over(transport: SharedHttpClient, endpoint: &str, counter: Option<RequestCounter>) -> aws_sdk_dynamodb::Client {
     let mut builder = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_sdk_dynamodb::config::Region::new(LOCAL_REGION))
         .credentials_provider(local_credentials())
-        .http_client(http_client());
+        .http_client(transport);
     if let Some(counter) = counter {
         builder = builder.interceptor(counter);
     }

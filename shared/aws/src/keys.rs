@@ -60,8 +60,11 @@ pub fn shard(id: &CustomerId, shards: u32) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % shards
 }
 
+/// What every customer's partition key starts with.
+pub const CUSTOMER_PREFIX: &str = "CUSTOMER#";
+
 pub fn customer_pk(id: &CustomerId) -> String {
-    format!("CUSTOMER#{id}")
+    format!("{CUSTOMER_PREFIX}{id}")
 }
 
 /// Identities are keyed by a salted hash, so that an erased identity leaves only the hash

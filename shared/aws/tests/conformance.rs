@@ -26,12 +26,23 @@ struct Target {
     /// Interactions per writer in the concurrency scenario: 1 000 on dynoxide; fewer on moto,
     /// a Python server serving one request at a time, for the same behaviour in less time.
     writer_volume: usize,
+    /// Ingest packs several customers per transaction (`packing_customers`).
+    packing: bool,
 }
 
 async fn target(endpoint: &str, writer_volume: usize) -> Target {
+    target_with(endpoint, writer_volume, false).await
+}
+
+/// A target whose ingest packs several customers per transaction (the embedded store's way).
+async fn packed_target(endpoint: &str, writer_volume: usize) -> Target {
+    target_with(endpoint, writer_volume, true).await
+}
+
+async fn target_with(endpoint: &str, writer_volume: usize, packing: bool) -> Target {
     let counter = RequestCounter::default();
     let client = local_dynamodb(endpoint, Some(counter.clone()));
-    let store = DynamoStore::new(
+    let mut store = DynamoStore::new(
         client,
         Arc::new(Rules::default_rules()),
         StoreConfig {
@@ -40,12 +51,16 @@ async fn target(endpoint: &str, writer_volume: usize) -> Target {
             omit_request_tokens: true,
         },
     );
+    if packing {
+        store = store.packing_customers();
+    }
     store.create_table().await.expect("the table is created");
     counter.reset();
     Target {
         store,
         counter,
         writer_volume,
+        packing,
     }
 }
 
@@ -659,7 +674,101 @@ async fn a_new_customer_with_a_long_history_is_recorded_whole(t: Target) {
     assert_eq!(counts.at(Level::Observing), 1, "one customer");
 }
 
+/// One batch is resolved in its order: an alias that one interaction introduces by `also` and
+/// the next uses alone belongs to the first one's customer, whether that customer was known
+/// already or is new in the batch (eight people, so that no order of ids makes it pass by luck).
+async fn a_batch_resolves_identities_in_its_order(t: Target) {
+    let forum = |mut interaction: Interaction, handle: &str| {
+        interaction.customer.identity = Identity {
+            channel: Channel::parse("forum").expect("channel"),
+            handle: handle.into(),
+        };
+        interaction
+    };
+    let mut known = Vec::new();
+    for n in 0..4 {
+        known.push(interaction(
+            &format!("known-{n}"),
+            &format!("known{n}@example.com"),
+            "page_viewed",
+            now(),
+        ));
+    }
+    t.store.record_interactions(&known, now()).await.expect("recorded");
+    let mut batch = Vec::new();
+    for n in 0..8 {
+        let email = if n < 4 {
+            format!("known{n}@example.com")
+        } else {
+            format!("new{n}@example.com")
+        };
+        batch.push(with_also(
+            interaction(&format!("also-{n}"), &email, "page_viewed", now()),
+            "forum",
+            &format!("alias{n}"),
+        ));
+        batch.push(forum(
+            interaction(&format!("alone-{n}"), "unused@example.com", "page_viewed", now()),
+            &format!("alias{n}"),
+        ));
+    }
+    let outcomes = t.store.record_interactions(&batch, now()).await.expect("recorded");
+    for pair in outcomes.chunks(2) {
+        assert_eq!(pair[0].status, RecordStatus::Recorded);
+        assert_eq!(pair[0].customer_id, pair[1].customer_id, "{pair:?}");
+    }
+    for (n, pair) in outcomes.chunks(2).enumerate() {
+        let id = pair[0].customer_id.clone().expect("a customer");
+        let email = if n < 4 {
+            format!("known{n}@example.com")
+        } else {
+            format!("new{n}@example.com")
+        };
+        assert_eq!(id, t.store.customer_id_for(&self::email(&email)), "the customer of {email}");
+        let stored = t.store.load_customer(&id).await.expect("loaded").expect("exists");
+        assert_eq!(stored.identities.len(), 2, "{:?}", stored.identities);
+    }
+    assert_eq!(t.store.pyramid_counts().await.expect("counts").at(Level::Observing), 8);
+}
+
+/// A batch of first interactions, each a new customer, on two days: each is counted once in
+/// the pyramid and joins on its day's flow, whether each customer has a transaction of its own
+/// or (packed) newcomers sharing a counter shard share its update.
+async fn a_batch_of_newcomers_is_counted_once_each(t: Target) {
+    let batch: Vec<Interaction> = (0..60)
+        .map(|n| {
+            let day = if n % 3 == 0 {
+                "2026-05-30T09:00:00Z"
+            } else {
+                "2026-05-31T09:00:00Z"
+            };
+            interaction(&format!("new-{n}"), &format!("new{n}@example.com"), "page_viewed", at(day))
+        })
+        .collect();
+    let outcomes = t.store.record_interactions(&batch, now()).await.expect("recorded");
+    assert!(outcomes.iter().all(|o| o.status == RecordStatus::Recorded), "{outcomes:?}");
+    let customers: BTreeSet<_> = outcomes.iter().filter_map(|o| o.customer_id.clone()).collect();
+    assert_eq!(customers.len(), 60);
+    let transactions = t.counter.snapshot().get("TransactWriteItems").copied().unwrap_or(0);
+    if t.packing {
+        // 60 × (profile, identity, interaction) and at most 8 + 2 × 4 counter items a pack: at
+        // least 28 customers to a transaction of 100 actions.
+        assert!(transactions <= 3, "{transactions} transactions");
+    } else {
+        assert_eq!(transactions, 60);
+    }
+    let counts = t.store.pyramid_counts().await.expect("counts");
+    assert_eq!(counts.0.iter().sum::<u64>(), 60, "{counts:?}");
+    assert_eq!(counts.at(Level::Observing), 60, "{counts:?}");
+    let day = engagement::flow::day_of(at("2026-05-31T09:00:00Z"));
+    let flows = t.store.flows(day - 1, day).await.expect("flows");
+    let joined = |d| flows.iter().filter(|f| f.day == d).map(|f| f.joined).sum::<u64>();
+    assert_eq!((joined(day - 1), joined(day)), (20, 40), "{flows:?}");
+}
+
 conformance!(
+    a_batch_resolves_identities_in_its_order,
+    a_batch_of_newcomers_is_counted_once_each,
     a_new_customer_with_a_long_history_is_recorded_whole,
     records_each_interaction_exactly_once,
     concurrent_writers_lose_no_update,
@@ -672,3 +781,27 @@ conformance!(
     late_and_early_interactions_fold_the_same,
     a_merge_keeps_the_higher_standing_and_the_counts_right,
 );
+
+/// The ingest scenarios again, several customers per transaction (`packing_customers`, as the
+/// one-machine mode runs): concurrent writers cancel packs, which must lose nothing.
+mod dynoxide_packed {
+    macro_rules! packed {
+        ($($scenario:ident),* $(,)?) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(super::packed_target(engagement_testkit::dynoxide_endpoint(), 1_000).await).await
+                }
+            )*
+        };
+    }
+    packed!(
+        a_batch_resolves_identities_in_its_order,
+        a_batch_of_newcomers_is_counted_once_each,
+        a_new_customer_with_a_long_history_is_recorded_whole,
+        records_each_interaction_exactly_once,
+        concurrent_writers_lose_no_update,
+        concurrent_first_interactions_create_one_customer,
+        late_and_early_interactions_fold_the_same,
+    );
+}

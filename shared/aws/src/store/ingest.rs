@@ -14,10 +14,10 @@ use crate::retry::{backoff, MAX_ATTEMPTS};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use engagement::customer::ScoredInteraction;
 use engagement::evidence::quantize;
-use engagement::flow::FlowEntry;
+use engagement::flow::{day_of, Day, FlowEntry};
 use engagement::ports::*;
 use engagement::recording::{consent_marks, evidence_adds, newcomer, Newcomer};
-use engagement::{era_start, Evidence, Identity, Interaction, Rules, Timestamp};
+use engagement::{era_start, Evidence, Identity, Interaction, Level, Rules, Timestamp};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Most identities claimed in one transaction (the rest are claimed by the next interaction).
@@ -43,8 +43,54 @@ struct Hint {
 
 type Hints = HashMap<CustomerId, Hint>;
 
+/// A chunk's actions, and what the store knows of its customer once they are written.
+struct Prepared {
+    /// The chunk's own items: its customer, identities and interactions.
+    actions: Vec<TransactWriteItem>,
+    /// What it adds to the shared counters, written after `actions` in the same transaction.
+    counts: Counts,
+    written: Hint,
+}
+
+/// What chunks add to the shared counter items (a newcomer's level on a shard of the pyramid,
+/// the day's `joined` on a shard of the flow), kept apart from their own actions so that a pack
+/// writes each counter item once with the sums: a transaction touches an item at most once, and
+/// with a few shards, newcomers would otherwise rarely share a transaction.
+#[derive(Default)]
+struct Counts {
+    /// Pyramid shard → the level moves on it.
+    pyramid: BTreeMap<u32, Vec<(Level, i64)>>,
+    /// (Flow shard, day) → the entries on it.
+    flow: BTreeMap<(u32, Day), Vec<FlowEntry>>,
+}
+
+impl Counts {
+    /// The counter items written.
+    fn items(&self) -> usize {
+        self.pyramid.len() + self.flow.len()
+    }
+
+    /// The counter items written once `other` is added.
+    fn items_with(&self, other: &Counts) -> usize {
+        self.items()
+            + other.pyramid.keys().filter(|k| !self.pyramid.contains_key(k)).count()
+            + other.flow.keys().filter(|k| !self.flow.contains_key(k)).count()
+    }
+
+    fn add(&mut self, other: &Counts) {
+        for (shard, moves) in &other.pyramid {
+            self.pyramid.entry(*shard).or_default().extend(moves);
+        }
+        for (key, entries) in &other.flow {
+            self.flow.entry(*key).or_default().extend(entries);
+        }
+    }
+}
+
 enum ChunkResult {
     Recorded,
+    /// Its pack was cancelled by another customer's write: read again and retry, packed again.
+    CancelledAlong,
     /// Read again and retry (someone else wrote first).
     Retry,
 }
@@ -116,18 +162,7 @@ impl DynamoStore {
     }
 
     fn interaction_put(&self, interaction: &Interaction, customer: &CustomerId, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
-        let content = serde_json::to_string(interaction).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item = key(interaction_pk(&interaction.id), "INTERACTION");
-        item.extend([
-            ("customer_id".to_string(), s(customer.as_str())),
-            ("fingerprint".to_string(), s(interaction.fingerprint())),
-            ("content".to_string(), s(content)),
-            ("kind".to_string(), s(interaction.kind.clone())),
-            ("occurred_at".to_string(), n_int(interaction.occurred_at.millis())),
-            ("recorded_at".to_string(), n_int(now.millis())),
-            (HISTORY_PK.to_string(), s(customer.as_str())),
-            (HISTORY_SK.to_string(), n_int(interaction.occurred_at.millis())),
-        ]);
+        let item = super::bulk::interaction_item(interaction, interaction.fingerprint(), customer, now)?;
         let put = Put::builder()
             .table_name(self.table())
             .set_item(Some(item))
@@ -139,14 +174,7 @@ impl DynamoStore {
     }
 
     pub(super) fn identity_put(&self, identity: &Identity, customer: &CustomerId, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
-        let mut item = key(identity_pk(&self.config.salt, identity), "IDENTITY");
-        item.extend([
-            ("customer_id".to_string(), s(customer.as_str())),
-            ("channel".to_string(), s(identity.channel.as_str())),
-            ("handle".to_string(), s(identity.handle.clone())),
-            ("linked_at".to_string(), n_int(now.millis())),
-        ]);
-        self.put_new(item)
+        self.put_new(super::bulk::identity_item(&self.config.salt, identity, customer, now))
     }
 
     /// Groups a round's pending interactions by customer: those already recorded or erased get
@@ -160,6 +188,13 @@ impl DynamoStore {
     ) -> (BTreeMap<CustomerId, Chunk>, Vec<usize>) {
         let mut chunks: BTreeMap<CustomerId, Chunk> = BTreeMap::new();
         let mut deferred = Vec::new();
+        // Identities are resolved in the batch's order, as if each interaction were recorded
+        // before the next is read: an identity an earlier interaction of this round claims
+        // belongs to that interaction's customer (an alias introduced by `also` and then used
+        // alone is one customer, not two); an interaction that names an identity of a deferred
+        // one waits for the next round with it.
+        let mut claimed: HashMap<String, CustomerId> = HashMap::new();
+        let mut waiting: BTreeSet<String> = BTreeSet::new();
         for &index in pending {
             let interaction = &batch[index];
             if let Some((fingerprint, customer)) = snapshot.claims.get(&interaction.id) {
@@ -175,11 +210,21 @@ impl DynamoStore {
                 });
                 continue;
             }
-            let entries: Vec<(&Identity, Option<&IdentityEntry>)> = interaction
+            let keys: Vec<String> = interaction
                 .identities()
-                .map(|identity| (identity, snapshot.identities.get(&identity_pk(&self.config.salt, identity))))
+                .map(|identity| identity_pk(&self.config.salt, identity))
                 .collect();
-            if entries.iter().any(|(_, entry)| entry.is_some_and(|e| e.erased)) {
+            if keys.iter().any(|key| waiting.contains(key)) {
+                waiting.extend(keys);
+                deferred.push(index);
+                continue;
+            }
+            let entries: Vec<(&Identity, Option<&IdentityEntry>, Option<&CustomerId>)> = interaction
+                .identities()
+                .zip(&keys)
+                .map(|(identity, key)| (identity, snapshot.identities.get(key), claimed.get(key)))
+                .collect();
+            if entries.iter().any(|(_, entry, _)| entry.is_some_and(|e| e.erased)) {
                 outcomes[index] = Some(RecordOutcome {
                     id: interaction.id.clone(),
                     status: RecordStatus::Erased,
@@ -187,9 +232,15 @@ impl DynamoStore {
                 });
                 continue;
             }
-            let known = entries.iter().find_map(|(_, entry)| entry.and_then(|e| e.customer.clone()));
+            let known = entries.iter().find_map(|(_, entry, in_round)| match entry {
+                Some(entry) => entry.customer.clone().map(CustomerId),
+                None => in_round.map(|id| (*id).clone()),
+            });
             let (customer, is_new) = match known {
-                Some(id) => (CustomerId(id), false),
+                Some(id) => {
+                    let is_new = chunks.get(&id).is_some_and(|chunk| chunk.is_new);
+                    (id, is_new)
+                }
                 None => (customer_id_for(&self.config.salt, &interaction.customer.identity), true),
             };
             let chunk = chunks.entry(customer.clone()).or_insert_with(|| Chunk {
@@ -200,8 +251,8 @@ impl DynamoStore {
             });
             let unclaimed: Vec<Identity> = entries
                 .iter()
-                .filter(|(_, entry)| entry.is_none())
-                .map(|(identity, _)| (*identity).clone())
+                .filter(|(_, entry, in_round)| entry.is_none() && in_round.is_none())
+                .map(|(identity, _, _)| (*identity).clone())
                 .filter(|identity| !chunk.new_identities.contains(identity))
                 .collect();
             // Besides its interactions and identities, a chunk holds the customer and the
@@ -209,8 +260,12 @@ impl DynamoStore {
             let fixed = if chunk.is_new { 3 } else { 2 };
             let room = MAX_TRANSACTION_ACTIONS - fixed - chunk.indices.len() - chunk.new_identities.len();
             if chunk.new_identities.len() + unclaimed.len() > MAX_NEW_IDENTITIES || room < 1 + unclaimed.len() {
+                waiting.extend(keys);
                 deferred.push(index);
                 continue;
+            }
+            for identity in &unclaimed {
+                claimed.insert(identity_pk(&self.config.salt, identity), chunk.customer.clone());
             }
             chunk.new_identities.extend(unclaimed);
             chunk.indices.push(index);
@@ -218,26 +273,34 @@ impl DynamoStore {
         (chunks, deferred)
     }
 
-    /// Writes one customer's chunk of a round.
-    async fn write_chunk(
+    /// A chunk's actions, ready to send; `None` to read again and retry.
+    async fn prepare_chunk(
         &self,
         batch: &[Interaction],
         chunk: &Chunk,
-        hints: &mut Hints,
+        hints: &Hints,
         now: Timestamp,
-    ) -> Result<ChunkResult, StoreError> {
+    ) -> Result<Option<Prepared>, StoreError> {
         let interactions: Vec<&Interaction> = chunk.indices.iter().map(|&i| &batch[i]).collect();
         let scored: Vec<_> = interactions.iter().filter_map(|i| i.score(&self.rules)).collect();
         let latest = interactions.iter().map(|i| i.occurred_at).max().unwrap_or(now);
         let hint = hints.get(&chunk.customer).cloned().unwrap_or_default();
         let name = interactions.iter().find_map(|i| i.customer.name.clone());
+        let mut counts = Counts::default();
         let (mut actions, used_epoch) = if chunk.is_new {
             let first_at = interactions.iter().map(|i| i.occurred_at).min().unwrap_or(now);
             let newcomer = newcomer(&self.rules, &scored, first_at);
-            (self.newcomer_actions(chunk, &newcomer, name, now)?, None)
+            counts
+                .pyramid
+                .insert(shard(&chunk.customer, PYRAMID_SHARDS), vec![(newcomer.standing.level, 1)]);
+            counts.flow.insert(
+                (shard(&chunk.customer, FLOW_SHARDS), day_of(newcomer.standing.since)),
+                vec![FlowEntry::Joined],
+            );
+            (vec![self.newcomer_put(chunk, &newcomer, name, now)?], None)
         } else {
             let Some((mut expr, condition, epoch)) = self.fold_expression(chunk, &scored, &hint, latest).await? else {
-                return Ok(ChunkResult::Retry);
+                return Ok(None);
             };
             known_customer_sets(&mut expr, chunk, &scored, name, now);
             let update = expr.update(self.table(), profile_key(&chunk.customer), Some(&condition))?;
@@ -249,55 +312,155 @@ impl DynamoStore {
         for interaction in &interactions {
             actions.push(self.interaction_put(interaction, &chunk.customer, now)?);
         }
-        match self.transact(actions).await? {
+        let last_at = Some(hint.last_at.map_or(latest, |stored| stored.max(latest)));
+        Ok(Some(Prepared {
+            actions,
+            counts,
+            written: Hint {
+                epoch: used_epoch,
+                last_at,
+                item: None,
+            },
+        }))
+    }
+
+    /// Writes one customer's chunk of a round.
+    async fn write_chunk(
+        &self,
+        batch: &[Interaction],
+        chunk: &Chunk,
+        hints: &mut Hints,
+        now: Timestamp,
+    ) -> Result<ChunkResult, StoreError> {
+        let Some(mut prepared) = self.prepare_chunk(batch, chunk, hints, now).await? else {
+            return Ok(ChunkResult::Retry);
+        };
+        prepared.actions.extend(self.count_actions(&prepared.counts)?);
+        match self.transact(prepared.actions).await? {
             Ok(()) => {
-                let last_at = Some(hint.last_at.map_or(latest, |stored| stored.max(latest)));
-                let written = Hint {
-                    epoch: used_epoch,
-                    last_at,
-                    item: None,
-                };
-                hints.insert(chunk.customer.clone(), written);
+                hints.insert(chunk.customer.clone(), prepared.written);
                 Ok(ChunkResult::Recorded)
             }
             Err(reasons) => chunk_failed(chunk, &reasons, hints),
         }
     }
 
-    /// A new customer: the profile as the core decided it, counted at its level and as joined
-    /// on the day of its first interaction (so the past pyramid has them then).
-    fn newcomer_actions(
+    /// Writes a round's chunks packed several customers to a transaction (`packing_customers`),
+    /// except those of the customers `alone`, one transaction each.
+    async fn write_packed<'c>(
+        &self,
+        batch: &[Interaction],
+        chunks: &'c BTreeMap<CustomerId, Chunk>,
+        alone: &BTreeSet<CustomerId>,
+        hints: &mut Hints,
+        now: Timestamp,
+    ) -> Result<Vec<(&'c Chunk, ChunkResult)>, StoreError> {
+        let mut results = Vec::with_capacity(chunks.len());
+        // Each pack: its chunks, and the sums of what they add to the counters.
+        let mut packs: Vec<(Vec<(&Chunk, Prepared)>, Counts)> = Vec::new();
+        let (mut size, mut keys) = (0, BTreeSet::new());
+        for chunk in chunks.values() {
+            if alone.contains(&chunk.customer) {
+                results.push((chunk, self.write_chunk(batch, chunk, hints, now).await?));
+                continue;
+            }
+            let Some(prepared) = self.prepare_chunk(batch, chunk, hints, now).await? else {
+                results.push((chunk, ChunkResult::Retry));
+                continue;
+            };
+            let chunk_keys: Vec<(String, String)> = prepared.actions.iter().filter_map(action_key).collect();
+            // DynamoDB refuses a transaction that touches an item twice (two newcomers claiming
+            // one identity): such a chunk starts the next pack. Counters are summed instead.
+            let fits = packs.last().is_some_and(|(_, counts)| {
+                size + prepared.actions.len() + counts.items_with(&prepared.counts) <= MAX_TRANSACTION_ACTIONS
+                    && chunk_keys.iter().all(|k| !keys.contains(k))
+            });
+            if !fits {
+                packs.push((Vec::new(), Counts::default()));
+                size = 0;
+                keys.clear();
+            }
+            size += prepared.actions.len();
+            keys.extend(chunk_keys);
+            if let Some((pack, counts)) = packs.last_mut() {
+                counts.add(&prepared.counts);
+                pack.push((chunk, prepared));
+            }
+        }
+        for (pack, counts) in packs {
+            // The chunks' own actions first, in order (the cancellation reasons are read by
+            // position), then the counters.
+            let mut actions: Vec<TransactWriteItem> = pack.iter().flat_map(|(_, p)| p.actions.iter().cloned()).collect();
+            actions.extend(self.count_actions(&counts)?);
+            match self.transact(actions).await? {
+                Ok(()) => {
+                    for (chunk, prepared) in pack {
+                        hints.insert(chunk.customer.clone(), prepared.written);
+                        results.push((chunk, ChunkResult::Recorded));
+                    }
+                }
+                Err(reasons) => {
+                    // Each customer's share of the reasons: the one whose condition failed
+                    // learns from it; the others were only cancelled along. When none of them
+                    // failed (a conflict on a counter), each goes alone.
+                    let own_actions: usize = pack.iter().map(|(_, p)| p.actions.len()).sum();
+                    let blamed = reasons.iter().take(own_actions).any(|r| r.code != "None");
+                    let mut offset = 0;
+                    for (chunk, prepared) in pack {
+                        let end = (offset + prepared.actions.len()).min(reasons.len());
+                        let own = &reasons[offset.min(end)..end];
+                        offset += prepared.actions.len();
+                        let result = if own.iter().any(|r| r.code != "None") {
+                            chunk_failed(chunk, own, hints)?
+                        } else if blamed {
+                            ChunkResult::CancelledAlong
+                        } else {
+                            refuse_unexpected(&reasons[own_actions.min(reasons.len())..])?;
+                            ChunkResult::Retry
+                        };
+                        results.push((chunk, result));
+                    }
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    /// A new customer's profile as the core decided it (`prepare_chunk` counts them at its level
+    /// and as joined on the day of its first interaction, so the past pyramid has them then).
+    fn newcomer_put(
         &self,
         chunk: &Chunk,
         newcomer: &Newcomer,
         name: Option<String>,
         now: Timestamp,
-    ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let mut item = profile_key(&chunk.customer);
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item = super::bulk::profile_item(
+            &self.rules,
+            self.rules.fingerprint(),
+            &chunk.customer,
+            name,
+            &chunk.new_identities,
+            &newcomer.state,
+            now,
+        );
         item.extend([
-            ("customer_id".to_string(), s(chunk.customer.as_str())),
-            ("created_at".to_string(), n_int(now.millis())),
-            ("version".to_string(), n_int(1)),
-            ("outbox".to_string(), AttributeValue::M(HashMap::new())),
-            (
-                "identities".to_string(),
-                AttributeValue::L(chunk.new_identities.iter().map(identity_value).collect()),
-            ),
             (DUE_SHARD.to_string(), s(due_shard(&chunk.customer))),
             (DUE_AT.to_string(), n_int(now.millis())),
-            (RULES_FINGERPRINT.to_string(), s(self.rules.fingerprint())),
         ]);
-        if let Some(name) = name {
-            item.insert("name".to_string(), s(name));
+        self.put_new(item)
+    }
+
+    /// The counter updates that add `counts`: one per counter item.
+    fn count_actions(&self, counts: &Counts) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut actions = Vec::with_capacity(counts.items());
+        for (shard, moves) in &counts.pyramid {
+            actions.push(self.count_update_in(*shard, moves)?);
         }
-        item.extend(evidence_attributes(&self.rules, &newcomer.state.evidence));
-        item.extend(consent_attributes(&newcomer.state.consent));
-        item.extend(standing_attributes(&chunk.customer, &newcomer.standing));
-        Ok(vec![
-            self.put_new(item)?,
-            self.count_update(&chunk.customer, &[(newcomer.standing.level, 1)])?,
-            self.flow_update(&chunk.customer, newcomer.standing.since, &[FlowEntry::Joined])?,
-        ])
+        for ((shard, day), entries) in &counts.flow {
+            actions.push(self.flow_update_in(*shard, *day, entries)?);
+        }
+        Ok(actions)
     }
 
     /// Folds a known customer's chunk into its stored evidence: the update, its condition and the
@@ -371,6 +534,9 @@ impl InteractionLog for DynamoStore {
         // Rounds in a row in which nothing could be written; progress resets it.
         let mut stalled = 0;
         let mut rounds = 0;
+        // The customers whose write cancelled a pack: theirs go alone from then on, so that a
+        // contended customer does not hold the others back.
+        let mut alone = BTreeSet::new();
         while !pending.is_empty() {
             let snapshot = self.read_for_ingest(batch, &pending).await?;
             for (customer, epoch) in &snapshot.epochs {
@@ -384,8 +550,17 @@ impl InteractionLog for DynamoStore {
             rounds += 1;
             let mut retry = Vec::new();
             let mut progressed = false;
-            for chunk in chunks.values() {
-                match self.write_chunk(batch, chunk, &mut hints, now).await? {
+            let results = if self.packing {
+                self.write_packed(batch, &chunks, &alone, &mut hints, now).await?
+            } else {
+                let mut results = Vec::with_capacity(chunks.len());
+                for chunk in chunks.values() {
+                    results.push((chunk, self.write_chunk(batch, chunk, &mut hints, now).await?));
+                }
+                results
+            };
+            for (chunk, result) in results {
+                match result {
                     ChunkResult::Recorded => {
                         progressed = true;
                         for &index in &chunk.indices {
@@ -396,7 +571,11 @@ impl InteractionLog for DynamoStore {
                             });
                         }
                     }
-                    ChunkResult::Retry => retry.extend(&chunk.indices),
+                    ChunkResult::Retry => {
+                        alone.insert(chunk.customer.clone());
+                        retry.extend(&chunk.indices);
+                    }
+                    ChunkResult::CancelledAlong => retry.extend(&chunk.indices),
                 }
             }
             if !retry.is_empty() {
@@ -532,16 +711,36 @@ fn chunk_failed(chunk: &Chunk, reasons: &[Reason], hints: &mut Hints) -> Result<
             }
         }
     }
+    refuse_unexpected(reasons)?;
+    Ok(ChunkResult::Retry)
+}
+
+/// An error for a cancellation no retry mends.
+fn refuse_unexpected(reasons: &[Reason]) -> Result<(), StoreError> {
     let unexpected = reasons.iter().find(|r| {
         !matches!(
             r.code.as_str(),
             "None" | "ConditionalCheckFailed" | "TransactionConflict" | "ThrottlingError"
         )
     });
-    if let Some(reason) = unexpected {
-        return Err(cancelled("record_interactions", [reason.code.as_str()]));
+    match unexpected {
+        Some(reason) => Err(cancelled("record_interactions", [reason.code.as_str()])),
+        None => Ok(()),
     }
-    Ok(ChunkResult::Retry)
+}
+
+/// The item an action writes (pk, sk).
+fn action_key(action: &TransactWriteItem) -> Option<(String, String)> {
+    let key = if let Some(put) = action.put() {
+        put.item()
+    } else if let Some(update) = action.update() {
+        update.key()
+    } else if let Some(delete) = action.delete() {
+        delete.key()
+    } else {
+        action.condition_check()?.key()
+    };
+    Some((get_s(key, PK)?.to_string(), get_s(key, SK)?.to_string()))
 }
 
 /// The indices of each id's first occurrence (recorded), and the repeats with their first.

@@ -5,6 +5,7 @@
 //! `requests` holds what they share.
 
 mod admin;
+mod bulk;
 mod ingest;
 mod nudges;
 mod reads;
@@ -12,6 +13,8 @@ mod refold;
 mod requests;
 mod standing;
 mod table;
+
+pub use bulk::{BulkCounters, BulkCustomer};
 
 use aws_sdk_dynamodb::Client;
 use engagement::Rules;
@@ -33,6 +36,10 @@ pub struct DynamoStore {
     client: Client,
     rules: Arc<Rules>,
     config: Arc<StoreConfig>,
+    /// Ingest writes several customers' chunks in one transaction (`packing_customers`).
+    packing: bool,
+    /// A one-segment scan returns items in key order (`scanning_in_key_order`).
+    key_ordered_scans: bool,
 }
 
 impl DynamoStore {
@@ -41,7 +48,29 @@ impl DynamoStore {
             client,
             rules,
             config: Arc::new(config),
+            packing: false,
+            key_ordered_scans: false,
         }
+    }
+
+    /// Ingest writes the chunks of several customers in one transaction (up to 100 actions, no
+    /// item twice), instead of one transaction per customer: each customer's writes stay atomic
+    /// (the pack is all or nothing), and a pack cancelled by one customer's condition is packed
+    /// again in the next round without that customer, whose writes then go alone. Newcomers
+    /// sharing a counter shard share one update of it, with the sums. For the embedded store, where each transaction
+    /// is a SQLite commit; DynamoDB bills per item either way, and the deployed stack keeps one
+    /// transaction per customer (so its request counts are unchanged).
+    pub fn packing_customers(mut self) -> DynamoStore {
+        self.packing = true;
+        self
+    }
+
+    /// The store answers a scan without segments in key order (`pk`, then `sk`), as the embedded
+    /// store (dynoxide, SQLite's primary key) does and DynamoDB does not: the refold's scan of
+    /// customers then reads the `CUSTOMER#` items only, instead of the whole table.
+    pub fn scanning_in_key_order(mut self) -> DynamoStore {
+        self.key_ordered_scans = true;
+        self
     }
 
     /// The same table under other rules (tests and tools: the rules just deployed).
@@ -50,6 +79,8 @@ impl DynamoStore {
             client: self.client.clone(),
             rules,
             config: Arc::clone(&self.config),
+            packing: self.packing,
+            key_ordered_scans: self.key_ordered_scans,
         }
     }
 

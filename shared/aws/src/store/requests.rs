@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
-use engagement::flow::{day_of, FlowEntry};
+use engagement::flow::{day_of, Day, FlowEntry};
 use engagement::ports::*;
 use engagement::{Evidence, Level, Rules, Timestamp};
 use std::collections::{BTreeMap, HashMap};
@@ -433,6 +433,11 @@ impl DynamoStore {
     }
 
     pub(super) fn count_update(&self, id: &CustomerId, moves: &[(Level, i64)]) -> Result<TransactWriteItem, StoreError> {
+        self.count_update_in(shard(id, PYRAMID_SHARDS), moves)
+    }
+
+    /// `count_update` on one shard of the pyramid's counts.
+    pub(super) fn count_update_in(&self, pyramid_shard: u32, moves: &[(Level, i64)]) -> Result<TransactWriteItem, StoreError> {
         // One ADD per attribute: moves on the same level are summed first.
         let mut net: BTreeMap<Level, i64> = BTreeMap::new();
         for (level, by) in moves {
@@ -448,12 +453,17 @@ impl DynamoStore {
             // Nothing moves (e.g. a merge that keeps the level): touch the counter harmlessly.
             expr.add(COUNT[Level::Observing.index()], n_int(0));
         }
-        let update = expr.update(self.table(), key(pyramid_pk(shard(id, PYRAMID_SHARDS)), COUNTS), None)?;
+        let update = expr.update(self.table(), key(pyramid_pk(pyramid_shard), COUNTS), None)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
     /// Adds changes to the pyramid to the day's flow (one shard, chosen by `id`).
     pub(super) fn flow_update(&self, id: &CustomerId, at: Timestamp, entries: &[FlowEntry]) -> Result<TransactWriteItem, StoreError> {
+        self.flow_update_in(shard(id, FLOW_SHARDS), day_of(at), entries)
+    }
+
+    /// `flow_update` on one shard of one day's flow.
+    pub(super) fn flow_update_in(&self, flow_shard: u32, day: Day, entries: &[FlowEntry]) -> Result<TransactWriteItem, StoreError> {
         let mut by_attribute: BTreeMap<String, i64> = BTreeMap::new();
         for entry in entries {
             let attribute = match *entry {
@@ -467,8 +477,8 @@ impl DynamoStore {
         for (attribute, by) in by_attribute {
             expr.add(&attribute, n_int(by));
         }
-        expr.set("day", n_int(day_of(at)));
-        let update = expr.update(self.table(), key(flow_pk(shard(id, FLOW_SHARDS)), &flow_sk(day_of(at))), None)?;
+        expr.set("day", n_int(day));
+        let update = expr.update(self.table(), key(flow_pk(flow_shard), &flow_sk(day)), None)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 }

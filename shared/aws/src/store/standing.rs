@@ -6,7 +6,6 @@ use super::DynamoStore;
 use crate::item::*;
 use crate::keys::*;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
-use engagement::events::SCHEMA_VERSION;
 use engagement::flow::FlowEntry;
 use engagement::ports::*;
 use engagement::{Direction, LevelChange, Timestamp};
@@ -45,14 +44,7 @@ impl DynamoStore {
     /// A level change: recorded in the customer's history and in the day's flow.
     fn change_actions(&self, id: &CustomerId, change: &LevelChange) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut actions = Vec::new();
-        let mut item = key(customer_pk(id), &change_sk(change.at, change.to));
-        item.extend([
-            ("customer_id".to_string(), s(id.as_str())),
-            ("from".to_string(), s(change.from.name())),
-            ("to".to_string(), s(change.to.name())),
-            ("at".to_string(), n_int(change.at.millis())),
-            ("schema_version".to_string(), n_int(i64::from(SCHEMA_VERSION))),
-        ]);
+        let item = super::bulk::change_item(id, change);
         actions.push(
             TransactWriteItem::builder()
                 .put(

@@ -1,0 +1,155 @@
+//! The SDK's HTTP client for the embedded store: each DynamoDB request goes straight to
+//! dynoxide's operations in this process, with no socket, no HTTP framing and no second JSON
+//! pass through a server. The SDK still builds, signs and parses every request and response
+//! as it does against AWS, so the store adapter, its retries and its request counts are the
+//! cloud's; only the transport differs.
+//!
+//! dynoxide's own HTTP dispatch is private, so this is its routing step for the operations the
+//! store uses (the request and response bodies are dynoxide's public types, read and written
+//! with serde as its server does). Errors go on the wire as dynoxide's server writes them
+//! (`DynoxideError::to_json`, `status_code`).
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use dynoxide::actions;
+use dynoxide::{Database, DynoxideError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+
+/// The client to give the SDK's config (`http_client`) for `database`: its requests are run one
+/// after another, in arrival order, by a thread of its own (`dynoxide`).
+pub fn http_client(database: Database) -> std::io::Result<SharedHttpClient> {
+    let (requests, queue) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new().name("dynoxide".into()).spawn(move || {
+        // dynoxide serialises its operations on one SQLite connection anyway: one thread running
+        // them in turn keeps SQLite's blocking work off the async workers without a pool of
+        // threads queueing on its lock (and waking one another) under load.
+        while let Ok(job) = queue.recv() {
+            let answer = match dispatch(&database, &job.operation, &job.body) {
+                Some(Ok(body)) => (200, body),
+                Some(Err(error)) => (error.status_code(), error.to_json()),
+                None => (400, unknown_operation()),
+            };
+            let _ = job.answer.send(answer);
+        }
+    })?;
+    Ok(SharedHttpClient::new(InProcess { requests }))
+}
+
+/// One request for the store's thread, and where its answer goes.
+struct Job {
+    operation: String,
+    body: Vec<u8>,
+    answer: tokio::sync::oneshot::Sender<(u16, String)>,
+}
+
+#[derive(Clone)]
+struct InProcess {
+    requests: std::sync::mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InProcess(dynoxide)")
+    }
+}
+
+impl HttpClient for InProcess {
+    fn http_connector(&self, _settings: &HttpConnectorSettings, _components: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+impl HttpConnector for InProcess {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let requests = self.requests.clone();
+        HttpConnectorFuture::new(async move {
+            let operation = request
+                .headers()
+                .get("x-amz-target")
+                .and_then(|target| target.strip_prefix(TARGET_PREFIX))
+                .map(str::to_string);
+            let Some(body) = request.body().bytes().map(<[u8]>::to_vec) else {
+                return Err(ConnectorError::user("a streaming body cannot reach the embedded store".into()));
+            };
+            let Some(operation) = operation else {
+                return Ok(answer(400, unknown_operation()));
+            };
+            let (sent, answered) = tokio::sync::oneshot::channel();
+            let stopped = || ConnectorError::other("the embedded store's thread has stopped".into(), None);
+            requests
+                .send(Job {
+                    operation,
+                    body,
+                    answer: sent,
+                })
+                .map_err(|_| stopped())?;
+            let (status, body) = answered.await.map_err(|_| stopped())?;
+            Ok(answer(status, body))
+        })
+    }
+}
+
+fn answer(status: u16, body: String) -> HttpResponse {
+    let status = StatusCode::try_from(status).unwrap_or_else(|_| StatusCode::try_from(500).expect("500 is a status code"));
+    let mut response = HttpResponse::new(status, SdkBody::from(body));
+    response.headers_mut().insert("content-type", CONTENT_TYPE);
+    response
+}
+
+fn unknown_operation() -> String {
+    r#"{"__type":"com.amazon.coral.service#UnknownOperationException"}"#.to_string()
+}
+
+/// Runs one operation: its request read from `body`, its response written as JSON; `None` for
+/// an operation the store never sends.
+fn dispatch(database: &Database, operation: &str, body: &[u8]) -> Option<Result<String, DynoxideError>> {
+    fn run<Request: DeserializeOwned, Response: Serialize>(
+        body: &[u8],
+        operation: impl FnOnce(Request) -> dynoxide::Result<Response>,
+    ) -> Result<String, DynoxideError> {
+        let request = serde_json::from_slice(body).map_err(|error| unreadable(&error))?;
+        let response = operation(request)?;
+        serde_json::to_string(&response).map_err(|error| DynoxideError::InternalServerError(error.to_string()))
+    }
+    let db = database;
+    Some(match operation {
+        "CreateTable" => run(body, |r: actions::create_table::CreateTableRequest| db.create_table(r)),
+        "DescribeTable" => run(body, |r: actions::describe_table::DescribeTableRequest| db.describe_table(r)),
+        "DeleteTable" => run(body, |r: actions::delete_table::DeleteTableRequest| db.delete_table(r)),
+        "GetItem" => run(body, |r: actions::get_item::GetItemRequest| db.get_item(r)),
+        "PutItem" => run(body, |r: actions::put_item::PutItemRequest| db.put_item(r)),
+        "UpdateItem" => run(body, |r: actions::update_item::UpdateItemRequest| db.update_item(r)),
+        "DeleteItem" => run(body, |r: actions::delete_item::DeleteItemRequest| db.delete_item(r)),
+        "Query" => run(body, |r: actions::query::QueryRequest| db.query(r)),
+        "Scan" => run(body, |r: actions::scan::ScanRequest| db.scan(r)),
+        "BatchGetItem" => run(body, |r: actions::batch_get_item::BatchGetItemRequest| db.batch_get_item(r)),
+        "BatchWriteItem" => run(body, |r: actions::batch_write_item::BatchWriteItemRequest| db.batch_write_item(r)),
+        "TransactWriteItems" => run(body, |r: actions::transact_write_items::TransactWriteItemsRequest| {
+            db.transact_write_items(r)
+        }),
+        "TransactGetItems" => run(body, |r: actions::transact_get_items::TransactGetItemsRequest| {
+            db.transact_get_items(r)
+        }),
+        _ => return None,
+    })
+}
+
+/// A body the SDK wrote that dynoxide's types cannot read: refused as DynamoDB refuses one.
+fn unreadable(error: &serde_json::Error) -> DynoxideError {
+    let message = error.to_string();
+    if error.is_data() {
+        DynoxideError::ValidationException(message)
+    } else {
+        DynoxideError::SerializationException(message)
+    }
+}
