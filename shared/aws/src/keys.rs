@@ -130,6 +130,14 @@ pub fn flow_sk(day: engagement::flow::Day) -> String {
     format!("DAY#{:07}", day.max(0))
 }
 
+/// The day whose flow counter counts a change at `at`. The key holds no day before 1970, so
+/// earlier changes count on day 0: every writer keys its sums by this day, never by `day_of`,
+/// or two early days would be two updates of one item (which a transaction refuses) or two
+/// bulk items of one key (the second overwriting the first).
+pub fn flow_day(at: Timestamp) -> engagement::flow::Day {
+    engagement::flow::day_of(at).max(0)
+}
+
 pub fn outcomes_pk(shard: u32) -> String {
     format!("OUTCOMES#{shard}")
 }

@@ -766,7 +766,26 @@ async fn a_batch_of_newcomers_is_counted_once_each(t: Target) {
     assert_eq!((joined(day - 1), joined(day)), (20, 40), "{flows:?}");
 }
 
+/// Found by the contract run (a 500): newcomers first seen on different days before 1970 all
+/// count on the flow's day 0, one counter item per shard; with 8 of them on 4 flow shards, two
+/// share a shard, and a pack that updated that item once per day was refused outright.
+async fn newcomers_before_1970_count_on_the_first_day(t: Target) {
+    let batch: Vec<Interaction> = (0..8)
+        .map(|n| {
+            let day = format!("19{:02}-0{}-1{}T09:00:00Z", 10 + n * 7, 1 + n % 9, n);
+            interaction(&format!("early-{n}"), &format!("early{n}@example.com"), "page_viewed", at(&day))
+        })
+        .collect();
+    let outcomes = t.store.record_interactions(&batch, now()).await.expect("recorded");
+    assert!(outcomes.iter().all(|o| o.status == RecordStatus::Recorded), "{outcomes:?}");
+    let counts = t.store.pyramid_counts().await.expect("counts");
+    assert_eq!(counts.0.iter().sum::<u64>(), 8, "{counts:?}");
+    let flows = t.store.flows(0, 0).await.expect("flows");
+    assert_eq!(flows.iter().map(|f| f.joined).sum::<u64>(), 8, "{flows:?}");
+}
+
 conformance!(
+    newcomers_before_1970_count_on_the_first_day,
     a_batch_resolves_identities_in_its_order,
     a_batch_of_newcomers_is_counted_once_each,
     a_new_customer_with_a_long_history_is_recorded_whole,
@@ -796,6 +815,7 @@ mod dynoxide_packed {
         };
     }
     packed!(
+        newcomers_before_1970_count_on_the_first_day,
         a_batch_resolves_identities_in_its_order,
         a_batch_of_newcomers_is_counted_once_each,
         a_new_customer_with_a_long_history_is_recorded_whole,

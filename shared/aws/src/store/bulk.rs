@@ -9,7 +9,7 @@ use crate::keys::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use engagement::customer::CustomerState;
 use engagement::events::SCHEMA_VERSION;
-use engagement::flow::{day_of, Day};
+use engagement::flow::Day;
 use engagement::ports::{CustomerId, StandingWrite, StoreError};
 use engagement::{Direction, Identity, Interaction, Level, LevelChange, Timestamp, LEVEL_COUNT};
 use std::collections::{BTreeMap, HashMap};
@@ -126,14 +126,14 @@ impl BulkCounters {
         let flow_shard = shard(id, FLOW_SHARDS);
         *self
             .flow
-            .entry((flow_shard, day_of(first_at)))
+            .entry((flow_shard, flow_day(first_at)))
             .or_default()
             .entry(JOINED.to_string())
             .or_default() += 1;
         for change in timeline {
             *self
                 .flow
-                .entry((flow_shard, day_of(change.at)))
+                .entry((flow_shard, flow_day(change.at)))
                 .or_default()
                 .entry(moved_attribute(change.from, change.to))
                 .or_default() += 1;
@@ -225,5 +225,33 @@ impl DynamoStore {
         );
         items.extend(customer.timeline.iter().map(|change| change_item(id, change)));
         items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Days before 1970 share the flow's day 0: their joins are summed into one item per shard,
+    /// not written as several items of one key, the last of which would win.
+    #[test]
+    fn early_days_are_summed_into_one_flow_item() {
+        let mut counters = BulkCounters::default();
+        for n in 0..8 {
+            let id = CustomerId(format!("cus_early_{n}"));
+            counters.count(&id, Timestamp::from_millis(-(n + 1) * 86_400_000 * 400), &[], Level::Observing);
+        }
+        let items = counters.items();
+        let keys: BTreeSet<(String, String)> = items
+            .iter()
+            .map(|item| (format!("{:?}", item.get(PK)), format!("{:?}", item.get(SK))))
+            .collect();
+        assert_eq!(keys.len(), items.len(), "two items of one key: {items:?}");
+        let joined: i64 = items
+            .iter()
+            .filter_map(|item| item.get(JOINED).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()))
+            .sum();
+        assert_eq!(joined, 8);
     }
 }

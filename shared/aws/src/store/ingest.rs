@@ -14,7 +14,7 @@ use crate::retry::{backoff, MAX_ATTEMPTS};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use engagement::customer::ScoredInteraction;
 use engagement::evidence::quantize;
-use engagement::flow::{day_of, Day, FlowEntry};
+use engagement::flow::{Day, FlowEntry};
 use engagement::ports::*;
 use engagement::recording::{consent_marks, evidence_adds, newcomer, Newcomer};
 use engagement::{era_start, Evidence, Identity, Interaction, Level, Rules, Timestamp};
@@ -294,7 +294,7 @@ impl DynamoStore {
                 .pyramid
                 .insert(shard(&chunk.customer, PYRAMID_SHARDS), vec![(newcomer.standing.level, 1)]);
             counts.flow.insert(
-                (shard(&chunk.customer, FLOW_SHARDS), day_of(newcomer.standing.since)),
+                (shard(&chunk.customer, FLOW_SHARDS), flow_day(newcomer.standing.since)),
                 vec![FlowEntry::Joined],
             );
             (vec![self.newcomer_put(chunk, &newcomer, name, now)?], None)

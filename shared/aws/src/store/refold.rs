@@ -10,7 +10,7 @@ use crate::errors::store_error;
 use crate::item::*;
 use crate::keys::*;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
-use engagement::flow::{day_of, Day};
+use engagement::flow::Day;
 use engagement::ports::*;
 use engagement::{Interaction, Level, LevelChange, Timestamp};
 use std::collections::{BTreeMap, HashMap};
@@ -76,11 +76,11 @@ impl DynamoStore {
                 Some(new) if new.from == old.from => {}
                 // Same key, another origin: the put below overwrites it.
                 Some(_) => {
-                    let day = days.entry(day_of(old.at)).or_default();
+                    let day = days.entry(flow_day(old.at)).or_default();
                     *day.flow.entry(moved_attribute(old.from, old.to)).or_default() -= 1;
                 }
                 None => {
-                    let day = days.entry(day_of(old.at)).or_default();
+                    let day = days.entry(flow_day(old.at)).or_default();
                     day.items.push(self.change_delete(id, sk)?);
                     *day.flow.entry(moved_attribute(old.from, old.to)).or_default() -= 1;
                 }
@@ -90,7 +90,7 @@ impl DynamoStore {
             if stored.get(sk).is_some_and(|old| old.from == new.from) {
                 continue;
             }
-            let day = days.entry(day_of(new.at)).or_default();
+            let day = days.entry(flow_day(new.at)).or_default();
             day.items.push(self.change_put(id, new)?);
             *day.flow.entry(moved_attribute(new.from, new.to)).or_default() += 1;
         }

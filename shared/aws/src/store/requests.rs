@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
-use engagement::flow::{day_of, Day, FlowEntry};
+use engagement::flow::{Day, FlowEntry};
 use engagement::ports::*;
 use engagement::{Evidence, Level, Rules, Timestamp};
 use std::collections::{BTreeMap, HashMap};
@@ -459,7 +459,7 @@ impl DynamoStore {
 
     /// Adds changes to the pyramid to the day's flow (one shard, chosen by `id`).
     pub(super) fn flow_update(&self, id: &CustomerId, at: Timestamp, entries: &[FlowEntry]) -> Result<TransactWriteItem, StoreError> {
-        self.flow_update_in(shard(id, FLOW_SHARDS), day_of(at), entries)
+        self.flow_update_in(shard(id, FLOW_SHARDS), flow_day(at), entries)
     }
 
     /// `flow_update` on one shard of one day's flow.
