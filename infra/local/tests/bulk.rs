@@ -425,8 +425,13 @@ async fn a_bulk_import_killed_anywhere_and_run_again_equals_a_clean_one() {
     let expected = dump_of(&clean).await;
 
     let mut rng = fastrand::Rng::with_seed(19);
-    let mut partway = 0;
-    for round in 0..3 {
+    let (mut partway, mut scale) = (0, 0.9);
+    // Three kills while the load is under way; a load that finished first still counts as a
+    // check of its re-run, and the next kill comes sooner.
+    for round in 0..8 {
+        if partway == 3 {
+            break;
+        }
         let crashed = root.join(format!("crashed-{round}"));
         salted(&crashed);
         let mut child = pyramid_import(&crashed, &file).spawn().expect("import starts");
@@ -436,18 +441,25 @@ async fn a_bulk_import_killed_anywhere_and_run_again_equals_a_clean_one() {
             assert!(Instant::now() < deadline, "no marker");
             std::thread::sleep(Duration::from_millis(2));
         }
-        std::thread::sleep(took.mul_f64(rng.f64() * 0.9));
+        std::thread::sleep(took.mul_f64(rng.f64() * scale));
         child.kill().expect("killed");
         let _ = child.wait();
-        if crashed.join(MARKER_FILE).exists() {
-            partway += 1;
+        // The clean run's duration was measured beside the other tests of this binary: a load
+        // can finish before the kill, and its re-run then takes the live path (and records
+        // nothing, which the comparison below checks).
+        let under_way = crashed.join(MARKER_FILE).exists();
+        partway += usize::from(under_way);
+        if !under_way {
+            scale /= 2.0;
         }
         let output = pyramid_import(&crashed, &file).output().expect("import runs");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert!(
-            String::from_utf8_lossy(&output.stdout).contains("(bulk path)"),
-            "the re-run finishes the bulk load"
-        );
+        if under_way {
+            assert!(
+                String::from_utf8_lossy(&output.stdout).contains("(bulk path)"),
+                "the re-run finishes the bulk load"
+            );
+        }
         assert!(!crashed.join(MARKER_FILE).exists());
         let got = dump_of(&crashed).await;
         assert_eq!(got.len(), expected.len(), "round {round}");
@@ -455,7 +467,7 @@ async fn a_bulk_import_killed_anywhere_and_run_again_equals_a_clean_one() {
             assert_eq!(Some(item), got.get(key), "round {round}: {key:?}");
         }
     }
-    assert!(partway >= 2, "only {partway} of 3 kills came while the load was under way");
+    assert_eq!(partway, 3, "only {partway} kills came while the load was under way");
     let _ = std::fs::remove_dir_all(&root);
 }
 
