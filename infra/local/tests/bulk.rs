@@ -104,9 +104,9 @@ async fn open(path: &Path) -> (DataDir, DynamoStore, BulkLoad) {
     (dir, store, load)
 }
 
-/// Every item of the table, by key, in a canonical text (sets sorted).
-fn dump(database: &dynoxide::Database) -> BTreeMap<(String, String), String> {
-    let mut all = BTreeMap::new();
+/// Every item of the table, page after page.
+fn every_item(database: &dynoxide::Database) -> Vec<dynoxide::Item> {
+    let mut all = Vec::new();
     let mut start = None;
     loop {
         let page = database
@@ -116,18 +116,26 @@ fn dump(database: &dynoxide::Database) -> BTreeMap<(String, String), String> {
                 ..Default::default()
             })
             .expect("scan");
-        for item in page.items.unwrap_or_default() {
-            let text = |name: &str| match item.get(name) {
-                Some(dynoxide::AttributeValue::S(s)) => s.clone(),
-                _ => String::new(),
-            };
-            all.insert((text("pk"), text("sk")), canon_item(&item));
-        }
+        all.extend(page.items.unwrap_or_default());
         match page.last_evaluated_key {
             Some(key) => start = Some(key),
             None => return all,
         }
     }
+}
+
+/// Every item of the table, by key, in a canonical text (sets sorted).
+fn dump(database: &dynoxide::Database) -> BTreeMap<(String, String), String> {
+    every_item(database)
+        .iter()
+        .map(|item| {
+            let text = |name: &str| match item.get(name) {
+                Some(dynoxide::AttributeValue::S(s)) => s.clone(),
+                _ => String::new(),
+            };
+            ((text("pk"), text("sk")), canon_item(item))
+        })
+        .collect()
 }
 
 fn canon_item(item: &dynoxide::Item) -> String {
@@ -181,42 +189,28 @@ fn customers_of(database: &dynoxide::Database, rules: &Rules) -> BTreeMap<String
     let mut profiles = BTreeMap::new();
     let mut histories: HashMap<String, Vec<Interaction>> = HashMap::new();
     let mut changes: HashMap<String, Vec<LevelChange>> = HashMap::new();
-    let mut start = None;
-    loop {
-        let page = database
-            .scan(dynoxide::actions::scan::ScanRequest {
-                table_name: pyramid::local::TABLE.to_string(),
-                exclusive_start_key: start.take(),
-                ..Default::default()
-            })
-            .expect("scan");
-        for item in page.items.unwrap_or_default() {
-            let item: engagement_aws::item::Item = item.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect();
-            let (Some(pk), Some(sk)) = (get_s(&item, "pk"), get_s(&item, "sk")) else {
-                continue;
-            };
-            if sk == "PROFILE" {
-                let customer = customer_from_item(rules, &item).expect("a profile");
-                profiles.insert(customer.id.as_str().to_string(), customer);
-            } else if sk == "INTERACTION" {
-                let content: Interaction = serde_json::from_str(get_s(&item, "content").expect("content")).expect("an interaction");
-                histories
-                    .entry(get_s(&item, "customer_id").expect("owner").to_string())
-                    .or_default()
-                    .push(content);
-            } else if sk.starts_with("CHANGE#") {
-                let id = pk.trim_start_matches("CUSTOMER#").to_string();
-                let level = |name: &str| get_s(&item, name).and_then(|l| l.parse::<Level>().ok()).expect("a level");
-                changes.entry(id).or_default().push(LevelChange {
-                    at: Timestamp(get_i64(&item, "at").expect("at")),
-                    from: level("from"),
-                    to: level("to"),
-                });
-            }
-        }
-        match page.last_evaluated_key {
-            Some(key) => start = Some(key),
-            None => break,
+    for item in every_item(database) {
+        let item: engagement_aws::item::Item = item.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect();
+        let (Some(pk), Some(sk)) = (get_s(&item, "pk"), get_s(&item, "sk")) else {
+            continue;
+        };
+        if sk == "PROFILE" {
+            let customer = customer_from_item(rules, &item).expect("a profile");
+            profiles.insert(customer.id.as_str().to_string(), customer);
+        } else if sk == "INTERACTION" {
+            let content: Interaction = serde_json::from_str(get_s(&item, "content").expect("content")).expect("an interaction");
+            histories
+                .entry(get_s(&item, "customer_id").expect("owner").to_string())
+                .or_default()
+                .push(content);
+        } else if sk.starts_with("CHANGE#") {
+            let id = pk.trim_start_matches("CUSTOMER#").to_string();
+            let level = |name: &str| get_s(&item, name).and_then(|l| l.parse::<Level>().ok()).expect("a level");
+            changes.entry(id).or_default().push(LevelChange {
+                at: Timestamp(get_i64(&item, "at").expect("at")),
+                from: level("from"),
+                to: level("to"),
+            });
         }
     }
     profiles
