@@ -38,7 +38,6 @@ fn new_rules() -> Arc<Rules> {
     Arc::new(Rules::from_toml(&new_rules_toml()).expect("valid rules"))
 }
 
-/// A synthetic community as a JSON-lines file.
 /// The community file under `root`, imported (under the shipped rules) into a data directory
 /// there: the file, the directory (held open) and the store.
 async fn imported_community(root: &Path) -> (PathBuf, DataDir, DynamoStore) {
@@ -52,6 +51,7 @@ async fn imported_community(root: &Path) -> (PathBuf, DataDir, DynamoStore) {
     (file, dir, store)
 }
 
+/// A synthetic community as a JSON-lines file.
 fn community_file(root: &Path) -> PathBuf {
     let file = root.join("community.jsonl");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("a file"));
