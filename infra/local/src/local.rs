@@ -169,6 +169,8 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
     )
     // Each transaction is a SQLite commit: several customers share one.
     .packing_customers()
+    // One process serves many requests at once: those naming one identity take turns.
+    .taking_turns()
     .scanning_in_key_order();
     if !store.table_exists().await? {
         store.create_table().await?;

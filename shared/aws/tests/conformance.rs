@@ -34,8 +34,16 @@ async fn target(endpoint: &str, writer_volume: usize) -> Target {
     target_with(endpoint, writer_volume, false).await
 }
 
-/// A target whose ingest packs several customers per transaction (the embedded store's way).
+/// A target whose ingest packs several customers per transaction and whose concurrent requests
+/// take turns at an identity (the embedded store's way).
 async fn packed_target(endpoint: &str, writer_volume: usize) -> Target {
+    let mut target = target_with(endpoint, writer_volume, true).await;
+    target.store = target.store.taking_turns();
+    target
+}
+
+/// Packed, without turns: concurrent requests race, and a lost race cancels a whole pack.
+async fn racing_packed_target(endpoint: &str, writer_volume: usize) -> Target {
     target_with(endpoint, writer_volume, true).await
 }
 
@@ -801,8 +809,8 @@ conformance!(
     a_merge_keeps_the_higher_standing_and_the_counts_right,
 );
 
-/// The ingest scenarios again, several customers per transaction (`packing_customers`, as the
-/// one-machine mode runs): concurrent writers cancel packs, which must lose nothing.
+/// The ingest scenarios again, several customers per transaction (`packing_customers`) with
+/// turns (`taking_turns`), as the one-machine mode runs.
 mod dynoxide_packed {
     macro_rules! packed {
         ($($scenario:ident),* $(,)?) => {
@@ -824,4 +832,13 @@ mod dynoxide_packed {
         concurrent_first_interactions_create_one_customer,
         late_and_early_interactions_fold_the_same,
     );
+}
+
+/// Packed without turns: concurrent writers cancel one another's packs (turns leave such races
+/// to aliases of one person), which must lose nothing.
+mod dynoxide_packed_racing {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_lose_no_update() {
+        super::concurrent_writers_lose_no_update(super::racing_packed_target(engagement_testkit::dynoxide_endpoint(), 1_000).await).await
+    }
 }

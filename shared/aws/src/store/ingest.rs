@@ -538,6 +538,27 @@ impl InteractionLog for DynamoStore {
         // contended customer does not hold the others back.
         let mut alone = BTreeSet::new();
         while !pending.is_empty() {
+            // With turns, this round writes the interactions whose identities no other request
+            // holds; the others wait for a later round.
+            let (turn, mut waiting) = match &self.turns {
+                Some(turns) => {
+                    let wanted: Vec<(usize, Vec<String>)> = pending
+                        .iter()
+                        .map(|&index| {
+                            let keys = batch[index]
+                                .identities()
+                                .map(|identity| identity_pk(&self.config.salt, identity))
+                                .collect();
+                            (index, keys)
+                        })
+                        .collect();
+                    let (turn, taken) = turns.take(&wanted).await;
+                    let waiting = pending.iter().copied().filter(|index| !taken.contains(index)).collect();
+                    pending = taken;
+                    (Some(turn), waiting)
+                }
+                None => (None, Vec::new()),
+            };
             let snapshot = self.read_for_ingest(batch, &pending).await?;
             for (customer, epoch) in &snapshot.epochs {
                 let hint = hints.entry(customer.clone()).or_default();
@@ -578,6 +599,8 @@ impl InteractionLog for DynamoStore {
                     ChunkResult::CancelledAlong => retry.extend(&chunk.indices),
                 }
             }
+            // Written or not, the identities are given back before any backoff.
+            drop(turn);
             if !retry.is_empty() {
                 stalled = if progressed { 0 } else { stalled + 1 };
                 if stalled >= MAX_ATTEMPTS || rounds > 20 * MAX_ATTEMPTS {
@@ -586,6 +609,7 @@ impl InteractionLog for DynamoStore {
                 backoff(stalled).await;
             }
             retry.extend(deferred);
+            retry.append(&mut waiting);
             retry.sort_unstable();
             pending = retry;
         }

@@ -13,6 +13,7 @@ mod refold;
 mod requests;
 mod standing;
 mod table;
+mod turns;
 
 pub use bulk::{BulkCounters, BulkCustomer};
 
@@ -40,6 +41,8 @@ pub struct DynamoStore {
     packing: bool,
     /// A one-segment scan returns items in key order (`scanning_in_key_order`).
     key_ordered_scans: bool,
+    /// Ingest requests of this process take turns at an identity (`taking_turns`).
+    turns: Option<Arc<turns::Turns>>,
 }
 
 impl DynamoStore {
@@ -50,6 +53,7 @@ impl DynamoStore {
             config: Arc::new(config),
             packing: false,
             key_ordered_scans: false,
+            turns: None,
         }
     }
 
@@ -62,6 +66,15 @@ impl DynamoStore {
     /// transaction per customer (so its request counts are unchanged).
     pub fn packing_customers(mut self) -> DynamoStore {
         self.packing = true;
+        self
+    }
+
+    /// Ingest requests of this process (and its clones of the store) that name one identity
+    /// take turns at it instead of racing (`turns.rs`): a lost race cancels a whole pack. For a
+    /// store that one process serves with many requests at once (the embedded store); a Lambda
+    /// instance runs one request at a time, where turns would change nothing.
+    pub fn taking_turns(mut self) -> DynamoStore {
+        self.turns = Some(Arc::default());
         self
     }
 
@@ -81,6 +94,7 @@ impl DynamoStore {
             config: Arc::clone(&self.config),
             packing: self.packing,
             key_ordered_scans: self.key_ordered_scans,
+            turns: self.turns.clone(),
         }
     }
 
