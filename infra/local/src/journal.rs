@@ -62,7 +62,7 @@ impl Journal {
     /// an earlier process are sent to `queue` first, in their order.
     pub fn open(dir: &Path, queue: UnboundedSender<Delivery>) -> std::io::Result<Journal> {
         let path = dir.join(JOURNAL_FILE);
-        let mut pending = BTreeMap::new();
+        let mut pending = PendingLines::default();
         let mut sealed = BTreeSet::new();
         let mut next_seq = 1;
         if let Ok(text) = std::fs::read_to_string(&path) {
@@ -131,11 +131,42 @@ impl Journal {
     }
 }
 
+/// The lines of the deliveries not yet done, by seq, and the bytes they take in the file (kept
+/// as they change: summing them at every group commit cost a backlog's length each time).
+#[derive(Default)]
+struct PendingLines {
+    lines: BTreeMap<u64, String>,
+    bytes: u64,
+}
+
+impl PendingLines {
+    fn insert(&mut self, seq: u64, line: String) {
+        self.bytes += line.len() as u64 + 1;
+        if let Some(old) = self.lines.insert(seq, line) {
+            self.bytes -= old.len() as u64 + 1;
+        }
+    }
+
+    fn remove(&mut self, seq: &u64) -> Option<String> {
+        let line = self.lines.remove(seq)?;
+        self.bytes -= line.len() as u64 + 1;
+        Some(line)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.lines.len()
+    }
+}
+
 /// Writes the pending lines as the whole journal (atomically) and opens it for appending.
-fn rewrite(path: &Path, pending: &BTreeMap<u64, String>) -> std::io::Result<std::fs::File> {
+fn rewrite(path: &Path, pending: &PendingLines) -> std::io::Result<std::fs::File> {
     let temporary = path.with_extension("jsonl.tmp");
     let mut file = std::fs::File::create(&temporary)?;
-    for line in pending.values() {
+    for line in pending.lines.values() {
         file.write_all(line.as_bytes())?;
         file.write_all(b"\n")?;
     }
@@ -154,7 +185,7 @@ struct Writer {
     file: std::fs::File,
     size: u64,
     /// seq → its line, for every delivery not yet done.
-    pending: BTreeMap<u64, String>,
+    pending: PendingLines,
     /// The pending deliveries whose event holds a sealed contact.
     sealed: BTreeSet<u64>,
     /// A delivery with a sealed contact is over: its line leaves the file at the next compaction.
@@ -244,11 +275,6 @@ impl Writer {
         }
     }
 
-    /// The bytes the pending lines take in the file.
-    fn pending_bytes(&self) -> u64 {
-        self.pending.values().map(|line| line.len() as u64 + 1).sum()
-    }
-
     /// Keeps the file to the deliveries in flight: emptied when none is, rewritten when large
     /// or when a delivery with a sealed contact is over.
     fn compact(&mut self) -> std::io::Result<()> {
@@ -265,7 +291,7 @@ impl Writer {
             }
             self.unseal = false;
             self.size = 0;
-        } else if self.unseal || (self.size > COMPACT_BYTES && self.size > 4 * self.pending_bytes()) {
+        } else if self.unseal || (self.size > COMPACT_BYTES && self.size > 4 * self.pending.bytes) {
             // Only once most of the file is done deliveries: under a backlog the pending lines
             // alone pass the bound, and rewriting them at every batch would cost more than it
             // saves. A sealed contact leaves at once (a rename, durable): erasures are rare.
@@ -292,6 +318,18 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_lines_count_the_bytes_they_take_in_the_file() {
+        let mut pending = PendingLines::default();
+        pending.insert(1, "a".repeat(10));
+        pending.insert(2, "b".repeat(20));
+        pending.insert(2, "c".repeat(5));
+        assert_eq!(pending.bytes, 11 + 6);
+        assert_eq!(pending.remove(&1).as_deref(), Some("aaaaaaaaaa"));
+        assert_eq!(pending.remove(&1), None);
+        assert_eq!((pending.bytes, pending.len()), (6, 1));
+    }
 
     fn envelope(id: &str, detail_type: &str, detail: Value) -> Value {
         serde_json::json!({"version": "0", "id": id, "detail-type": detail_type, "source": "engagement", "account": "local",
