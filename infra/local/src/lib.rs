@@ -13,6 +13,7 @@ pub mod bulk;
 pub mod bus;
 pub mod calibrate;
 pub mod channels;
+pub mod checkpoints;
 pub mod community;
 pub mod delivery;
 pub mod destinations;

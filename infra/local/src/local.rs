@@ -147,7 +147,18 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
     let file = dir.path.join("engagement.db");
     // On dynoxide's connection too: erased rows are overwritten, not just unlinked.
     crate::erasure::secure_delete_on_every_connection().context("cannot turn on SQLite's secure_delete")?;
-    let database = dynoxide::Database::new(&file.to_string_lossy()).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+    let open = || dynoxide::Database::new(&file.to_string_lossy()).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()));
+    let database = if bulk {
+        // A bulk load copies its log at SQLite's default: fewer, longer pauses serve it better.
+        open()?
+    } else {
+        // Serving: shorter pauses on the store's thread (see `checkpoints`).
+        let (database, problem) = crate::checkpoints::opened_checkpointing_every(crate::checkpoints::CHECKPOINT_PAGES, open)?;
+        if let Some(problem) = problem {
+            tracing::warn!(%problem, "the store checkpoints at SQLite's default");
+        }
+        database
+    };
     // dynoxide exposes its PRAGMAs only as these two sets.
     let tuned = if bulk {
         database.enable_bulk_loading()
