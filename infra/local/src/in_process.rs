@@ -17,7 +17,6 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use dynoxide::actions;
 use dynoxide::{Database, DynoxideError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -55,10 +54,9 @@ fn serve_in_turn(name: &str, database: Database) -> std::io::Result<std::sync::m
         // them in turn keeps SQLite's blocking work off the async workers without a pool of
         // threads queueing on its lock (and waking one another) under load.
         while let Ok(job) = queue.recv() {
-            let answer = match dispatch(&database, &job.operation, &job.body) {
-                Some(Ok(body)) => (200, body),
-                Some(Err(error)) => (error.status_code(), error.to_json()),
-                None => (400, unknown_operation()),
+            let answer = match (job.work)(&database) {
+                Ok(body) => (200, body),
+                Err(error) => (error.status_code(), error.to_json()),
             };
             let _ = job.answer.send(answer);
         }
@@ -66,10 +64,13 @@ fn serve_in_turn(name: &str, database: Database) -> std::io::Result<std::sync::m
     Ok(requests)
 }
 
+/// One operation, its request already read (on the caller's thread, not the store's): run on
+/// the store's thread, which writes its answer.
+type Work = Box<dyn FnOnce(&Database) -> Result<String, DynoxideError> + Send>;
+
 /// One request for the store's thread, and where its answer goes.
 struct Job {
-    operation: String,
-    body: Vec<u8>,
+    work: Work,
     answer: tokio::sync::oneshot::Sender<(u16, String)>,
 }
 
@@ -106,16 +107,15 @@ impl HttpConnector for InProcess {
             let Some(operation) = operation else {
                 return Ok(answer(400, unknown_operation()));
             };
+            let work = match prepare(&operation, &body) {
+                Some(Ok(work)) => work,
+                Some(Err(error)) => return Ok(answer(error.status_code(), error.to_json())),
+                None => return Ok(answer(400, unknown_operation())),
+            };
             let (sent, answered) = tokio::sync::oneshot::channel();
             let stopped = || ConnectorError::other("the embedded store's thread has stopped".into(), None);
             let thread = if READS.contains(&operation.as_str()) { reads } else { writes };
-            thread
-                .send(Job {
-                    operation,
-                    body,
-                    answer: sent,
-                })
-                .map_err(|_| stopped())?;
+            thread.send(Job { work, answer: sent }).map_err(|_| stopped())?;
             let (status, body) = answered.await.map_err(|_| stopped())?;
             Ok(answer(status, body))
         })
@@ -133,35 +133,33 @@ fn unknown_operation() -> String {
     r#"{"__type":"com.amazon.coral.service#UnknownOperationException"}"#.to_string()
 }
 
-/// Runs one operation: its request read from `body`, its response written as JSON; `None` for
-/// an operation the store never sends.
-fn dispatch(database: &Database, operation: &str, body: &[u8]) -> Option<Result<String, DynoxideError>> {
-    fn run<Request: DeserializeOwned, Response: Serialize>(
-        body: &[u8],
-        operation: impl FnOnce(Request) -> dynoxide::Result<Response>,
-    ) -> Result<String, DynoxideError> {
-        let request = serde_json::from_slice(body).map_err(|error| unreadable(&error))?;
-        let response = operation(request)?;
-        serde_json::to_string(&response).map_err(|error| DynoxideError::InternalServerError(error.to_string()))
+/// Reads one operation's request from `body` and returns the work that runs it and writes its
+/// response; `None` for an operation the store never sends.
+fn prepare(operation: &str, body: &[u8]) -> Option<Result<Work, DynoxideError>> {
+    fn work<Request, Response>(body: &[u8], operation: fn(&Database, Request) -> dynoxide::Result<Response>) -> Result<Work, DynoxideError>
+    where
+        Request: DeserializeOwned + Send + 'static,
+        Response: Serialize + 'static,
+    {
+        let request: Request = serde_json::from_slice(body).map_err(|error| unreadable(&error))?;
+        Ok(Box::new(move |database: &Database| {
+            let response = operation(database, request)?;
+            serde_json::to_string(&response).map_err(|error| DynoxideError::InternalServerError(error.to_string()))
+        }))
     }
-    let db = database;
     Some(match operation {
-        "CreateTable" => run(body, |r: actions::create_table::CreateTableRequest| db.create_table(r)),
-        "DescribeTable" => run(body, |r: actions::describe_table::DescribeTableRequest| db.describe_table(r)),
-        "GetItem" => run(body, |r: actions::get_item::GetItemRequest| db.get_item(r)),
-        "PutItem" => run(body, |r: actions::put_item::PutItemRequest| db.put_item(r)),
-        "UpdateItem" => run(body, |r: actions::update_item::UpdateItemRequest| db.update_item(r)),
-        "DeleteItem" => run(body, |r: actions::delete_item::DeleteItemRequest| db.delete_item(r)),
-        "Query" => run(body, |r: actions::query::QueryRequest| db.query(r)),
-        "Scan" => run(body, |r: actions::scan::ScanRequest| db.scan(r)),
-        "BatchGetItem" => run(body, |r: actions::batch_get_item::BatchGetItemRequest| db.batch_get_item(r)),
-        "BatchWriteItem" => run(body, |r: actions::batch_write_item::BatchWriteItemRequest| db.batch_write_item(r)),
-        "TransactWriteItems" => run(body, |r: actions::transact_write_items::TransactWriteItemsRequest| {
-            db.transact_write_items(r)
-        }),
-        "TransactGetItems" => run(body, |r: actions::transact_get_items::TransactGetItemsRequest| {
-            db.transact_get_items(r)
-        }),
+        "CreateTable" => work(body, Database::create_table),
+        "DescribeTable" => work(body, Database::describe_table),
+        "GetItem" => work(body, Database::get_item),
+        "PutItem" => work(body, Database::put_item),
+        "UpdateItem" => work(body, Database::update_item),
+        "DeleteItem" => work(body, Database::delete_item),
+        "Query" => work(body, Database::query),
+        "Scan" => work(body, Database::scan),
+        "BatchGetItem" => work(body, Database::batch_get_item),
+        "BatchWriteItem" => work(body, Database::batch_write_item),
+        "TransactWriteItems" => work(body, Database::transact_write_items),
+        "TransactGetItems" => work(body, Database::transact_get_items),
         _ => return None,
     })
 }
