@@ -30,19 +30,16 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 const READS: [&str; 5] = ["GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"];
 
 /// The client to give the SDK's config (`http_client`) for `database`: its writes are run one
-/// after another, in arrival order, by a thread of their own (`dynoxide`); with a `reader` (a
-/// second `Database` on the same file), item reads are run likewise by another (`dynoxide-reads`).
+/// after another, in arrival order, by a thread of their own (`dynoxide`), and item reads likewise
+/// by another (`dynoxide-reads`) on `reader`, a second `Database` on the same file.
 ///
 /// SQLite in WAL mode lets one connection read while another writes, each read seeing every
 /// commit made before it started, so a read sent after a write's answer sees that write, as on
 /// DynamoDB with consistent reads. The writer's thread was the store's bottleneck under load,
 /// and reads were about a tenth of its work: on their own thread they use the other core.
-pub fn http_client(database: Database, reader: Option<Database>) -> std::io::Result<SharedHttpClient> {
+pub fn http_client(database: Database, reader: Database) -> std::io::Result<SharedHttpClient> {
     let writes = serve_in_turn("dynoxide", database)?;
-    let reads = match reader {
-        Some(reader) => serve_in_turn("dynoxide-reads", reader)?,
-        None => writes.clone(),
-    };
+    let reads = serve_in_turn("dynoxide-reads", reader)?;
     Ok(SharedHttpClient::new(InProcess { writes, reads }))
 }
 

@@ -170,12 +170,8 @@ async fn open_embedded(dir: &DataDir, rules: Arc<Rules>, bulk: bool) -> anyhow::
     // The SDK's requests reach dynoxide in process: no socket, no HTTP server.
     // A second connection, for item reads beside the writes (opened once the first has made or
     // migrated the file).
-    let reader = dynoxide::Database::new(&file.to_string_lossy()).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
-    let client = local_dynamodb_over(
-        crate::in_process::http_client(database.clone(), Some(reader))?,
-        IN_PROCESS_ENDPOINT,
-        None,
-    );
+    let reader = open()?;
+    let client = local_dynamodb_over(crate::in_process::http_client(database.clone(), reader)?, IN_PROCESS_ENDPOINT, None);
     let store = DynamoStore::new(
         client,
         rules,
